@@ -1,0 +1,43 @@
+// Shared building blocks of the framework-neutral kernels: the host/device
+// qualifier, the accumulation type and the CPU loop driver.
+//
+// Every per-element function of an op is written once with PDCN_HD so that the
+// CPU driver (OpenMP loop) and the CUDA driver (grid-stride kernel) run the very
+// same indexing and math. Nothing in this directory includes Paddle headers.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define PDCN_HD __host__ __device__ __forceinline__
+#else
+#define PDCN_HD inline
+#endif
+
+namespace pdcn {
+
+// Accumulation type: float for float and the half types, double for double.
+// The CUDA header specialises it for __half and __nv_bfloat16.
+template <typename T>
+struct AccType {
+  using type = T;
+};
+template <typename T>
+using acc_t = typename AccType<T>::type;
+
+PDCN_HD float floor_acc(float v) { return floorf(v); }
+PDCN_HD double floor_acc(double v) { return ::floor(v); }
+
+// Runs f(i) for i in [0, n) on all CPU threads (OpenMP, static schedule, so
+// each index is owned by exactly one thread: drivers rely on this for
+// race-free, deterministic accumulation).
+template <typename F>
+void cpu_parallel_for(int64_t n, const F& f) {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+  for (int64_t i = 0; i < n; ++i) f(i);
+}
+
+}  // namespace pdcn

@@ -1,0 +1,413 @@
+// Paddle binding of deformable convolution v1 (pdcn_deform_conv2d) and v2
+// (pdcn_modulated_deform_conv2d): geometry and checks, workspace chunking,
+// GEMMs through Paddle's matmul, dispatch to the CPU or CUDA kernels.
+//
+// The Python wrapper (paddle_dcn/ops/deform_conv.py) validates user input
+// with readable errors; the checks here are the second line of defence.
+// Bias is added by the wrapper, outside the op.
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "paddle/extension.h"
+
+#include "../kernels/deform_conv_cpu.h"
+#if defined(PADDLE_WITH_CUDA)
+#include "../kernels/deform_conv_cuda.h"
+#endif
+
+namespace {
+
+using pdcn::DeformConvGeometry;
+
+struct ConvAttrs {
+  std::vector<int> strides, paddings, dilations;
+  int groups, deformable_groups;
+};
+
+DeformConvGeometry make_geometry(const std::vector<int64_t>& x_shape,
+                                 const std::vector<int64_t>& weight_shape, const ConvAttrs& a) {
+  PD_CHECK(x_shape.size() == 4, "pdcn deform_conv2d: x must be 4-D [N, C, H, W]");
+  PD_CHECK(weight_shape.size() == 4, "pdcn deform_conv2d: weight must be 4-D");
+  PD_CHECK(a.strides.size() == 2 && a.paddings.size() == 2 && a.dilations.size() == 2,
+           "pdcn deform_conv2d: strides, paddings and dilations need 2 values");
+  DeformConvGeometry g;
+  g.batch = x_shape[0];
+  g.in_channels = x_shape[1];
+  g.in_h = x_shape[2];
+  g.in_w = x_shape[3];
+  g.out_channels = weight_shape[0];
+  g.kernel_h = weight_shape[2];
+  g.kernel_w = weight_shape[3];
+  g.stride_h = a.strides[0];
+  g.stride_w = a.strides[1];
+  g.pad_h = a.paddings[0];
+  g.pad_w = a.paddings[1];
+  g.dilation_h = a.dilations[0];
+  g.dilation_w = a.dilations[1];
+  g.groups = a.groups;
+  g.deformable_groups = a.deformable_groups;
+  PD_CHECK(g.stride_h > 0 && g.stride_w > 0 && g.dilation_h > 0 && g.dilation_w > 0 &&
+               g.pad_h >= 0 && g.pad_w >= 0 && g.groups > 0 && g.deformable_groups > 0,
+           "pdcn deform_conv2d: invalid stride/padding/dilation/groups");
+  PD_CHECK(g.in_channels % g.groups == 0 && g.out_channels % g.groups == 0 &&
+               g.in_channels % g.deformable_groups == 0,
+           "pdcn deform_conv2d: channels do not divide by groups / deformable_groups");
+  PD_CHECK(weight_shape[1] * g.groups == g.in_channels,
+           "pdcn deform_conv2d: weight.shape[1] * groups != in_channels");
+  g.out_h = (g.in_h + 2 * g.pad_h - (g.dilation_h * (g.kernel_h - 1) + 1)) / g.stride_h + 1;
+  g.out_w = (g.in_w + 2 * g.pad_w - (g.dilation_w * (g.kernel_w - 1) + 1)) / g.stride_w + 1;
+  PD_CHECK(g.out_h > 0 && g.out_w > 0, "pdcn deform_conv2d: output would be empty");
+  return g;
+}
+
+void check_offset_mask(const DeformConvGeometry& g, const std::vector<int64_t>& offset_shape,
+                       const std::vector<int64_t>* mask_shape) {
+  const std::vector<int64_t> want_offset = {g.batch, 2 * g.deformable_groups * g.kernel_size(),
+                                            g.out_h, g.out_w};
+  PD_CHECK(offset_shape == want_offset, "pdcn deform_conv2d: offset shape mismatch");
+  if (mask_shape != nullptr) {
+    const std::vector<int64_t> want_mask = {g.batch, g.deformable_groups * g.kernel_size(),
+                                            g.out_h, g.out_w};
+    PD_CHECK(*mask_shape == want_mask, "pdcn deform_conv2d: mask shape mismatch");
+  }
+}
+
+// Images per chunk: as many as fit the column workspace budget, at least one.
+int64_t choose_chunk(const DeformConvGeometry& g, int64_t element_bytes, int64_t workspace_bytes) {
+  const int64_t per_image = std::max<int64_t>(1, g.column_elements(1) * element_bytes);
+  const int64_t fit = std::max<int64_t>(1, workspace_bytes / per_image);
+  return std::max<int64_t>(1, std::min<int64_t>(g.batch, fit));
+}
+
+// The kernels of one device and dtype behind one interface, so the chunk loop
+// below is written once for CPU and CUDA.
+class ConvKernels {
+ public:
+  virtual ~ConvKernels() = default;
+  virtual void im2col(const DeformConvGeometry& g, const void* x, const void* offset,
+                      const void* mask, void* columns, int64_t n0, int64_t chunk) = 0;
+  virtual void col2im(const DeformConvGeometry& g, const void* grad_columns, const void* offset,
+                      const void* mask, void* grad_x, int64_t n0, int64_t chunk) = 0;
+  virtual void coord_grad(const DeformConvGeometry& g, const void* grad_columns, const void* x,
+                          const void* offset, const void* mask, void* grad_offset,
+                          void* grad_mask, int64_t n0, int64_t chunk) = 0;
+  virtual void columns_to_output(const DeformConvGeometry& g, const void* result, void* out,
+                                 int64_t n0, int64_t chunk) = 0;
+  virtual void output_to_columns(const DeformConvGeometry& g, const void* grad_out,
+                                 void* gathered, int64_t n0, int64_t chunk) = 0;
+  virtual void accumulate(void* dst, const void* src, int64_t n) = 0;
+};
+
+template <typename T>
+class CpuConvKernels final : public ConvKernels {
+  static const T* c(const void* p) { return static_cast<const T*>(p); }
+  static T* m(void* p) { return static_cast<T*>(p); }
+
+ public:
+  void im2col(const DeformConvGeometry& g, const void* x, const void* offset, const void* mask,
+              void* columns, int64_t n0, int64_t chunk) override {
+    pdcn::cpu::deform_im2col(g, c(x), c(offset), c(mask), m(columns), n0, chunk);
+  }
+  void col2im(const DeformConvGeometry& g, const void* grad_columns, const void* offset,
+              const void* mask, void* grad_x, int64_t n0, int64_t chunk) override {
+    pdcn::cpu::deform_col2im(g, c(grad_columns), c(offset), c(mask), m(grad_x), n0, chunk);
+  }
+  void coord_grad(const DeformConvGeometry& g, const void* grad_columns, const void* x,
+                  const void* offset, const void* mask, void* grad_offset, void* grad_mask,
+                  int64_t n0, int64_t chunk) override {
+    pdcn::cpu::deform_coord_grad(g, c(grad_columns), c(x), c(offset), c(mask), m(grad_offset),
+                                 m(grad_mask), n0, chunk);
+  }
+  void columns_to_output(const DeformConvGeometry& g, const void* result, void* out, int64_t n0,
+                         int64_t chunk) override {
+    pdcn::cpu::deform_columns_to_output(g, c(result), m(out), n0, chunk);
+  }
+  void output_to_columns(const DeformConvGeometry& g, const void* grad_out, void* gathered,
+                         int64_t n0, int64_t chunk) override {
+    pdcn::cpu::deform_output_to_columns(g, c(grad_out), m(gathered), n0, chunk);
+  }
+  void accumulate(void* dst, const void* src, int64_t n) override {
+    pdcn::cpu::accumulate(m(dst), c(src), n);
+  }
+};
+
+#if defined(PADDLE_WITH_CUDA)
+class CudaConvKernels final : public ConvKernels {
+ public:
+  CudaConvKernels(pdcn::cuda::DType dtype, void* stream, bool deterministic, const paddle::Place& place)
+      : dtype_(dtype), stream_(stream), deterministic_(deterministic), place_(place) {}
+  void im2col(const DeformConvGeometry& g, const void* x, const void* offset, const void* mask,
+              void* columns, int64_t n0, int64_t chunk) override {
+    pdcn::cuda::deform_im2col(dtype_, g, x, offset, mask, columns, n0, chunk, stream_);
+  }
+  void col2im(const DeformConvGeometry& g, const void* grad_columns, const void* offset,
+              const void* mask, void* grad_x, int64_t n0, int64_t chunk) override {
+    const int64_t scratch_bytes = pdcn::cuda::col2im_scratch_bytes(dtype_, g, chunk);
+    paddle::Tensor scratch;
+    if (scratch_bytes > 0) {
+      scratch = paddle::empty({scratch_bytes / 4}, paddle::DataType::FLOAT32, place_);
+    }
+    pdcn::cuda::deform_col2im(dtype_, g, grad_columns, offset, mask, grad_x,
+                              scratch_bytes > 0 ? scratch.data<float>() : nullptr, n0, chunk,
+                              deterministic_, stream_);
+  }
+  void coord_grad(const DeformConvGeometry& g, const void* grad_columns, const void* x,
+                  const void* offset, const void* mask, void* grad_offset, void* grad_mask,
+                  int64_t n0, int64_t chunk) override {
+    pdcn::cuda::deform_coord_grad(dtype_, g, grad_columns, x, offset, mask, grad_offset,
+                                  grad_mask, n0, chunk, stream_);
+  }
+  void columns_to_output(const DeformConvGeometry& g, const void* result, void* out, int64_t n0,
+                         int64_t chunk) override {
+    pdcn::cuda::deform_columns_to_output(dtype_, g, result, out, n0, chunk, stream_);
+  }
+  void output_to_columns(const DeformConvGeometry& g, const void* grad_out, void* gathered,
+                         int64_t n0, int64_t chunk) override {
+    pdcn::cuda::deform_output_to_columns(dtype_, g, grad_out, gathered, n0, chunk, stream_);
+  }
+  void accumulate(void* dst, const void* src, int64_t n) override {
+    pdcn::cuda::accumulate(dtype_, dst, src, n, stream_);
+  }
+
+ private:
+  pdcn::cuda::DType dtype_;
+  void* stream_;
+  bool deterministic_;
+  paddle::Place place_;
+};
+
+pdcn::cuda::DType cuda_dtype(paddle::DataType dtype) {
+  switch (dtype) {
+    case paddle::DataType::FLOAT32: return pdcn::cuda::DType::kFloat32;
+    case paddle::DataType::FLOAT64: return pdcn::cuda::DType::kFloat64;
+    case paddle::DataType::FLOAT16: return pdcn::cuda::DType::kFloat16;
+    case paddle::DataType::BFLOAT16: return pdcn::cuda::DType::kBFloat16;
+    default: PD_THROW("pdcn deform_conv2d: unsupported dtype on GPU");
+  }
+}
+#endif
+
+std::unique_ptr<ConvKernels> make_kernels(const paddle::Tensor& x, bool deterministic) {
+  if (x.is_cpu()) {
+    switch (x.dtype()) {
+      case paddle::DataType::FLOAT32: return std::make_unique<CpuConvKernels<float>>();
+      case paddle::DataType::FLOAT64: return std::make_unique<CpuConvKernels<double>>();
+      default: PD_THROW("pdcn deform_conv2d: CPU supports float32 and float64");
+    }
+  }
+#if defined(PADDLE_WITH_CUDA)
+  if (x.is_gpu()) {
+    return std::make_unique<CudaConvKernels>(cuda_dtype(x.dtype()), x.stream(), deterministic,
+                                             x.place());
+  }
+#endif
+  (void)deterministic;
+  PD_THROW("pdcn deform_conv2d: unsupported place (built without CUDA?)");
+}
+
+int64_t element_bytes(paddle::DataType dtype) { return static_cast<int64_t>(phi::SizeOf(dtype)); }
+
+const void* optional_data(const paddle::Tensor* t) { return t ? t->data() : nullptr; }
+
+// A [rows, cols] view of the first rows*cols elements of `buffer`.
+paddle::Tensor view(const paddle::Tensor& buffer, std::vector<int64_t> shape) {
+  return paddle::from_blob(const_cast<void*>(buffer.data()), shape, buffer.dtype(),
+                           phi::DataLayout::NCHW, buffer.place());
+}
+
+std::vector<paddle::Tensor> forward(const paddle::Tensor& x, const paddle::Tensor& offset,
+                                    const paddle::Tensor* mask, const paddle::Tensor& weight,
+                                    const ConvAttrs& attrs, int64_t workspace_bytes,
+                                    bool deterministic) {
+  const DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
+  const std::vector<int64_t> mask_shape = mask ? mask->shape() : std::vector<int64_t>{};
+  check_offset_mask(g, offset.shape(), mask ? &mask_shape : nullptr);
+  paddle::Tensor out = paddle::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype(), x.place());
+  if (g.batch == 0) return {out};
+  auto kernels = make_kernels(x, deterministic);
+  const int64_t chunk = choose_chunk(g, element_bytes(x.dtype()), workspace_bytes);
+  const int64_t G = g.groups, rows_per_group = g.column_rows() / G, hw = g.out_plane();
+  paddle::Tensor columns = paddle::empty({g.column_elements(chunk)}, x.dtype(), x.place());
+  paddle::Tensor w3 = paddle::experimental::reshape(weight, {G, g.out_channels / G, rows_per_group});
+  for (int64_t n0 = 0; n0 < g.batch; n0 += chunk) {
+    const int64_t b = std::min(chunk, g.batch - n0);
+    kernels->im2col(g, x.data(), offset.data(), optional_data(mask), columns.data(), n0, b);
+    paddle::Tensor result =
+        paddle::experimental::matmul(w3, view(columns, {G, rows_per_group, b * hw}), false, false);
+    kernels->columns_to_output(g, result.data(), out.data(), n0, b);
+  }
+  return {out};
+}
+
+// Returns {grad_x, grad_offset, grad_mask (if mask), grad_weight}.
+std::vector<paddle::Tensor> backward(const paddle::Tensor& x, const paddle::Tensor& offset,
+                                     const paddle::Tensor* mask, const paddle::Tensor& weight,
+                                     const paddle::Tensor& grad_out, const ConvAttrs& attrs,
+                                     int64_t workspace_bytes, bool deterministic) {
+  const DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
+  const std::vector<int64_t> mask_shape = mask ? mask->shape() : std::vector<int64_t>{};
+  check_offset_mask(g, offset.shape(), mask ? &mask_shape : nullptr);
+  paddle::Tensor grad_x = paddle::empty(x.shape(), x.dtype(), x.place());
+  paddle::Tensor grad_offset = paddle::empty(offset.shape(), offset.dtype(), offset.place());
+  paddle::Tensor grad_mask;
+  if (mask) grad_mask = paddle::empty(mask->shape(), mask->dtype(), mask->place());
+  const int64_t G = g.groups, rows_per_group = g.column_rows() / G, hw = g.out_plane();
+  const int64_t out_per_group = g.out_channels / G;
+  paddle::Tensor grad_w3;
+  if (g.batch == 0) {
+    grad_w3 = paddle::full({G, out_per_group, rows_per_group}, 0.0, x.dtype(), x.place());
+  } else {
+    auto kernels = make_kernels(x, deterministic);
+    const int64_t chunk = choose_chunk(g, element_bytes(x.dtype()), workspace_bytes);
+    paddle::Tensor columns = paddle::empty({g.column_elements(chunk)}, x.dtype(), x.place());
+    paddle::Tensor gathered = paddle::empty({g.out_channels * chunk * hw}, x.dtype(), x.place());
+    paddle::Tensor w3 = paddle::experimental::reshape(weight, {G, out_per_group, rows_per_group});
+    for (int64_t n0 = 0; n0 < g.batch; n0 += chunk) {
+      const int64_t b = std::min(chunk, g.batch - n0);
+      kernels->im2col(g, x.data(), offset.data(), optional_data(mask), columns.data(), n0, b);
+      kernels->output_to_columns(g, grad_out.data(), gathered.data(), n0, b);
+      paddle::Tensor cols = view(columns, {G, rows_per_group, b * hw});
+      paddle::Tensor gout = view(gathered, {G, out_per_group, b * hw});
+      paddle::Tensor gw = paddle::experimental::matmul(gout, cols, false, true);
+      if (n0 == 0) {
+        grad_w3 = gw;
+      } else {
+        kernels->accumulate(grad_w3.data(), gw.data(), gw.numel());
+      }
+      paddle::Tensor grad_columns = paddle::experimental::matmul(w3, gout, true, false);
+      kernels->coord_grad(g, grad_columns.data(), x.data(), offset.data(), optional_data(mask),
+                          grad_offset.data(), mask ? grad_mask.data() : nullptr, n0, b);
+      kernels->col2im(g, grad_columns.data(), offset.data(), optional_data(mask), grad_x.data(),
+                      n0, b);
+    }
+  }
+  paddle::Tensor grad_weight = paddle::experimental::reshape(grad_w3, weight.shape());
+  if (mask) return {grad_x, grad_offset, grad_mask, grad_weight};
+  return {grad_x, grad_offset, grad_weight};
+}
+
+ConvAttrs attrs_of(const std::vector<int>& strides, const std::vector<int>& paddings,
+                   const std::vector<int>& dilations, int groups, int deformable_groups) {
+  return ConvAttrs{strides, paddings, dilations, groups, deformable_groups};
+}
+
+// ---- v1 ---------------------------------------------------------------------
+
+std::vector<paddle::Tensor> DeformConvForward(const paddle::Tensor& x, const paddle::Tensor& offset,
+                                              const paddle::Tensor& weight,
+                                              const std::vector<int>& strides,
+                                              const std::vector<int>& paddings,
+                                              const std::vector<int>& dilations, int groups,
+                                              int deformable_groups, int64_t workspace_bytes,
+                                              bool deterministic) {
+  return forward(x, offset, nullptr, weight,
+                 attrs_of(strides, paddings, dilations, groups, deformable_groups),
+                 workspace_bytes, deterministic);
+}
+
+std::vector<paddle::Tensor> DeformConvBackward(
+    const paddle::Tensor& x, const paddle::Tensor& offset, const paddle::Tensor& weight,
+    const paddle::Tensor& grad_out, const std::vector<int>& strides,
+    const std::vector<int>& paddings, const std::vector<int>& dilations, int groups,
+    int deformable_groups, int64_t workspace_bytes, bool deterministic) {
+  return backward(x, offset, nullptr, weight, grad_out,
+                  attrs_of(strides, paddings, dilations, groups, deformable_groups),
+                  workspace_bytes, deterministic);
+}
+
+std::vector<std::vector<int64_t>> DeformConvInferShape(
+    const std::vector<int64_t>& x_shape, const std::vector<int64_t>& offset_shape,
+    const std::vector<int64_t>& weight_shape, const std::vector<int>& strides,
+    const std::vector<int>& paddings, const std::vector<int>& dilations, int groups,
+    int deformable_groups, int64_t, bool) {
+  // Static graphs may carry -1 (unknown) dimensions: only compute what is known.
+  auto out_size = [](int64_t in, int64_t k, int s, int p, int d) -> int64_t {
+    return in < 0 ? -1 : (in + 2 * p - (d * (k - 1) + 1)) / s + 1;
+  };
+  return {{x_shape[0], weight_shape[0],
+           out_size(x_shape[2], weight_shape[2], strides[0], paddings[0], dilations[0]),
+           out_size(x_shape[3], weight_shape[3], strides[1], paddings[1], dilations[1])}};
+}
+
+std::vector<paddle::DataType> DeformConvInferDtype(const paddle::DataType& x_dtype,
+                                                   const paddle::DataType&,
+                                                   const paddle::DataType&) {
+  return {x_dtype};
+}
+
+// ---- v2 (modulated) ---------------------------------------------------------
+
+std::vector<paddle::Tensor> ModulatedDeformConvForward(
+    const paddle::Tensor& x, const paddle::Tensor& offset, const paddle::Tensor& mask,
+    const paddle::Tensor& weight, const std::vector<int>& strides,
+    const std::vector<int>& paddings, const std::vector<int>& dilations, int groups,
+    int deformable_groups, int64_t workspace_bytes, bool deterministic) {
+  return forward(x, offset, &mask, weight,
+                 attrs_of(strides, paddings, dilations, groups, deformable_groups),
+                 workspace_bytes, deterministic);
+}
+
+std::vector<paddle::Tensor> ModulatedDeformConvBackward(
+    const paddle::Tensor& x, const paddle::Tensor& offset, const paddle::Tensor& mask,
+    const paddle::Tensor& weight, const paddle::Tensor& grad_out,
+    const std::vector<int>& strides, const std::vector<int>& paddings,
+    const std::vector<int>& dilations, int groups, int deformable_groups,
+    int64_t workspace_bytes, bool deterministic) {
+  return backward(x, offset, &mask, weight, grad_out,
+                  attrs_of(strides, paddings, dilations, groups, deformable_groups),
+                  workspace_bytes, deterministic);
+}
+
+std::vector<std::vector<int64_t>> ModulatedDeformConvInferShape(
+    const std::vector<int64_t>& x_shape, const std::vector<int64_t>& offset_shape,
+    const std::vector<int64_t>&, const std::vector<int64_t>& weight_shape,
+    const std::vector<int>& strides, const std::vector<int>& paddings,
+    const std::vector<int>& dilations, int groups, int deformable_groups,
+    int64_t workspace_bytes, bool deterministic) {
+  return DeformConvInferShape(x_shape, offset_shape, weight_shape, strides, paddings, dilations,
+                              groups, deformable_groups, workspace_bytes, deterministic);
+}
+
+std::vector<paddle::DataType> ModulatedDeformConvInferDtype(const paddle::DataType& x_dtype,
+                                                            const paddle::DataType&,
+                                                            const paddle::DataType&,
+                                                            const paddle::DataType&) {
+  return {x_dtype};
+}
+
+}  // namespace
+
+#define PDCN_CONV_ATTRS                                                              \
+  {"strides: std::vector<int>", "paddings: std::vector<int>",                        \
+   "dilations: std::vector<int>", "groups: int", "deformable_groups: int",           \
+   "workspace_bytes: int64_t", "deterministic: bool"}
+
+PD_BUILD_OP(pdcn_deform_conv2d)
+    .Inputs({"X", "Offset", "Weight"})
+    .Outputs({"Out"})
+    .Attrs(PDCN_CONV_ATTRS)
+    .SetKernelFn(PD_KERNEL(DeformConvForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(DeformConvInferShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(DeformConvInferDtype));
+
+PD_BUILD_GRAD_OP(pdcn_deform_conv2d)
+    .Inputs({"X", "Offset", "Weight", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Offset"), paddle::Grad("Weight")})
+    .Attrs(PDCN_CONV_ATTRS)
+    .SetKernelFn(PD_KERNEL(DeformConvBackward));
+
+PD_BUILD_OP(pdcn_modulated_deform_conv2d)
+    .Inputs({"X", "Offset", "Mask", "Weight"})
+    .Outputs({"Out"})
+    .Attrs(PDCN_CONV_ATTRS)
+    .SetKernelFn(PD_KERNEL(ModulatedDeformConvForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(ModulatedDeformConvInferShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(ModulatedDeformConvInferDtype));
+
+PD_BUILD_GRAD_OP(pdcn_modulated_deform_conv2d)
+    .Inputs({"X", "Offset", "Mask", "Weight", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Offset"), paddle::Grad("Mask"),
+              paddle::Grad("Weight")})
+    .Attrs(PDCN_CONV_ATTRS)
+    .SetKernelFn(PD_KERNEL(ModulatedDeformConvBackward));

@@ -1,0 +1,4 @@
+"""paddle_dcn: deformable convolution and deformable RoI pooling for PaddlePaddle."""
+from . import ops
+
+__version__ = "0.1.0"

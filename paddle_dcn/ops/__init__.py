@@ -1,0 +1,24 @@
+"""Functional API over the paddle_dcn custom operators.
+
+This package is the only code that knows the compiled op library exists
+(see ``_library``); layers call these functions.
+"""
+from ._library import OpLibraryNotBuiltError, library_path, load_library
+from .deform_conv import deform_conv2d
+from .workspace import (
+    get_workspace_limit,
+    images_per_chunk,
+    set_deterministic,
+    set_workspace_limit,
+)
+
+__all__ = [
+    "OpLibraryNotBuiltError",
+    "deform_conv2d",
+    "get_workspace_limit",
+    "images_per_chunk",
+    "library_path",
+    "load_library",
+    "set_deterministic",
+    "set_workspace_limit",
+]

@@ -1,0 +1,53 @@
+"""Settings shared by the deformable-convolution op calls: column workspace and determinism.
+
+The op processes the batch in chunks of images whose deformable im2col columns
+(``C_in * kh * kw * H_out * W_out`` elements per image) fit the workspace limit;
+at least one image is always processed, whatever the limit. The backward pass
+holds two such buffers (columns and their gradient).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import paddle
+
+DEFAULT_WORKSPACE_BYTES = 64 * 1024 * 1024
+
+_workspace_bytes = DEFAULT_WORKSPACE_BYTES
+_deterministic: Optional[bool] = None
+
+
+def set_workspace_limit(num_bytes: int) -> None:
+    """Sets the column workspace budget (bytes) of later deform_conv2d calls."""
+    global _workspace_bytes
+    if not isinstance(num_bytes, int) or num_bytes < 1:
+        raise ValueError(f"num_bytes must be a positive int, got {num_bytes!r}")
+    _workspace_bytes = num_bytes
+
+
+def get_workspace_limit() -> int:
+    return _workspace_bytes
+
+
+def images_per_chunk(batch: int, column_elements_per_image: int, element_bytes: int) -> int:
+    """How many images one chunk holds (mirrors ``choose_chunk`` in the C++ binding)."""
+    per_image = max(1, column_elements_per_image * element_bytes)
+    return max(1, min(batch, max(1, _workspace_bytes // per_image)))
+
+
+def set_deterministic(enabled: Optional[bool]) -> None:
+    """Deterministic CUDA backward (no float atomics): True, False, or None to follow
+    ``FLAGS_cudnn_deterministic``. The CPU backward is always deterministic."""
+    global _deterministic
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ValueError(f"enabled must be a bool or None, got {enabled!r}")
+    _deterministic = enabled
+
+
+def deterministic() -> bool:
+    if _deterministic is not None:
+        return _deterministic
+    try:
+        return bool(paddle.get_flags(["FLAGS_cudnn_deterministic"])["FLAGS_cudnn_deterministic"])
+    except (ValueError, KeyError):
+        return False
