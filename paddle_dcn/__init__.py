@@ -2,3 +2,14 @@
 from . import ops
 
 __version__ = "0.1.0"
+from . import layers
+from .layers import (
+    AddCoords,
+    CoordConv,
+    DeformConv2D,
+    DeformPSRoIPool,
+    DeformRoIPool,
+    DeformRoIPoolPack,
+    ModulatedDeformRoIPoolPack,
+    SpatialTransformer,
+)

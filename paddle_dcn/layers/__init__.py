@@ -1,0 +1,22 @@
+"""paddle.nn.Layer classes over paddle_dcn.ops (re-exported flat from ``paddle_dcn``)."""
+from ._versioning import VersionedLayer, load_state_dict, upgrade_state_dict
+from .coord_conv import AddCoords, CoordConv
+from .deform_conv import DeformConv2D
+from .deform_psroi_pool import DeformPSRoIPool
+from .deform_roi_pool import DeformRoIPool, DeformRoIPoolPack, ModulatedDeformRoIPoolPack
+from .spatial_transformer import DefaultLocalization, SpatialTransformer
+
+__all__ = [
+    "AddCoords",
+    "CoordConv",
+    "DefaultLocalization",
+    "DeformConv2D",
+    "DeformPSRoIPool",
+    "DeformRoIPool",
+    "DeformRoIPoolPack",
+    "ModulatedDeformRoIPoolPack",
+    "SpatialTransformer",
+    "VersionedLayer",
+    "load_state_dict",
+    "upgrade_state_dict",
+]

@@ -1,0 +1,73 @@
+"""Constructor-argument checks and dtype handling shared by the layers.
+
+Every failure is a ValueError that names the argument and says what was expected.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import paddle
+
+IntPair = Union[int, Sequence[int]]
+
+_CPU_DTYPES = (paddle.float32, paddle.float64)
+_GPU_DTYPES = (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16)
+
+
+def positive_int(value, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def int_pair(value: IntPair, name: str, minimum: int) -> list[int]:
+    """``value`` as ``[h, w]`` (an int means both); each an int >= ``minimum``."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value, value]
+    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{name} must be an int or a pair of ints (h, w), got {value!r}")
+    if any(v < minimum for v in values):
+        bound = "positive" if minimum >= 1 else "non-negative"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return values
+
+
+def positive_float(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def divisible(value: int, name: str, by: int, by_name: str) -> None:
+    if value % by:
+        raise ValueError(f"{name}={value} must be divisible by {by_name}={by}")
+
+
+def nchw_only(data_format: str) -> None:
+    if data_format != "NCHW":
+        raise ValueError(
+            f"data_format must be 'NCHW' (paddle_dcn layers are NCHW only), got {data_format!r}"
+        )
+
+
+def op_dtype(x) -> paddle.dtype:
+    """The dtype a paddle_dcn op runs in for input ``x``: its own if the op has a kernel for
+    it on x's device, else float32 (e.g. bfloat16 activations on CPU under ``auto_cast``)."""
+    if isinstance(x, paddle.Tensor):
+        on_cpu = x.place.is_cpu_place()
+    else:  # static-graph Value: runs on the current device
+        on_cpu = not paddle.device.get_device().startswith("gpu")
+    supported = _CPU_DTYPES if on_cpu else _GPU_DTYPES
+    return x.dtype if x.dtype in supported else paddle.float32
+
+
+def cast(tensor: Optional[paddle.Tensor], dtype) -> Optional[paddle.Tensor]:
+    """``tensor`` in ``dtype`` (None stays None; no op when it already is)."""
+    if tensor is None or tensor.dtype == dtype:
+        return tensor
+    return paddle.cast(tensor, dtype)
+
+
+def known_shape(x) -> list[int]:
+    """``x.shape`` with -1 for every dimension unknown at trace time (under to_static a
+    dynamic dimension may come back as a Value instead of -1)."""
+    return [d if isinstance(d, int) else -1 for d in x.shape]

@@ -1,0 +1,241 @@
+"""DeformConv2D: deformable convolution v1/v2 as a drop-in for ``paddle.nn.Conv2D``."""
+from __future__ import annotations
+
+from typing import Optional
+
+import paddle
+from paddle import nn
+from paddle.nn.initializer import Constant, Normal
+
+from .. import ops
+from . import _args
+from ._versioning import VersionedLayer
+
+MASK_INITS = (0.5, 1.0)
+
+
+class DeformConv2D(VersionedLayer):
+    """Deformable convolution (DCN v1, or v2 when ``modulated``) that predicts its own offsets.
+
+    ``y = layer(x)`` runs an internal conv ``conv_offset`` over ``x`` (same kernel, stride,
+    padding and dilation as the main conv) that predicts, per output pixel, the sampling
+    offsets and, when ``modulated``, the mask logits, then the deformable conv
+    ``paddle_dcn.ops.deform_conv2d`` with ``weight`` and ``bias``.
+
+    Drop-in for ``paddle.nn.Conv2D``: ``weight`` ``[C_out, C_in/groups, kh, kw]`` and ``bias``
+    ``[C_out]`` have Conv2D's names, shapes and default initialisation, so a Conv2D state dict
+    loads into it (the offset branch stays at its zero initialisation) and
+    :meth:`from_conv2d` converts a layer in place of another.
+
+    At initialisation ``conv_offset`` is all zeros, so the offsets are zero and:
+      * v1 (``modulated=False``): the layer equals a Conv2D with the same weight and bias;
+      * v2: every sample is scaled by the initial mask value ``mask_init``:
+        ``0.5`` (default) is the DCNv2 paper's plain ``sigmoid`` (also mmcv's and
+        PaddleDetection's, so their trained weights transfer): ``y = 0.5 * conv(x) + bias``;
+        ``1.0`` uses ``2 * sigmoid``, so a v2 layer starts equal to the Conv2D it replaces
+        (what you want when swapping into a pretrained network).
+
+    Offset branch layout (``conv_offset`` output, P = deformable_groups*kh*kw): channels
+    ``[0, 2P)`` are the offsets in the op's layout (y then x per kernel point, see
+    ``paddle_dcn.ops.deform_conv2d``), channels ``[2P, 3P)`` the mask logits (v2 only) —
+    PaddleDetection's ``DeformableConvV2`` layout.
+
+    Learning rate of the offset branch: ``offset_lr_mult`` times the optimizer's (Paddle's
+    ``ParamAttr.learning_rate``). Default 1.0, as in the DCN v1 paper for the conv offsets;
+    the DCN v2 paper uses 0.1 for the offset and modulation layers.
+
+    Explicit offsets: ``layer(x, offset, mask)`` uses the given ``offset``
+    ``[N, 2P, H_out, W_out]`` (and, for a v2 layer, ``mask`` ``[N, P, H_out, W_out]``, used
+    as is: no sigmoid) instead of the offset branch. A v2 layer needs both, a v1 layer
+    takes no mask. Build with ``offset_branch=False`` when offsets always come from outside:
+    then there is no ``conv_offset`` and ``offset`` is required.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups: as
+            ``paddle.nn.Conv2D`` (int or (h, w); zero padding only).
+        deformable_groups: number of offset fields; in_channels must divide by it.
+        modulated: DCN v2 (sigmoid mask) when True, DCN v1 when False.
+        weight_attr, bias_attr: ``ParamAttr`` of ``weight`` / ``bias``; ``bias_attr=False``
+            means no bias.
+        offset_lr_mult: learning-rate multiplier of ``conv_offset``.
+        mask_init: initial mask value, 0.5 (``sigmoid``) or 1.0 (``2*sigmoid``).
+        offset_branch: False drops ``conv_offset`` (offsets must be passed to forward).
+        padding_mode: only ``'zeros'``.
+        data_format: only ``'NCHW'``.
+
+    Shapes: x ``[N, C_in, H, W]`` -> ``[N, C_out, H_out, W_out]`` with the usual conv arithmetic.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _args.IntPair,
+        stride: _args.IntPair = 1,
+        padding: _args.IntPair = 0,
+        dilation: _args.IntPair = 1,
+        groups: int = 1,
+        deformable_groups: int = 1,
+        modulated: bool = True,
+        weight_attr=None,
+        bias_attr=None,
+        offset_lr_mult: float = 1.0,
+        mask_init: float = 0.5,
+        offset_branch: bool = True,
+        padding_mode: str = "zeros",
+        data_format: str = "NCHW",
+    ) -> None:
+        super().__init__()
+        self.in_channels = _args.positive_int(in_channels, "in_channels")
+        self.out_channels = _args.positive_int(out_channels, "out_channels")
+        self.kernel_size = _args.int_pair(kernel_size, "kernel_size", 1)
+        self.stride = _args.int_pair(stride, "stride", 1)
+        self.padding = _args.int_pair(padding, "padding", 0)
+        self.dilation = _args.int_pair(dilation, "dilation", 1)
+        self.groups = _args.positive_int(groups, "groups")
+        self.deformable_groups = _args.positive_int(deformable_groups, "deformable_groups")
+        _args.divisible(in_channels, "in_channels", groups, "groups")
+        _args.divisible(out_channels, "out_channels", groups, "groups")
+        _args.divisible(in_channels, "in_channels", deformable_groups, "deformable_groups")
+        if not isinstance(modulated, bool):
+            raise ValueError(f"modulated must be a bool, got {modulated!r}")
+        self.modulated = modulated
+        self.offset_lr_mult = _args.positive_float(offset_lr_mult, "offset_lr_mult")
+        if mask_init not in MASK_INITS or isinstance(mask_init, bool):
+            raise ValueError(
+                f"mask_init must be 0.5 (sigmoid, DCNv2 paper) or 1.0 (2*sigmoid, starts "
+                f"equal to the conv), got {mask_init!r}"
+            )
+        self.mask_init = float(mask_init)
+        if padding_mode != "zeros":
+            raise ValueError(f"padding_mode must be 'zeros', got {padding_mode!r}")
+        _args.nchw_only(data_format)
+
+        kh, kw = self.kernel_size
+        # nn.Conv2D's default: Normal(0, sqrt(2 / (in_channels * kh * kw))), bias zeros.
+        std = (2.0 / (in_channels * kh * kw)) ** 0.5
+        self.weight = self.create_parameter(
+            shape=[out_channels, in_channels // groups, kh, kw],
+            attr=weight_attr,
+            default_initializer=Normal(0.0, std),
+        )
+        self.bias = self.create_parameter(shape=[out_channels], attr=bias_attr, is_bias=True)
+
+        self.num_points = self.deformable_groups * kh * kw
+        if offset_branch:
+            branch_attr = lambda: paddle.ParamAttr(  # noqa: E731 - two fresh attrs
+                initializer=Constant(0.0), learning_rate=self.offset_lr_mult
+            )
+            self.conv_offset = nn.Conv2D(
+                in_channels,
+                (3 if modulated else 2) * self.num_points,
+                self.kernel_size,
+                stride=self.stride,
+                padding=self.padding,
+                dilation=self.dilation,
+                weight_attr=branch_attr(),
+                bias_attr=branch_attr(),
+            )
+        else:
+            self.conv_offset = None
+
+    @classmethod
+    def from_conv2d(cls, conv: nn.Conv2D, **kwargs) -> "DeformConv2D":
+        """A DeformConv2D with ``conv``'s configuration and a copy of its weight and bias.
+
+        ``kwargs`` are the deformable options (``modulated``, ``deformable_groups``,
+        ``offset_lr_mult``, ``mask_init``, ...); pass ``mask_init=1.0`` for a v2 layer
+        whose output at initialisation equals ``conv``'s.
+        """
+        if not isinstance(conv, nn.Conv2D):
+            raise ValueError(f"conv must be a paddle.nn.Conv2D, got {type(conv).__name__}")
+        padding = conv._padding
+        if isinstance(padding, (list, tuple)) and len(padding) == 4 and (
+            padding[0] == padding[1] and padding[2] == padding[3]
+        ):
+            padding = [padding[0], padding[2]]
+        layer = cls(
+            conv._in_channels,
+            conv._out_channels,
+            list(conv._kernel_size),
+            stride=list(conv._stride),
+            padding=padding if isinstance(padding, int) else list(padding),
+            dilation=list(conv._dilation),
+            groups=conv._groups,
+            bias_attr=None if conv.bias is not None else False,
+            padding_mode=conv._padding_mode,
+            data_format=conv._data_format,
+            **kwargs,
+        )
+        layer.weight.set_value(conv.weight)
+        if conv.bias is not None:
+            layer.bias.set_value(conv.bias)
+        return layer
+
+    def predict_offsets(self, x: paddle.Tensor) -> tuple[paddle.Tensor, Optional[paddle.Tensor]]:
+        """Offsets ``[N, 2P, H_out, W_out]`` and mask ``[N, P, H_out, W_out]`` (None for v1)
+        that the offset branch predicts for ``x``; the mask is after the activation."""
+        if self.conv_offset is None:
+            raise ValueError(
+                "this DeformConv2D was built with offset_branch=False: it has no offset branch"
+            )
+        out = self.conv_offset(x)
+        if not self.modulated:
+            return out, None
+        offset, logits = paddle.split(out, [2 * self.num_points, self.num_points], axis=1)
+        mask = paddle.nn.functional.sigmoid(logits)
+        if self.mask_init != 0.5:
+            mask = mask * (2.0 * self.mask_init)
+        return offset, mask
+
+    def forward(
+        self,
+        x: paddle.Tensor,
+        offset: Optional[paddle.Tensor] = None,
+        mask: Optional[paddle.Tensor] = None,
+    ) -> paddle.Tensor:
+        """``x`` ``[N, C_in, H, W]`` -> ``[N, C_out, H_out, W_out]``.
+
+        Without ``offset`` the offset branch predicts offsets (and mask); with it, the
+        given ``offset`` (and ``mask`` for a v2 layer) are used as is.
+        """
+        if offset is None:
+            if mask is not None:
+                raise ValueError("mask was given without offset: pass both or neither")
+            offset, mask = self.predict_offsets(x)
+        elif self.modulated and mask is None:
+            raise ValueError(
+                "mask is required with an explicit offset for a modulated (v2) DeformConv2D: "
+                "[N, deformable_groups*kh*kw, H_out, W_out]"
+            )
+        elif not self.modulated and mask is not None:
+            raise ValueError("mask must be None for a DeformConv2D with modulated=False (v1)")
+        dtype = _args.op_dtype(x)
+        return ops.deform_conv2d(
+            _args.cast(x, dtype),
+            _args.cast(offset, dtype),
+            _args.cast(self.weight, dtype),
+            bias=_args.cast(self.bias, dtype),
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            deformable_groups=self.deformable_groups,
+            groups=self.groups,
+            mask=_args.cast(mask, dtype),
+        )
+
+    def extra_repr(self) -> str:
+        text = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
+            f"groups={self.groups}, deformable_groups={self.deformable_groups}, "
+            f"modulated={self.modulated}"
+        )
+        if self.modulated:
+            text += f", mask_init={self.mask_init}"
+        text += f", offset_lr_mult={self.offset_lr_mult}"
+        if self.bias is None:
+            text += ", bias=False"
+        if self.conv_offset is None:
+            text += ", offset_branch=False"
+        return text
