@@ -103,7 +103,7 @@ def draw_sampling_locations(
     def scaled(v: float) -> float:
         return (v + 0.5) * factor - 0.5
 
-    radius = max(2.0, factor * 0.8)
+    radius = max(2.0, factor * 0.35)
     for m in range(len(locations)):
         for p in range(locations.shape[1]):
             y, x = locations[m, p]
@@ -114,7 +114,7 @@ def draw_sampling_locations(
             cy, cx = scaled(y), scaled(x)
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(255, 40, 40, int(90 + 165 * w)))
         cy, cx = scaled(centres[m][0]), scaled(centres[m][1])
-        arm = radius * 2
+        arm = radius * 1.5
         draw.line([cx - arm, cy, cx + arm, cy], fill=(40, 255, 40, 255), width=2)
         draw.line([cx, cy - arm, cx, cy + arm], fill=(40, 255, 40, 255), width=2)
     out = Image.alpha_composite(canvas, overlay).convert("RGB")

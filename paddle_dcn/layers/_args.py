@@ -52,12 +52,19 @@ def nchw_only(data_format: str) -> None:
 def op_dtype(x) -> paddle.dtype:
     """The dtype a paddle_dcn op runs in for input ``x``: its own if the op has a kernel for
     it on x's device, else float32 (e.g. bfloat16 activations on CPU under ``auto_cast``)."""
+    if x.dtype in _CPU_DTYPES:
+        return x.dtype
+    if x.dtype in _GPU_DTYPES and _on_gpu(x):
+        return x.dtype
+    return paddle.float32
+
+
+def _on_gpu(x) -> bool:
+    if not paddle.is_compiled_with_cuda():
+        return False
     if isinstance(x, paddle.Tensor):
-        on_cpu = x.place.is_cpu_place()
-    else:  # static-graph Value: runs on the current device
-        on_cpu = not paddle.device.get_device().startswith("gpu")
-    supported = _CPU_DTYPES if on_cpu else _GPU_DTYPES
-    return x.dtype if x.dtype in supported else paddle.float32
+        return not x.place.is_cpu_place()
+    return paddle.device.get_device().startswith("gpu")  # static-graph Value
 
 
 def cast(tensor: Optional[paddle.Tensor], dtype) -> Optional[paddle.Tensor]:
