@@ -65,8 +65,8 @@ PDCN_HD PSRoiBox<Acc> psroi_box(const DeformPSRoiPoolGeometry& g, const Acc* box
   b.start_y = round_acc(box[1]) * scale - Acc(0.5);
   const Acc w = (round_acc(box[2]) + Acc(1)) * scale - Acc(0.5) - b.start_x;
   const Acc h = (round_acc(box[3]) + Acc(1)) * scale - Acc(0.5) - b.start_y;
-  b.width = w > Acc(0.1) ? w : Acc(0.1);  // written so that NaN becomes 0.1
-  b.height = h > Acc(0.1) ? h : Acc(0.1);
+  b.width = w < Acc(0.1) ? Acc(0.1) : w;  // a NaN size stays NaN: no sample is kept
+  b.height = h < Acc(0.1) ? Acc(0.1) : h;
   b.bin_h = b.height / static_cast<Acc>(g.pooled_h);
   b.bin_w = b.width / static_cast<Acc>(g.pooled_w);
   b.sub_h = b.bin_h / static_cast<Acc>(g.sample_per_part);
@@ -221,10 +221,11 @@ PDCN_HD void deform_psroi_pool_offset_grad_entry(const DeformPSRoiPoolGeometry& 
       }
     }
   }
+  // An entry that no kept sample uses has a zero gradient, even for a NaN box.
   const Acc ts = static_cast<Acc>(g.trans_std);
   T* o = grad_offset + (k * g.offset_groups + group) * 2 * g.parts() + py * g.part_w + px;
-  o[0] = static_cast<T>(gx * ts * b.width);
-  o[g.parts()] = static_cast<T>(gy * ts * b.height);
+  o[0] = static_cast<T>(gx == Acc(0) ? Acc(0) : gx * ts * b.width);
+  o[g.parts()] = static_cast<T>(gy == Acc(0) ? Acc(0) : gy * ts * b.height);
 }
 
 }  // namespace pdcn

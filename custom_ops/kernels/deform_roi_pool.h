@@ -77,9 +77,9 @@ PDCN_HD RoiAlignBox<Acc> roi_align_box(const DeformRoiPoolGeometry& g, const Acc
   b.start_y = box[1] * scale - shift;
   b.width = box[2] * scale - shift - b.start_x;
   b.height = box[3] * scale - shift - b.start_y;
-  if (!g.aligned) {  // written so that NaN becomes 1
-    b.width = b.width > Acc(1) ? b.width : Acc(1);
-    b.height = b.height > Acc(1) ? b.height : Acc(1);
+  if (!g.aligned) {  // written so that a NaN size stays NaN (and the box pools to zero)
+    b.width = b.width < Acc(1) ? Acc(1) : b.width;
+    b.height = b.height < Acc(1) ? Acc(1) : b.height;
   }
   b.bin_h = b.height / static_cast<Acc>(g.pooled_h);
   b.bin_w = b.width / static_cast<Acc>(g.pooled_w);
@@ -167,6 +167,15 @@ PDCN_HD void deform_roi_pool_backward_x_element(const DeformRoiPoolGeometry& g, 
   });
 }
 
+// d loss / d offset from the summed sample derivatives of a bin. A bin with
+// no valid sample has a zero gradient, even when the box size is NaN.
+template <typename Acc>
+PDCN_HD Acc roi_offset_grad_scale(const DeformRoiPoolGeometry& g, Acc summed, Acc roi_size,
+                                  Acc inv_count) {
+  if (summed == Acc(0)) return Acc(0);
+  return summed * static_cast<Acc>(g.gamma) * roi_size * inv_count;
+}
+
 // grad_offset[k, :, i, j]: sums over the channels; each call owns its outputs.
 template <typename T, typename Acc = acc_t<T>>
 PDCN_HD void deform_roi_pool_offset_grad_element(const DeformRoiPoolGeometry& g,
@@ -199,10 +208,9 @@ PDCN_HD void deform_roi_pool_offset_grad_element(const DeformRoiPoolGeometry& g,
       gx += go * vx;
     }
   });
-  const Acc gamma = static_cast<Acc>(g.gamma);
   T* o = grad_offset + k * 2 * g.bins() + bin;
-  o[0] = static_cast<T>(gx * gamma * b.width * b.inv_count);
-  o[g.bins()] = static_cast<T>(gy * gamma * b.height * b.inv_count);
+  o[0] = static_cast<T>(roi_offset_grad_scale(g, gx, b.width, b.inv_count));
+  o[g.bins()] = static_cast<T>(roi_offset_grad_scale(g, gy, b.height, b.inv_count));
 }
 
 }  // namespace pdcn

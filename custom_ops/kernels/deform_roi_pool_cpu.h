@@ -177,7 +177,6 @@ void deform_roi_pool_backward_offset(const DeformRoiPoolGeometry& g, const T* gr
                                      const T* offset, T* grad_offset) {
   using Acc = acc_t<T>;
   const int64_t bins = g.bins(), hw = g.in_plane();
-  const Acc gamma = static_cast<Acc>(g.gamma);
   cpu_parallel_for(g.num_rois, [&](int64_t k) {
     const RoiAlignBox<Acc> b = roi_align_box(g, boxes, roi_batch, k);
     RoiGradTaps<Acc> rt;
@@ -207,8 +206,8 @@ void deform_roi_pool_backward_offset(const DeformRoiPoolGeometry& g, const T* gr
     }
     T* o = grad_offset + k * 2 * bins;
     for (int64_t bin = 0; bin < bins; ++bin) {
-      o[bin] = static_cast<T>(gx[bin] * gamma * b.width * b.inv_count);
-      o[bins + bin] = static_cast<T>(gy[bin] * gamma * b.height * b.inv_count);
+      o[bin] = static_cast<T>(roi_offset_grad_scale(g, gx[bin], b.width, b.inv_count));
+      o[bins + bin] = static_cast<T>(roi_offset_grad_scale(g, gy[bin], b.height, b.inv_count));
     }
   });
 }
