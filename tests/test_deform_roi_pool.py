@@ -444,9 +444,20 @@ def test_to_static_matches_dygraph():
     offset = t(rng.standard_normal((4, 2, 2, 2)), "float32")
     counts = bn([1, 3])
 
-    def f(x, boxes, counts, offset):
-        return deform_roi_pool(x, boxes, counts, 2, offset=offset, spatial_scale=0.5)
+    xp = t(rng.standard_normal((2, 8, 9, 9)), "float32")
+    ps_offset = t(rng.standard_normal((4, 2, 2, 2)), "float32")
+    for v in (x, offset, xp, ps_offset):
+        v.stop_gradient = False
 
-    static = paddle.jit.to_static(f, full_graph=True)
-    np.testing.assert_allclose(static(x, boxes, counts, offset).numpy(),
-                               f(x, boxes, counts, offset).numpy(), rtol=1e-6, atol=1e-6)
+    def f(x, boxes, counts, offset, xp, ps_offset):
+        a = deform_roi_pool(x, boxes, counts, 2, offset=offset, spatial_scale=0.5)
+        b = deform_psroi_pool(xp, boxes, counts, 2, 2, offset=ps_offset, spatial_scale=0.5)
+        return a.sum() + (b * b).sum()
+
+    args = (x, boxes, counts, offset, xp, ps_offset)
+    static = paddle.jit.to_static(f, full_graph=True)(*args)
+    eager = f(*args)
+    np.testing.assert_allclose(static.numpy(), eager.numpy(), rtol=1e-6, atol=1e-6)
+    wrt = [x, offset, xp, ps_offset]
+    for g, e in zip(paddle.grad([static], wrt), paddle.grad([f(*args)], wrt)):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-5, atol=1e-5)

@@ -11,6 +11,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import paddle
+from paddle.jit.marker import unified
 
 from . import _checks
 from ._library import load_library, run_op
@@ -20,6 +21,7 @@ IntPair = Union[int, Sequence[int]]
 _BOX_DTYPES = (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16)
 
 
+@unified  # plain Python over shapes: runs as-is in dygraph and under to_static
 def deform_roi_pool(
     x: paddle.Tensor,
     boxes: paddle.Tensor,
@@ -81,6 +83,7 @@ def deform_roi_pool(
     return run_op("pdcn_deform_roi_pool", x, boxes, boxes_num, offset, *attrs)
 
 
+@unified
 def deform_psroi_pool(
     x: paddle.Tensor,
     boxes: paddle.Tensor,
