@@ -233,6 +233,9 @@ def test_roi_layers_to_static_save_load_and_predictor(tmp_path):
             InputSpec([None], "int32", "boxes_num")]
     static = paddle.jit.to_static(head, input_spec=spec, full_graph=True)
     np.testing.assert_allclose(static(x, boxes, boxes_num).numpy(), expected, rtol=1e-5, atol=1e-5)
+    sot = paddle.jit.to_static(RoIHead(with_ps), full_graph=False)  # to_static's default mode
+    sot.set_state_dict(head.state_dict())
+    np.testing.assert_allclose(sot(x, boxes, boxes_num).numpy(), expected, rtol=1e-5, atol=1e-5)
     prefix = str(tmp_path / "roi_head")
     inference.export_model(head, prefix, spec)
     loaded = paddle.jit.load(prefix)

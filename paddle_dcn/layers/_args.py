@@ -78,3 +78,17 @@ def known_shape(x) -> list[int]:
     """``x.shape`` with -1 for every dimension unknown at trace time (under to_static a
     dynamic dimension may come back as a Value instead of -1)."""
     return [d if isinstance(d, int) else -1 for d in x.shape]
+
+
+class OpArgs:
+    """Non-tensor op arguments held in an object that to_static's SOT mode passes through
+    untouched. Read from a layer as plain ints, SOT turns the ints that differ between
+    layers of one class (stride 1 here, 2 there) into symbolic values, which our ops cannot
+    take as attributes; a ``@unified`` function given this object reads them as Python values.
+    (A plain class: SOT rebuilds dataclasses field by field.)"""
+
+    def __init__(self, **values) -> None:
+        self.__dict__.update(values)
+
+    def __repr__(self) -> str:
+        return f"OpArgs({self.__dict__})"

@@ -5,6 +5,7 @@ from typing import Optional
 
 import paddle
 from paddle import nn
+from paddle.jit.marker import unified
 from paddle.nn.initializer import Constant, Normal
 
 from .. import ops
@@ -12,6 +13,25 @@ from . import _args
 from ._versioning import VersionedLayer
 
 MASK_INITS = (0.5, 1.0)
+
+
+@unified  # runs as plain Python in dygraph and on static Values under to_static
+def _deform_conv(args: _args.OpArgs, x, offset, weight, bias, mask) -> paddle.Tensor:
+    """``ops.deform_conv2d`` in the dtype the op has a kernel for (see ``_args.op_dtype``);
+    the integer arguments come in ``args`` (see ``_args.OpArgs``)."""
+    dtype = _args.op_dtype(x)
+    return ops.deform_conv2d(
+        _args.cast(x, dtype),
+        _args.cast(offset, dtype),
+        _args.cast(weight, dtype),
+        bias=_args.cast(bias, dtype),
+        stride=list(args.stride),
+        padding=list(args.padding),
+        dilation=list(args.dilation),
+        deformable_groups=args.deformable_groups,
+        groups=args.groups,
+        mask=_args.cast(mask, dtype),
+    )
 
 
 class DeformConv2D(VersionedLayer):
@@ -121,6 +141,10 @@ class DeformConv2D(VersionedLayer):
         )
         self.bias = self.create_parameter(shape=[out_channels], attr=bias_attr, is_bias=True)
 
+        self._op_args = _args.OpArgs(
+            stride=tuple(self.stride), padding=tuple(self.padding), dilation=tuple(self.dilation),
+            deformable_groups=self.deformable_groups, groups=self.groups,
+        )
         self.num_points = self.deformable_groups * kh * kw
         if offset_branch:
             branch_attr = lambda: paddle.ParamAttr(  # noqa: E731 - two fresh attrs
@@ -210,19 +234,7 @@ class DeformConv2D(VersionedLayer):
             )
         elif not self.modulated and mask is not None:
             raise ValueError("mask must be None for a DeformConv2D with modulated=False (v1)")
-        dtype = _args.op_dtype(x)
-        return ops.deform_conv2d(
-            _args.cast(x, dtype),
-            _args.cast(offset, dtype),
-            _args.cast(self.weight, dtype),
-            bias=_args.cast(self.bias, dtype),
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            deformable_groups=self.deformable_groups,
-            groups=self.groups,
-            mask=_args.cast(mask, dtype),
-        )
+        return _deform_conv(self._op_args, x, offset, self.weight, self.bias, mask)
 
     def extra_repr(self) -> str:
         text = (
