@@ -242,3 +242,28 @@ def test_float64():
     state = {k: (v if k == "version" else v.astype("float64")) for k, v in fresh.state_dict().items()}
     missing, _ = load_state_dict(layer, state)  # the version entries' dtypes differ
     assert not missing
+
+
+@pytest.mark.parametrize("padding", [0, 2, (1, 2), [1, 1, 2, 2], "same", "valid"])
+def test_from_conv2d_keeps_the_padding(padding):
+    dilation = 1 if padding == "same" else (2, 1)
+    conv = paddle.nn.Conv2D(3, 4, (3, 5), padding=padding, dilation=dilation)
+    x = paddle.randn([1, 3, 9, 11])
+    layer = DeformConv2D.from_conv2d(conv, modulated=False)
+    np.testing.assert_allclose(layer(x).numpy(), conv(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "conv, message",
+    [
+        (paddle.nn.Conv2D(3, 4, 3, padding=[1, 2, 1, 1]), "asymmetric"),
+        (paddle.nn.Conv2D(3, 4, 3, padding="same", stride=2), "same"),
+        (paddle.nn.Conv2D(3, 4, 3, padding="same", dilation=2), "same"),
+        (paddle.nn.Conv2D(3, 4, 3, data_format="NHWC"), "data_format"),
+        (paddle.nn.Conv2D(3, 4, 3, padding=1, padding_mode="reflect"), "padding_mode"),
+        (paddle.nn.Linear(3, 4), "conv"),
+    ],
+)
+def test_from_conv2d_refuses_what_it_cannot_copy(conv, message):
+    with pytest.raises(ValueError, match=message):
+        DeformConv2D.from_conv2d(conv)

@@ -173,17 +173,13 @@ class DeformConv2D(VersionedLayer):
         """
         if not isinstance(conv, nn.Conv2D):
             raise ValueError(f"conv must be a paddle.nn.Conv2D, got {type(conv).__name__}")
-        padding = conv._padding
-        if isinstance(padding, (list, tuple)) and len(padding) == 4 and (
-            padding[0] == padding[1] and padding[2] == padding[3]
-        ):
-            padding = [padding[0], padding[2]]
+        padding = _conv2d_padding(conv)
         layer = cls(
             conv._in_channels,
             conv._out_channels,
             list(conv._kernel_size),
             stride=list(conv._stride),
-            padding=padding if isinstance(padding, int) else list(padding),
+            padding=padding,
             dilation=list(conv._dilation),
             groups=conv._groups,
             bias_attr=None if conv.bias is not None else False,
@@ -251,3 +247,26 @@ class DeformConv2D(VersionedLayer):
         if self.conv_offset is None:
             text += ", offset_branch=False"
         return text
+
+
+def _conv2d_padding(conv: nn.Conv2D) -> list[int]:
+    """A Conv2D's padding as symmetric ``[pad_h, pad_w]``; ValueError when it has none."""
+    kernel, stride, dilation = conv._kernel_size, conv._stride, conv._dilation
+    algorithm = conv._padding_algorithm
+    if algorithm == "VALID":
+        return [0, 0]
+    if algorithm == "SAME":
+        # Paddle's 'same' runs the conv with dilation 1 whatever dilation says (measured)
+        if any(v != 1 for v in (*stride, *dilation)) or any(k % 2 == 0 for k in kernel):
+            raise ValueError(
+                "conv has padding='same': supported with stride 1, dilation 1 and an odd "
+                f"kernel only; got kernel_size={list(kernel)}, stride={list(stride)}, "
+                f"dilation={list(dilation)}"
+            )
+        return [(k - 1) // 2 for k in kernel]
+    padding = [int(p) for p in conv._updated_padding]
+    if len(padding) == 4:
+        if padding[0] != padding[1] or padding[2] != padding[3]:
+            raise ValueError(f"conv has asymmetric padding {padding}; DeformConv2D pads symmetrically")
+        padding = [padding[0], padding[2]]
+    return padding
