@@ -116,3 +116,19 @@ def test_explicit_offsets_model_round_trip(tmp_path):
     (out,) = inference.run_predictor(inference.create_predictor(prefix), arrays)
     expected = net(*[paddle.to_tensor(a) for a in arrays]).numpy()
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_dynamic_spatial_size_round_trip(tmp_path):
+    """Exported with unknown H and W; run at two sizes, one of them 1 pixel wide."""
+    model = paddle.nn.Sequential(
+        DeformConv2D(3, 4, 3, padding=1, modulated=False), CoordConv(4, 4, 3, padding=1, with_r=True),
+        SpatialTransformer(),
+    )
+    model[0].conv_offset.bias.set_value(paddle.randn(model[0].conv_offset.bias.shape))
+    prefix = str(tmp_path / "dynamic")
+    inference.export_model(model, prefix, [InputSpec([None, 3, None, None], "float32", "x")])
+    predictor = inference.create_predictor(prefix)
+    for shape in ([2, 3, 9, 6], [1, 3, 5, 1]):
+        x = np.random.randn(*shape).astype("float32")
+        (out,) = inference.run_predictor(predictor, [x])
+        np.testing.assert_allclose(out, model(paddle.to_tensor(x)).numpy(), rtol=1e-5, atol=1e-5)
