@@ -13,17 +13,6 @@ from paddle_dcn import (
     inference,
 )
 
-pytestmark = [
-    pytest.mark.skipif(
-        not hasattr(paddle_dcn.ops, "deform_roi_pool"),
-        reason="paddle_dcn.ops.deform_roi_pool is not on this branch yet (issue 3)",
-    ),
-]
-requires_psroi = pytest.mark.skipif(
-    not hasattr(paddle_dcn.ops, "deform_psroi_pool"),
-    reason="paddle_dcn.ops.deform_psroi_pool is not on this branch yet (issue 3)",
-)
-
 
 def _inputs(channels=4, boxes_per_image=(3, 0, 2), size=(20, 24), scale=0.5, seed=0):
     rng = np.random.RandomState(seed)
@@ -191,7 +180,6 @@ def psroi_reference(x, boxes, boxes_num, out_c, out_size, scale, part, spp, tran
     return out
 
 
-@requires_psroi
 @pytest.mark.parametrize("with_offset", [False, True])
 def test_position_sensitive_against_numpy(with_offset):
     out_c, size = 2, (3, 3)
@@ -208,24 +196,22 @@ def test_position_sensitive_against_numpy(with_offset):
 
 
 class RoIHead(paddle.nn.Layer):
-    def __init__(self, with_ps: bool):
+    """Modulated pack over x plus position-sensitive pooling over a 1x1 conv's score map."""
+
+    def __init__(self):
         super().__init__()
         self.pool = ModulatedDeformRoIPoolPack(4, 3, spatial_scale=0.5, fc_channels=8)
         for fc in (self.pool.offset_fc[-1], self.pool.mask_fc[-1]):
             fc.weight.set_value(paddle.randn(fc.weight.shape) * 0.05)
-        self.ps = DeformPSRoIPool(4, 3, spatial_scale=0.5) if with_ps else None
+        self.ps = DeformPSRoIPool(4, 3, spatial_scale=0.5)
         self.score = paddle.nn.Conv2D(4, 4 * 9, 1)
 
     def forward(self, x, boxes, boxes_num):
-        out = self.pool(x, boxes, boxes_num)
-        if self.ps is not None:
-            out = out + self.ps(self.score(x), boxes, boxes_num)
-        return out
+        return self.pool(x, boxes, boxes_num) + self.ps(self.score(x), boxes, boxes_num)
 
 
 def test_roi_layers_to_static_save_load_and_predictor(tmp_path):
-    with_ps = hasattr(paddle_dcn.ops, "deform_psroi_pool")
-    head = RoIHead(with_ps)
+    head = RoIHead()
     head.eval()
     x, boxes, boxes_num = _inputs()
     expected = head(x, boxes, boxes_num).numpy()
@@ -233,14 +219,16 @@ def test_roi_layers_to_static_save_load_and_predictor(tmp_path):
             InputSpec([None], "int32", "boxes_num")]
     static = paddle.jit.to_static(head, input_spec=spec, full_graph=True)
     np.testing.assert_allclose(static(x, boxes, boxes_num).numpy(), expected, rtol=1e-5, atol=1e-5)
-    sot = paddle.jit.to_static(RoIHead(with_ps), full_graph=False)  # to_static's default mode
+    sot = paddle.jit.to_static(RoIHead(), full_graph=False)  # to_static's default mode
     sot.set_state_dict(head.state_dict())
     np.testing.assert_allclose(sot(x, boxes, boxes_num).numpy(), expected, rtol=1e-5, atol=1e-5)
     prefix = str(tmp_path / "roi_head")
     inference.export_model(head, prefix, spec)
     loaded = paddle.jit.load(prefix)
     np.testing.assert_allclose(loaded(x, boxes, boxes_num).numpy(), expected, rtol=1e-5, atol=1e-5)
-    (out,) = inference.run_predictor(
-        inference.create_predictor(prefix), [x.numpy(), boxes.numpy(), boxes_num.numpy()]
-    )
+    predictor = inference.create_predictor(prefix)
+    (out,) = inference.run_predictor(predictor, [x.numpy(), boxes.numpy(), boxes_num.numpy()])
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    x2, boxes2, boxes_num2 = _inputs(boxes_per_image=(1, 4), seed=3)  # other N and K
+    (out2,) = inference.run_predictor(predictor, [x2.numpy(), boxes2.numpy(), boxes_num2.numpy()])
+    np.testing.assert_allclose(out2, head(x2, boxes2, boxes_num2).numpy(), rtol=1e-5, atol=1e-5)
