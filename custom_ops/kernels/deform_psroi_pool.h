@@ -102,6 +102,7 @@ PDCN_HD void psroi_bin_origin(const DeformPSRoiPoolGeometry& g, const PSRoiBox<A
 
 // Calls f(stencil) for every kept sample of a bin starting at (oy, ox),
 // row-major over the S x S sub-grid; returns the number of kept samples.
+PDCN_HD_CALLS_FUNCTOR
 template <typename Acc, typename F>
 PDCN_HD int64_t for_each_psroi_sample(const DeformPSRoiPoolGeometry& g, const PSRoiBox<Acc>& b,
                                       Acc oy, Acc ox, const F& f) {
@@ -125,6 +126,7 @@ PDCN_HD int64_t psroi_input_channel(const DeformPSRoiPoolGeometry& g, int64_t c,
 }
 
 // out[k, c, i, j].
+PDCN_HD_CALLS_FUNCTOR
 template <typename T, typename Acc = acc_t<T>>
 PDCN_HD void deform_psroi_pool_forward_element(const DeformPSRoiPoolGeometry& g, const T* x,
                                                const Acc* boxes, const int* roi_batch,
@@ -143,6 +145,7 @@ PDCN_HD void deform_psroi_pool_forward_element(const DeformPSRoiPoolGeometry& g,
 
 // Scatters grad_out[k, c, i, j] into the gradient plane of input channel
 // (c, i, j) of the box's image: add(index_in_plane, value).
+PDCN_HD_CALLS_FUNCTOR
 template <typename T, typename Add, typename Acc = acc_t<T>>
 PDCN_HD void deform_psroi_pool_backward_x_element(const DeformPSRoiPoolGeometry& g,
                                                   const T* grad_out, const Acc* boxes,
@@ -170,6 +173,7 @@ PDCN_HD void deform_psroi_pool_backward_x_element(const DeformPSRoiPoolGeometry&
 // d loss / d (x-shift, y-shift) through output element (k, c, i, j), before
 // the trans_std * roi size factor is applied: the caller sums these over the
 // elements that share an offset entry.
+PDCN_HD_CALLS_FUNCTOR
 template <typename T, typename Acc = acc_t<T>>
 PDCN_HD void deform_psroi_pool_offset_grad_element(const DeformPSRoiPoolGeometry& g,
                                                    const T* grad_out, const T* x,

@@ -112,6 +112,7 @@ PDCN_HD void roi_bin_origin(const DeformRoiPoolGeometry& g, const RoiAlignBox<Ac
 
 // Calls f(stencil) for every sample of bin (i, j), row-major over the grid;
 // (oy, ox) is the moved box corner from roi_bin_origin.
+PDCN_HD_CALLS_FUNCTOR
 template <typename Acc, typename F>
 PDCN_HD void for_each_roi_sample(const DeformRoiPoolGeometry& g, const RoiAlignBox<Acc>& b,
                                  Acc oy, Acc ox, int64_t i, int64_t j, const F& f) {
@@ -127,6 +128,7 @@ PDCN_HD void for_each_roi_sample(const DeformRoiPoolGeometry& g, const RoiAlignB
 }
 
 // out[k, c, i, j].
+PDCN_HD_CALLS_FUNCTOR
 template <typename T, typename Acc = acc_t<T>>
 PDCN_HD void deform_roi_pool_forward_element(const DeformRoiPoolGeometry& g, const T* x,
                                              const Acc* boxes, const int* roi_batch,
@@ -145,6 +147,7 @@ PDCN_HD void deform_roi_pool_forward_element(const DeformRoiPoolGeometry& g, con
 
 // Scatters grad_out[k, c, i, j] into the input-gradient plane of (image, c):
 // add(index_in_plane, value); the caller owns the plane or adds atomically.
+PDCN_HD_CALLS_FUNCTOR
 template <typename T, typename Add, typename Acc = acc_t<T>>
 PDCN_HD void deform_roi_pool_backward_x_element(const DeformRoiPoolGeometry& g, const T* grad_out,
                                                 const Acc* boxes, const int* roi_batch,
@@ -177,6 +180,7 @@ PDCN_HD Acc roi_offset_grad_scale(const DeformRoiPoolGeometry& g, Acc summed, Ac
 }
 
 // grad_offset[k, :, i, j]: sums over the channels; each call owns its outputs.
+PDCN_HD_CALLS_FUNCTOR
 template <typename T, typename Acc = acc_t<T>>
 PDCN_HD void deform_roi_pool_offset_grad_element(const DeformRoiPoolGeometry& g,
                                                  const T* grad_out, const T* x, const Acc* boxes,

@@ -139,9 +139,9 @@ void deform_roi_pool_backward_x(const DeformRoiPoolGeometry& g, const T* grad_ou
   const int64_t bins = g.bins(), hw = g.in_plane();
   std::memset(grad_x, 0, sizeof(T) * g.batch * g.channels * hw);
   if (g.num_rois == 0 || g.channels == 0) return;
-  // Channel blocks: enough for load balance, few enough that rebuilding the
-  // taps of every box per block stays cheap. The result does not depend on it.
-  const int64_t blocks = std::min<int64_t>(g.channels, 8 * max_threads());
+  // One channel block per thread: every channel costs the same, and each block
+  // rebuilds the taps of every box once. The result does not depend on it.
+  const int64_t blocks = std::min<int64_t>(g.channels, max_threads());
   const int64_t per_block = (g.channels + blocks - 1) / blocks;
   const int64_t num_blocks = (g.channels + per_block - 1) / per_block;
   cpu_parallel_for(num_blocks, [&](int64_t blk) {
