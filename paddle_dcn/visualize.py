@@ -177,12 +177,12 @@ def visualize_offsets(
     captured: Dict[str, tuple] = {}
 
     def hook_for(name: str):
-        def hook(layer, inputs):
-            feat = inputs[0]
-            if len(inputs) > 1 and inputs[1] is not None:
-                offset = inputs[1]
-                mask = inputs[2] if len(inputs) > 2 else None
-            else:
+        def hook(layer, inputs, kwargs):
+            given = dict(zip(("x", "offset", "mask"), inputs))
+            given.update(kwargs)
+            feat = given["x"]
+            offset, mask = given.get("offset"), given.get("mask")
+            if offset is None:  # the layer predicts its own offsets
                 offset, mask = layer.predict_offsets(feat)
             captured[name] = (
                 list(feat.shape[2:]),
@@ -191,7 +191,10 @@ def visualize_offsets(
             )
         return hook
 
-    handles = [layer.register_forward_pre_hook(hook_for(name)) for name, layer in chosen.items()]
+    handles = [
+        layer.register_forward_pre_hook(hook_for(name), with_kwargs=True)
+        for name, layer in chosen.items()
+    ]
     was_training = model.training
     model.eval()
     try:

@@ -75,6 +75,21 @@ def test_every_deform_conv_of_a_model_is_drawn_on_the_image_grid():
         visualize_offsets(model, paddle.rand([1, 3, 40, 40]), image=np.zeros((8, 8, 3), np.uint8))
 
 
+def test_explicit_offsets_are_the_ones_drawn():
+    class Model(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.dcn = DeformConv2D(1, 1, 1, modulated=False, offset_branch=False)
+
+        def forward(self, x):
+            offset = paddle.concat([paddle.full_like(x, 3.0), paddle.full_like(x, -2.0)], axis=1)
+            return self.dcn(x, offset=offset)  # by keyword
+
+    (picture,) = visualize_offsets(Model(), paddle.zeros([1, 1, 32, 32]), points=[(10, 20)]).values()
+    r, g, b = picture[(10 + 3) * 8 + 4, (20 - 2) * 8 + 4].astype(int)  # the 1x1 kernel's sample
+    assert r > 200 and g < 120 and b < 120
+
+
 def test_display_image_scales_to_uint8():
     img = to_display_image(np.stack([np.zeros((2, 2)), np.ones((2, 2)), np.full((2, 2), 0.5)]))
     assert img.shape == (2, 2, 3) and img.dtype == np.uint8
