@@ -127,9 +127,9 @@ def create_predictor(
         gpu_memory_mb: initial GPU memory pool.
         onednn: oneDNN kernels on CPU (Paddle's default: on). None (default): on when
             :func:`onednn_safe` says the model allows it, else off. Measured with Paddle 3.3.1:
-            a tensor that a oneDNN kernel (e.g. conv2d) produces reaches a custom op in
-            oneDNN's blocked layout and the op computes wrong numbers, unless it passes an op
-            without a oneDNN kernel first (paddle_dcn's layers put an ``assign`` there). Off
+            a oneDNN kernel's output (e.g. conv2d's) going straight into a custom op gives
+            wrong numbers, unless it passes an op without a oneDNN kernel first (paddle_dcn's
+            layers put an ``assign`` there). Off
             costs speed: a 6-conv 64-channel 56x56 net ran 6.3 ms with oneDNN, 73 ms without.
     """
     ops.load_library()  # the model refers to pdcn_* ops: register them first

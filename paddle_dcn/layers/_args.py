@@ -71,10 +71,10 @@ def plain_layout(tensor: Optional[paddle.Tensor]) -> Optional[paddle.Tensor]:
     """``tensor`` routed through ``paddle.assign`` in a static graph (to_static, export);
     unchanged (no copy) in dygraph.
 
-    Paddle Inference on CPU with oneDNN (its default) hands a custom op the output of a oneDNN
-    kernel (conv2d, ...) in oneDNN's blocked memory layout, and our ops then compute wrong
-    numbers (measured with Paddle 3.3.1). Before an op that has no oneDNN kernel, such as
-    ``assign``, it converts the tensor back to plain NCHW. ``paddle_dcn.inference`` checks
+    Paddle Inference on CPU with oneDNN (its default) gives wrong results when a oneDNN
+    kernel's output (conv2d, ...) goes straight into a custom op (measured with Paddle 3.3.1;
+    evidently oneDNN's own memory layout reaches the op); through an op without a oneDNN
+    kernel, such as ``assign``, first, the results are right. ``paddle_dcn.inference`` checks
     that every input of our ops in a saved model comes through such a copy (or is a
     parameter or a feed) before it leaves oneDNN on.
     """
