@@ -10,6 +10,7 @@ from .workspace import (
     images_per_chunk,
     set_deterministic,
     set_workspace_limit,
+    workspace_bytes_per_image,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "load_library",
     "set_deterministic",
     "set_workspace_limit",
+    "workspace_bytes_per_image",
 ]
