@@ -24,3 +24,7 @@ __all__ = [
     "set_workspace_limit",
     "workspace_bytes_per_image",
 ]
+
+from .deform_roi_pool import deform_psroi_pool, deform_roi_pool  # noqa: E402
+
+__all__ += ["deform_psroi_pool", "deform_roi_pool"]
