@@ -17,22 +17,43 @@ struct Outputs {
   std::vector<double> columns, grad_x, grad_offset, grad_mask;
 };
 
-Outputs run(const DeformConvGeometry& g, const std::vector<double>& x,
-            const std::vector<double>& offset, const std::vector<double>& mask,
-            const std::vector<double>& grad_columns) {
+// All passes with the given stencil source (a table or on-the-fly stencils).
+template <typename Source>
+Outputs run_with(const DeformConvGeometry& g, const Source& table, const std::vector<double>& x,
+                 const std::vector<double>& offset, const std::vector<double>& mask,
+                 const std::vector<double>& grad_columns) {
   Outputs o;
   const int64_t chunk = g.batch;
-  std::vector<pdcn::cpu::Stencil<double>> stencils(pdcn::cpu::deform_stencil_count(g, chunk));
-  pdcn::cpu::deform_build_stencils(g, offset.data(), mask.data(), 0, chunk, stencils.data());
   o.columns.assign(g.column_elements(chunk), 0.0);
   o.grad_x.assign(x.size(), 0.0);
   o.grad_offset.assign(offset.size(), 0.0);
   o.grad_mask.assign(mask.size(), 0.0);
-  pdcn::cpu::deform_im2col(g, stencils.data(), x.data(), o.columns.data(), 0, chunk);
-  pdcn::cpu::deform_coord_grad(g, stencils.data(), grad_columns.data(), x.data(),
+  pdcn::cpu::deform_im2col(g, table, x.data(), o.columns.data(), 0, chunk);
+  pdcn::cpu::deform_coord_grad(g, table, grad_columns.data(), x.data(),
                                o.grad_offset.data(), o.grad_mask.data(), 0, chunk);
-  pdcn::cpu::deform_col2im(g, stencils.data(), grad_columns.data(), o.grad_x.data(), 0, chunk);
+  pdcn::cpu::deform_col2im(g, table, grad_columns.data(), o.grad_x.data(), 0, chunk);
   return o;
+}
+
+bool same(const char* what, const std::vector<double>& a, const std::vector<double>& b);
+
+// Runs with a stencil table and with on-the-fly stencils; both must agree exactly.
+Outputs run(const DeformConvGeometry& g, const std::vector<double>& x,
+            const std::vector<double>& offset, const std::vector<double>& mask,
+            const std::vector<double>& grad_columns) {
+  std::vector<pdcn::cpu::Stencil<double>> stencils(pdcn::cpu::deform_stencil_count(g, g.batch));
+  pdcn::cpu::deform_build_stencils(g, offset.data(), mask.data(), 0, g.batch, stencils.data());
+  const Outputs a = run_with(g, pdcn::cpu::StencilTable<double>{stencils.data()}, x, offset, mask,
+                             grad_columns);
+  const pdcn::cpu::StencilOnTheFly<double> on_the_fly{offset.data(), mask.data(), 0};
+  const Outputs b = run_with(g, on_the_fly, x, offset, mask, grad_columns);
+  if (!(same("table vs on-the-fly columns", a.columns, b.columns) &&
+        same("table vs on-the-fly grad_x", a.grad_x, b.grad_x) &&
+        same("table vs on-the-fly grad_offset", a.grad_offset, b.grad_offset) &&
+        same("table vs on-the-fly grad_mask", a.grad_mask, b.grad_mask))) {
+    std::exit(1);
+  }
+  return a;
 }
 
 bool same(const char* what, const std::vector<double>& a, const std::vector<double>& b) {
@@ -81,6 +102,27 @@ int main() {
     std::printf("offset %-8g %s\n", poison, ok && ok_offset ? "ok" : "FAIL");
     failures += !(ok && ok_offset);
   }
+  // One channel per deformable group: the fused backward equals the two passes.
+  DeformConvGeometry one = g;
+  one.deformable_groups = one.in_channels;
+  const auto offset1 = randoms(one.batch * one.deformable_groups * 2 * K * hw, 2.0);
+  auto poisoned1 = offset1;
+  for (size_t i = 0; i < poisoned1.size(); i += 5) poisoned1[i] = poisons[(i / 5) % 8];
+  const auto mask1 = randoms(one.batch * one.deformable_groups * K * hw, 1.0);
+  const pdcn::cpu::StencilOnTheFly<double> source{poisoned1.data(), mask1.data(), 0};
+  const Outputs separate = run_with(one, source, x, poisoned1, mask1, grad_columns);
+  Outputs fused = separate;
+  std::fill(fused.grad_x.begin(), fused.grad_x.end(), -7.0);
+  std::fill(fused.grad_offset.begin(), fused.grad_offset.end(), -7.0);
+  std::fill(fused.grad_mask.begin(), fused.grad_mask.end(), -7.0);
+  pdcn::cpu::deform_backward_one_channel_groups(one, source, grad_columns.data(), x.data(),
+                                                fused.grad_x.data(), fused.grad_offset.data(),
+                                                fused.grad_mask.data(), 0, one.batch);
+  const bool fused_ok = same("fused grad_x", fused.grad_x, separate.grad_x) &&
+                        same("fused grad_offset", fused.grad_offset, separate.grad_offset) &&
+                        same("fused grad_mask", fused.grad_mask, separate.grad_mask);
+  std::printf("one channel per group, fused backward %s\n", fused_ok ? "ok" : "FAIL");
+  failures += !fused_ok;
   std::printf(failures ? "FAILED\n" : "CPU kernels: poisoned offsets stay in bounds and give zero samples\n");
   return failures ? 1 : 0;
 }
