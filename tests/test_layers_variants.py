@@ -138,6 +138,26 @@ def test_sampling_layer_explicit_offsets_and_to_static(tmp_path):
     np.testing.assert_allclose(loaded(x2).numpy(), layer(x2).numpy(), rtol=1e-6, atol=1e-6)
 
 
+def test_variants_run_under_paddle_inference_with_onednn(tmp_path):
+    """A saved model with both new layers (after a oneDNN conv) runs in the predictor, with
+    oneDNN left on (every op input comes through assign, a parameter or a feed)."""
+    from paddle.static import InputSpec
+
+    from paddle_dcn import inference
+
+    sampling = DeformableSampling2D(4, offset_bound=3.0)
+    grouped = DeformConv2D(4, 6, 3, padding=1, groups=2, deformable_groups_over="output")
+    for layer in (sampling, grouped):
+        layer.conv_offset.weight.set_value(paddle.randn(layer.conv_offset.weight.shape) * 0.3)
+    model = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3, padding=1), sampling, grouped)
+    prefix = str(tmp_path / "model")
+    model_file, _ = inference.export_model(model, prefix, [InputSpec([None, 3, 9, 9], "float32", "x")])
+    assert inference.onednn_safe(model_file)
+    x = np.random.default_rng(3).random((2, 3, 9, 9)).astype("float32")
+    (y,) = inference.run_predictor(inference.create_predictor(prefix, cpu_threads=1), [x])
+    np.testing.assert_allclose(y, model(paddle.to_tensor(x)).numpy(), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "kwargs, word",
     [

@@ -15,9 +15,11 @@ from ._versioning import VersionedLayer
 
 @unified  # runs as plain Python in dygraph and on static Values under to_static
 def _sample(x, offset) -> paddle.Tensor:
-    """``ops.deform_sample2d`` in the dtype the op has a kernel for (see ``_args.op_dtype``)."""
+    """``ops.deform_sample2d`` in the dtype the op has a kernel for (see ``_args.op_dtype``),
+    inputs in plain layout (``_args.plain_layout``)."""
     dtype = _args.op_dtype(x)
-    return ops.deform_sample2d(_args.cast(x, dtype), _args.cast(offset, dtype))
+    plain = _args.plain_layout
+    return ops.deform_sample2d(plain(_args.cast(x, dtype)), plain(_args.cast(offset, dtype)))
 
 
 class DeformableSampling2D(VersionedLayer):
