@@ -104,6 +104,65 @@ void deform_coord_grad(const DeformConvGeometry& g, const Stencil<T>* stencils,
   });
 }
 
+// One channel per deformable group (per-channel sampling: deformable_groups == C_in): each
+// stencil then serves a single column row, so a table of them (68 bytes per float sample, 17x
+// the column buffer, outside the workspace budget) costs more memory traffic than it saves.
+// These variants compute each stencil where it is used (as the CUDA kernels do); same
+// results, same thread ownership as the table versions above.
+inline bool deform_stencils_inline(const DeformConvGeometry& g) {
+  return g.channels_per_dgroup() == 1;
+}
+
+template <typename T>
+void deform_im2col_inline(const DeformConvGeometry& g, const T* offset, const T* mask,
+                          const T* x, T* columns, int64_t n0, int64_t chunk) {
+  using Acc = acc_t<T>;
+  const int64_t K = g.kernel_size(), hw = g.out_plane(), cpg = g.channels_per_dgroup();
+  cpu_parallel_for(g.in_channels * K * chunk, [&](int64_t row) {
+    const int64_t b = row % chunk, ck = row / chunk, k = ck % K, c = ck / K;
+    for (int64_t p = 0; p < hw; ++p) {
+      const Stencil<T> st = deform_sample_stencil<Acc>(g, offset, mask, n0 + b, c / cpg, k, p);
+      deform_im2col_element(g, st, x, columns, n0, chunk, c, k, b, p);
+    }
+  });
+}
+
+template <typename T>
+void deform_col2im_inline(const DeformConvGeometry& g, const T* offset, const T* mask,
+                          const T* grad_columns, T* grad_x, int64_t n0, int64_t chunk) {
+  using Acc = acc_t<T>;
+  const int64_t K = g.kernel_size(), hw = g.out_plane(), cpg = g.channels_per_dgroup();
+  cpu_parallel_for(chunk * g.in_channels, [&](int64_t plane_index) {
+    const int64_t b = plane_index / g.in_channels, c = plane_index % g.in_channels;
+    T* plane = grad_x + ((n0 + b) * g.in_channels + c) * g.in_plane();
+    std::fill(plane, plane + g.in_plane(), T(0));
+    auto add = [plane](int64_t i, Acc v) { plane[i] += static_cast<T>(v); };
+    for (int64_t k = 0; k < K; ++k) {
+      for (int64_t p = 0; p < hw; ++p) {
+        const Stencil<T> st = deform_sample_stencil<Acc>(g, offset, mask, n0 + b, c / cpg, k, p);
+        deform_col2im_element(g, st, grad_columns, chunk, c, k, b, p, add);
+      }
+    }
+  });
+}
+
+template <typename T>
+void deform_coord_grad_inline(const DeformConvGeometry& g, const T* offset, const T* mask,
+                              const T* grad_columns, const T* x, T* grad_offset, T* grad_mask,
+                              int64_t n0, int64_t chunk) {
+  using Acc = acc_t<T>;
+  const int64_t K = g.kernel_size(), hw = g.out_plane();
+  cpu_parallel_for(chunk * g.deformable_groups * K, [&](int64_t row) {
+    const int64_t k = row % K, t = row / K, dg = t % g.deformable_groups,
+                  b = t / g.deformable_groups;
+    for (int64_t p = 0; p < hw; ++p) {
+      const Stencil<T> st = deform_sample_stencil<Acc>(g, offset, mask, n0 + b, dg, k, p);
+      deform_coord_grad_element(g, st, grad_columns, x, grad_offset, grad_mask, n0, chunk, dg, k,
+                                b, p);
+    }
+  });
+}
+
 template <typename T>
 void deform_columns_to_output(const DeformConvGeometry& g, const T* result, T* out, int64_t n0,
                               int64_t chunk) {

@@ -108,25 +108,46 @@ class CpuConvKernels final : public ConvKernels {
   static const T* c(const void* p) { return static_cast<const T*>(p); }
   static T* m(void* p) { return static_cast<T*>(p); }
   std::vector<pdcn::cpu::Stencil<T>> stencils_;
+  const void* offset_ = nullptr;  // of the current chunk, for the inline-stencil path
+  const void* mask_ = nullptr;
+  bool inline_ = false;
 
  public:
   void prepare_chunk(const DeformConvGeometry& g, const void* offset, const void* mask,
                      int64_t n0, int64_t chunk) override {
+    offset_ = offset;
+    mask_ = mask;
+    inline_ = pdcn::cpu::deform_stencils_inline(g);
+    if (inline_) return;  // one channel per deformable group: no stencil table
     stencils_.resize(pdcn::cpu::deform_stencil_count(g, chunk));
     pdcn::cpu::deform_build_stencils(g, c(offset), c(mask), n0, chunk, stencils_.data());
   }
   void im2col(const DeformConvGeometry& g, const void* x, void* columns, int64_t n0,
               int64_t chunk) override {
-    pdcn::cpu::deform_im2col(g, stencils_.data(), c(x), m(columns), n0, chunk);
+    if (inline_) {
+      pdcn::cpu::deform_im2col_inline(g, c(offset_), c(mask_), c(x), m(columns), n0, chunk);
+    } else {
+      pdcn::cpu::deform_im2col(g, stencils_.data(), c(x), m(columns), n0, chunk);
+    }
   }
   void col2im(const DeformConvGeometry& g, const void* grad_columns, void* grad_x, int64_t n0,
               int64_t chunk) override {
-    pdcn::cpu::deform_col2im(g, stencils_.data(), c(grad_columns), m(grad_x), n0, chunk);
+    if (inline_) {
+      pdcn::cpu::deform_col2im_inline(g, c(offset_), c(mask_), c(grad_columns), m(grad_x), n0,
+                                      chunk);
+    } else {
+      pdcn::cpu::deform_col2im(g, stencils_.data(), c(grad_columns), m(grad_x), n0, chunk);
+    }
   }
   void coord_grad(const DeformConvGeometry& g, const void* grad_columns, const void* x,
                   void* grad_offset, void* grad_mask, int64_t n0, int64_t chunk) override {
-    pdcn::cpu::deform_coord_grad(g, stencils_.data(), c(grad_columns), c(x), m(grad_offset),
-                                 m(grad_mask), n0, chunk);
+    if (inline_) {
+      pdcn::cpu::deform_coord_grad_inline(g, c(offset_), c(mask_), c(grad_columns), c(x),
+                                          m(grad_offset), m(grad_mask), n0, chunk);
+    } else {
+      pdcn::cpu::deform_coord_grad(g, stencils_.data(), c(grad_columns), c(x), m(grad_offset),
+                                   m(grad_mask), n0, chunk);
+    }
   }
   void columns_to_output(const DeformConvGeometry& g, const void* result, void* out, int64_t n0,
                          int64_t chunk) override {
