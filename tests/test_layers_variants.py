@@ -72,6 +72,30 @@ def test_deform_sample2d_matches_grid_sample_forward_and_gradients(float_dtype):
     assert np.abs(goff.numpy()).max() > 0.1
 
 
+def test_deform_sample2d_non_finite_and_huge_offsets_sample_zero(float_dtype):
+    """NaN / Inf / huge offsets give zero samples and zero, finite gradients (the
+    per-channel path computes its stencils inline: no table to index out of)."""
+    rng = np.random.default_rng(5)
+    x = _tensor(rng.standard_normal((1, 2, 4, 5)), float_dtype)
+    raw = rng.uniform(-0.4, 0.4, (1, 4, 4, 5))
+    bad = [np.nan, np.inf, -np.inf, 1e30, -1e30, 3e9]
+    for i, value in enumerate(bad):
+        raw[0, i % 4, i % 4, i % 5] = value
+    offset = _tensor(raw, float_dtype)
+    out = deform_sample2d(x, offset)
+    gx, goff = paddle.grad(out, [x, offset], paddle.ones_like(out))
+    is_bad = ~np.isfinite(raw) | (np.abs(raw) > 1e6)
+    # a channel's output is zero where its dy or dx is bad
+    bad_sample = is_bad[:, 0::2] | is_bad[:, 1::2]
+    assert bad_sample.sum() == len(bad)
+    np.testing.assert_array_equal(out.numpy()[bad_sample], 0.0)
+    np.testing.assert_array_equal(goff.numpy()[np.repeat(bad_sample, 2, axis=1)], 0.0)
+    assert np.isfinite(gx.numpy()).all() and np.isfinite(goff.numpy()).all()
+    good = ~bad_sample
+    ref = grid_sample_per_channel(x, _tensor(np.where(is_bad, 0.0, raw), float_dtype))
+    np.testing.assert_allclose(out.numpy()[good], ref.numpy()[good], **_tol(float_dtype))
+
+
 def test_layer_with_trained_branch_matches_grid_sample(float_dtype):
     """The layer wiring: conv_offset's channel 2c is channel c's dy, 2c+1 its dx; gradients
     reach x through both paths and the branch's weights."""
