@@ -171,9 +171,10 @@ def test_variants_run_under_paddle_inference_with_onednn(tmp_path):
 
     sampling = DeformableSampling2D(4, offset_bound=3.0)
     grouped = DeformConv2D(4, 6, 3, padding=1, groups=2, deformable_groups_over="output")
-    for layer in (sampling, grouped):
+    tiled = DeformConv2D(6, 4, 1, modulated=False, deformable_groups_over="output")  # groups=1
+    for layer in (sampling, grouped, tiled):
         layer.conv_offset.weight.set_value(paddle.randn(layer.conv_offset.weight.shape) * 0.3)
-    model = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3, padding=1), sampling, grouped)
+    model = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3, padding=1), sampling, grouped, tiled)
     prefix = str(tmp_path / "model")
     model_file, _ = inference.export_model(model, prefix, [InputSpec([None, 3, 9, 9], "float32", "x")])
     assert inference.onednn_safe(model_file)
