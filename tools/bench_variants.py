@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
-from typing import Callable, Dict, List
+from typing import List
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import compare  # noqa: E402
 from paddle_dcn import DeformableSampling2D, DeformConv2D  # noqa: E402
 from paddle_dcn.ops import deform_conv2d, deform_sample2d  # noqa: E402
 
@@ -39,19 +39,6 @@ LAYER_SHAPE = (2, 64, 56, 56)
 OUTPUT_GROUPS_CASE = dict(n=2, c=32, hw=28, splits=(4, 32))
 
 
-def interleaved_medians(candidates: Dict[str, Callable[[], None]], repeats: int,
-                        warmup: int = 2) -> Dict[str, float]:
-    """Median milliseconds of each candidate, run round-robin ``repeats`` times."""
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn()
-    times: Dict[str, List[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 class GridSampleSampling:
@@ -80,28 +67,8 @@ def _tensor(array: np.ndarray, grad: bool = True) -> paddle.Tensor:
     return t
 
 
-def _passes(fn: Callable[[], paddle.Tensor], leaves: List[paddle.Tensor]):
-    def forward():
-        with paddle.no_grad():
-            fn()
-
-    def forward_backward():
-        fn().sum().backward()
-        for t in leaves:
-            t.clear_gradient()
-
-    return {"forward": forward, "forward+backward": forward_backward}
 
 
-def _compare(op: str, shape: str, peer: str, ours: Callable, theirs: Callable,
-             leaves: List[paddle.Tensor], repeats: int) -> List[dict]:
-    rows = []
-    ours_passes, peer_passes = _passes(ours, leaves), _passes(theirs, leaves)
-    for mode in ("forward", "forward+backward"):
-        m = interleaved_medians({"ours": ours_passes[mode], "peer": peer_passes[mode]}, repeats)
-        rows.append(dict(op=op, shape=shape, mode=mode, ours_ms=m["ours"], peer=peer,
-                         peer_ms=m["peer"], speedup=m["peer"] / m["ours"]))
-    return rows
 
 
 def sampling_rows(rng: np.random.Generator, repeats: int) -> List[dict]:
@@ -110,7 +77,7 @@ def sampling_rows(rng: np.random.Generator, repeats: int) -> List[dict]:
         x = _tensor(rng.standard_normal((n, c, h, w)))
         offset = _tensor(rng.uniform(-2, 2, (n, 2 * c, h, w)))
         peer = GridSampleSampling(h, w)
-        rows += _compare("deform_sample2d", f"{n}x{c}x{h}x{w}", "grid_sample",
+        rows += compare("deform_sample2d", f"{n}x{c}x{h}x{w}", "grid_sample",
                          lambda: deform_sample2d(x, offset), lambda: peer(x, offset),
                          [x, offset], repeats)
     return rows
@@ -124,7 +91,7 @@ def layer_rows(rng: np.random.Generator, repeats: int) -> List[dict]:
     x = _tensor(rng.standard_normal((n, c, h, w)))
     peer = GridSampleSampling(h, w)
     leaves = [x] + list(layer.parameters())
-    return _compare("DeformableSampling2D (layer)", f"{n}x{c}x{h}x{w}", "grid_sample",
+    return compare("DeformableSampling2D (layer)", f"{n}x{c}x{h}x{w}", "grid_sample",
                     lambda: layer(x), lambda: peer(x, layer.conv_offset(x)), leaves, repeats)
 
 
@@ -144,7 +111,7 @@ def output_groups_rows(rng: np.random.Generator, repeats: int) -> List[dict]:
             return paddle.concat([deform_conv2d(x, fields[s], weights[s], biases[s], padding=1)
                                   for s in range(splits)], axis=1)
 
-        rows += _compare(f"DeformConv2D over outputs, {splits} splits", f"{n}x{c}x{hw}x{hw} 3x3",
+        rows += compare(f"DeformConv2D over outputs, {splits} splits", f"{n}x{c}x{hw}x{hw} 3x3",
                          "loop over splits", lambda: layer(x, offset), loop,
                          [x, offset, layer.weight, layer.bias], repeats)
     return rows
