@@ -18,15 +18,6 @@
 
 #include "common.h"
 
-// Placed before a PDCN_HD template that calls a caller-supplied functor: the
-// CPU drivers pass host lambdas, the CUDA drivers device lambdas, and nvcc
-// must not check the host/device pairing of the instantiations it never emits.
-#if defined(__CUDACC__)
-#define PDCN_HD_CALLS_FUNCTOR _Pragma("nv_exec_check_disable")
-#else
-#define PDCN_HD_CALLS_FUNCTOR
-#endif
-
 namespace pdcn {
 
 template <typename Acc>

@@ -15,6 +15,15 @@
 #define PDCN_HD inline
 #endif
 
+// Placed before a PDCN_HD template that calls a caller-supplied functor: the
+// CPU drivers pass host lambdas, the CUDA drivers device lambdas, and nvcc
+// must not check the host/device pairing of the instantiations it never emits.
+#if defined(__CUDACC__)
+#define PDCN_HD_CALLS_FUNCTOR _Pragma("nv_exec_check_disable")
+#else
+#define PDCN_HD_CALLS_FUNCTOR
+#endif
+
 namespace pdcn {
 
 // Accumulation type: float for float and the half types, double for double.

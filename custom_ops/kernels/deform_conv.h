@@ -120,6 +120,7 @@ PDCN_HD void deform_im2col_element(const DeformConvGeometry& g, const DeformSamp
 // Scatters one column gradient into the input-gradient plane of (n0 + b, c):
 // add(index_in_plane, value). Callers own the plane (CPU, deterministic CUDA)
 // or add atomically (fast CUDA).
+PDCN_HD_CALLS_FUNCTOR
 template <typename T, typename Acc, typename Add>
 PDCN_HD void deform_col2im_element(const DeformConvGeometry& g, const DeformSampleStencil<Acc>& st,
                                    const T* grad_columns, int64_t chunk, int64_t c, int64_t k,

@@ -1,30 +1,13 @@
 // Entry points of deform_conv_cuda.h: dtype dispatch and launches.
+#include "cuda_dispatch.cuh"
 #include "deform_conv_cuda.cuh"
 #include "deform_conv_cuda.h"
 
 namespace pdcn {
 namespace cuda {
-namespace {
-
-template <typename F>
-void dispatch(DType dtype, const F& f) {
-  switch (dtype) {
-    case DType::kFloat32: f(float{}); break;
-    case DType::kFloat64: f(double{}); break;
-    case DType::kFloat16: f(__half{}); break;
-    case DType::kBFloat16: f(__nv_bfloat16{}); break;
-  }
-}
-
-inline cudaStream_t as_stream(void* stream) { return static_cast<cudaStream_t>(stream); }
-
-bool is_half(DType dtype) { return dtype == DType::kFloat16 || dtype == DType::kBFloat16; }
-
-}  // namespace
 
 int64_t col2im_scratch_bytes(DType dtype, const DeformConvGeometry& g, int64_t chunk) {
-  return is_half(dtype) ? chunk * g.in_channels * g.in_plane() * static_cast<int64_t>(sizeof(float))
-                        : 0;
+  return grad_scratch_bytes(dtype, chunk * g.in_channels * g.in_plane());
 }
 
 void deform_im2col(DType dtype, const DeformConvGeometry& g, const void* x, const void* offset,
@@ -46,26 +29,20 @@ void deform_col2im(DType dtype, const DeformConvGeometry& g, const void* grad_co
     using Acc = acc_t<T>;
     const int64_t planes = chunk * g.in_channels, count = planes * g.in_plane();
     T* grad_x_chunk = static_cast<T*>(grad_x) + n0 * g.in_channels * g.in_plane();
-    // float/double accumulate in place; half types in the float32 scratch.
-    Acc* acc = is_half(dtype) ? static_cast<Acc*>(scratch) : reinterpret_cast<Acc*>(grad_x_chunk);
-    cudaMemsetAsync(acc, 0, count * sizeof(Acc), as_stream(stream));
     const T* gc = static_cast<const T*>(grad_columns);
     const T* off = static_cast<const T*>(offset);
     const T* m = static_cast<const T*>(mask);
-    if (deterministic) {
-      deform_col2im_deterministic_kernel<T, Acc>
-          <<<grid_for(planes), kThreadsPerBlock, 0, as_stream(stream)>>>(g, gc, off, m, acc, n0,
-                                                                         chunk);
-    } else {
-      const int64_t total = g.column_elements(chunk);
-      deform_col2im_atomic_kernel<T, Acc>
-          <<<grid_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(g, gc, off, m, acc, n0,
+    const cudaStream_t s = as_stream(stream);
+    accumulate_input_grad<T>(dtype, grad_x_chunk, scratch, count, s, [&](Acc* acc) {
+      if (deterministic) {
+        deform_col2im_deterministic_kernel<T, Acc>
+            <<<grid_for(planes), kThreadsPerBlock, 0, s>>>(g, gc, off, m, acc, n0, chunk);
+      } else {
+        deform_col2im_atomic_kernel<T, Acc><<<grid_for(g.column_elements(chunk)),
+                                              kThreadsPerBlock, 0, s>>>(g, gc, off, m, acc, n0,
                                                                         chunk);
-    }
-    if (is_half(dtype)) {
-      convert_kernel<T, Acc><<<grid_for(count), kThreadsPerBlock, 0, as_stream(stream)>>>(
-          acc, grad_x_chunk, count);
-    }
+      }
+    });
   });
 }
 

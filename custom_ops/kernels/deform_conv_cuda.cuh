@@ -1,39 +1,13 @@
 // CUDA driver of the deformable convolution kernels: grid-stride kernels over
-// the per-element functions of deform_conv.h. Only the launch configuration,
-// the atomics and the half-type plumbing live here.
+// the per-element functions of deform_conv.h (launch plumbing in
+// cuda_common.cuh). Only the loop structure and the atomics live here.
 #pragma once
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
-#include <algorithm>
-
+#include "cuda_common.cuh"
 #include "deform_conv.h"
 
 namespace pdcn {
-
-template <>
-struct AccType<__half> {
-  using type = float;
-};
-template <>
-struct AccType<__nv_bfloat16> {
-  using type = float;
-};
-
 namespace cuda {
-
-constexpr int kThreadsPerBlock = 256;
-
-inline unsigned int grid_for(int64_t n) {
-  const int64_t blocks = (n + kThreadsPerBlock - 1) / kThreadsPerBlock;
-  return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 1 << 20)));
-}
-
-#define PDCN_CUDA_LOOP(i, n)                                                      \
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; \
-       i < (n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
 // Flat index e over (c, k, b, p), p fastest: neighbouring threads read
 // neighbouring offsets and write neighbouring columns.
@@ -98,11 +72,6 @@ __global__ void deform_col2im_deterministic_kernel(DeformConvGeometry g, const T
       }
     }
   }
-}
-
-template <typename T, typename Acc>
-__global__ void convert_kernel(const Acc* src, T* dst, int64_t n) {
-  PDCN_CUDA_LOOP(i, n) { dst[i] = static_cast<T>(src[i]); }
 }
 
 template <typename T>

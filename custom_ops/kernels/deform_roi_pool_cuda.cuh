@@ -1,11 +1,10 @@
 // CUDA driver of the deformable RoI pooling kernels: grid-stride kernels over
 // the per-element functions of deform_roi_pool.h and deform_psroi_pool.h.
 // Only the launch configuration, the atomics and the half-type plumbing live
-// here. The half-type AccType specialisations, kThreadsPerBlock, grid_for and
-// PDCN_CUDA_LOOP come from deform_conv_cuda.cuh.
+// here; the shared launch plumbing is in cuda_common.cuh.
 #pragma once
 
-#include "deform_conv_cuda.cuh"
+#include "cuda_common.cuh"
 #include "deform_psroi_pool.h"
 #include "deform_roi_pool.h"
 

@@ -20,81 +20,11 @@
 using pdcn::DeformConvGeometry;
 using pdcn::cuda::DType;
 
-#define CUDA_CHECK(expr)                                                            \
-  do {                                                                              \
-    cudaError_t err_ = (expr);                                                      \
-    if (err_ != cudaSuccess) {                                                      \
-      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(err_),    \
-                   __FILE__, __LINE__);                                             \
-      std::exit(2);                                                                 \
-    }                                                                               \
-  } while (0)
+#include "native_test_util.cuh"
+
+using namespace native_test;
 
 namespace {
-
-template <typename T> T from_double(double v) { return static_cast<T>(v); }
-template <> __half from_double<__half>(double v) { return __float2half(static_cast<float>(v)); }
-template <> __nv_bfloat16 from_double<__nv_bfloat16>(double v) {
-  return __float2bfloat16(static_cast<float>(v));
-}
-template <typename T> double to_double(T v) { return static_cast<double>(v); }
-template <> double to_double<__half>(__half v) { return __half2float(v); }
-template <> double to_double<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-// A host vector of doubles rounded through T (so both sides see the same inputs).
-template <typename T>
-std::vector<double> rounded(std::vector<double> v) {
-  for (auto& e : v) e = to_double(from_double<T>(e));
-  return v;
-}
-
-template <typename T>
-struct DeviceBuffer {
-  T* ptr = nullptr;
-  size_t n = 0;
-  explicit DeviceBuffer(const std::vector<double>& host) : n(host.size()) {
-    std::vector<T> tmp(n);
-    for (size_t i = 0; i < n; ++i) tmp[i] = from_double<T>(host[i]);
-    CUDA_CHECK(cudaMalloc(&ptr, std::max<size_t>(1, n) * sizeof(T)));
-    CUDA_CHECK(cudaMemcpy(ptr, tmp.data(), n * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  explicit DeviceBuffer(size_t count) : n(count) {
-    CUDA_CHECK(cudaMalloc(&ptr, std::max<size_t>(1, n) * sizeof(T)));
-    CUDA_CHECK(cudaMemset(ptr, 0, n * sizeof(T)));
-  }
-  ~DeviceBuffer() { cudaFree(ptr); }
-  std::vector<double> host() const {
-    std::vector<T> tmp(n);
-    CUDA_CHECK(cudaMemcpy(tmp.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost));
-    std::vector<double> out(n);
-    for (size_t i = 0; i < n; ++i) out[i] = to_double(tmp[i]);
-    return out;
-  }
-};
-
-int failures = 0;
-
-void compare(const std::string& what, const std::vector<double>& got,
-             const std::vector<double>& want, double rtol, double atol) {
-  double worst = 0, scale = 0;
-  size_t bad = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double err = std::fabs(got[i] - want[i]);
-    scale = std::max(scale, std::fabs(want[i]));
-    if (!(err <= atol + rtol * std::fabs(want[i]))) ++bad;  // NaN counts as bad
-    if (err > worst || std::isnan(err)) worst = err;
-  }
-  std::printf("  %-36s max abs err %.3e (max |ref| %.3e) %s\n", what.c_str(), worst, scale,
-              bad ? "FAIL" : "ok");
-  if (bad) ++failures;
-}
-
-std::vector<double> random_vector(size_t n, double scale, std::mt19937_64& rng) {
-  std::normal_distribution<double> normal(0.0, scale);
-  std::vector<double> v(n);
-  for (auto& e : v) e = normal(rng);
-  return v;
-}
 
 struct Tolerance {
   double rtol, atol;
@@ -109,9 +39,9 @@ void run_case(const char* name, DeformConvGeometry g, DType dtype, Tolerance tol
                                          : "bfloat16");
   std::mt19937_64 rng(42);
   const int64_t K = g.kernel_size(), hw = g.out_plane();
-  auto x = rounded<T>(random_vector(g.batch * g.in_channels * g.in_plane(), 1.0, rng));
-  auto offset = rounded<T>(random_vector(g.batch * g.deformable_groups * 2 * K * hw, 2.0, rng));
-  auto mask = rounded<T>(random_vector(g.batch * g.deformable_groups * K * hw, 0.5, rng));
+  auto x = rounded<T>(normal_vector(g.batch * g.in_channels * g.in_plane(), 1.0, rng));
+  auto offset = rounded<T>(normal_vector(g.batch * g.deformable_groups * 2 * K * hw, 2.0, rng));
+  auto mask = rounded<T>(normal_vector(g.batch * g.deformable_groups * K * hw, 0.5, rng));
   if (poison) {
     const double bad[] = {NAN, INFINITY, -INFINITY, 1e30, 3e9, -3e9};
     for (size_t i = 0; i < offset.size(); i += 7) offset[i] = bad[(i / 7) % 6];
@@ -121,9 +51,9 @@ void run_case(const char* name, DeformConvGeometry g, DType dtype, Tolerance tol
   }
   // Process images [n0, n0 + chunk) only, as one chunk of a larger batch.
   const int64_t n0 = g.batch > 1 ? 1 : 0, chunk = g.batch - n0;
-  auto grad_columns = rounded<T>(random_vector(g.column_elements(chunk), 1.0, rng));
-  auto grad_out = rounded<T>(random_vector(g.batch * g.out_channels * hw, 1.0, rng));
-  auto result = rounded<T>(random_vector(g.out_channels * chunk * hw, 1.0, rng));
+  auto grad_columns = rounded<T>(normal_vector(g.column_elements(chunk), 1.0, rng));
+  auto grad_out = rounded<T>(normal_vector(g.batch * g.out_channels * hw, 1.0, rng));
+  auto result = rounded<T>(normal_vector(g.out_channels * chunk * hw, 1.0, rng));
 
   // CPU reference in double.
   std::vector<pdcn::cpu::Stencil<double>> stencils(pdcn::cpu::deform_stencil_count(g, chunk));
@@ -142,9 +72,13 @@ void run_case(const char* name, DeformConvGeometry g, DType dtype, Tolerance tol
 
   DeviceBuffer<T> d_x(x), d_offset(offset), d_mask(mask), d_grad_columns(grad_columns),
       d_grad_out(grad_out), d_result(result);
-  DeviceBuffer<T> d_columns(ref_columns.size()), d_grad_x(x.size()),
-      d_grad_x_det(x.size()), d_grad_offset(offset.size()), d_grad_mask(mask.size()),
-      d_out(grad_out.size()), d_gathered(result.size());
+  // Outputs written only for the chunk's images start as zeros (like the reference);
+  // the others start as garbage that the kernels must overwrite.
+  const std::vector<double> zeros_x(x.size(), 0.0), zeros_out(grad_out.size(), 0.0),
+      zeros_offset(offset.size(), 0.0), zeros_mask(mask.size(), 0.0);
+  DeviceBuffer<T> d_columns(ref_columns.size()), d_grad_x(zeros_x), d_grad_x_det(zeros_x),
+      d_grad_offset(zeros_offset), d_grad_mask(zeros_mask), d_out(zeros_out),
+      d_gathered(result.size());
   DeviceBuffer<float> d_scratch(
       static_cast<size_t>(pdcn::cuda::col2im_scratch_bytes(dtype, g, chunk) / 4));
   pdcn::cuda::deform_im2col(dtype, g, d_x.ptr, d_offset.ptr, d_mask.ptr, d_columns.ptr, n0, chunk,
@@ -172,7 +106,7 @@ void run_case(const char* name, DeformConvGeometry g, DType dtype, Tolerance tol
   compare("output -> columns", d_gathered.host(), ref_gathered, 0, 0);
 
   // The deterministic col2im is bitwise reproducible.
-  DeviceBuffer<T> d_again(x.size());
+  DeviceBuffer<T> d_again(zeros_x);
   pdcn::cuda::deform_col2im(dtype, g, d_grad_columns.ptr, d_offset.ptr, d_mask.ptr, d_again.ptr,
                             d_scratch.ptr, n0, chunk, true, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
@@ -205,19 +139,15 @@ void run_all(DType dtype, Tolerance tol) {
 }  // namespace
 
 int main() {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+  if (!has_cuda_device()) {
     std::fprintf(stderr, "no CUDA device: nothing to test\n");
     return 3;
   }
-  cudaDeviceProp prop;
-  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
   run_all<double>(DType::kFloat64, {1e-12, 1e-12});
   run_all<float>(DType::kFloat32, {1e-5, 1e-5});
   run_all<__half>(DType::kFloat16, {2e-2, 2e-2});
   run_all<__nv_bfloat16>(DType::kBFloat16, {2e-2, 1e-1});
-  std::printf(failures ? "FAILED: %d comparisons\n" : "all CUDA kernel comparisons passed\n",
-              failures);
-  return failures ? 1 : 0;
+  std::printf(failures() ? "FAILED: %d comparisons\n" : "all CUDA kernel comparisons passed\n",
+              failures());
+  return failures() ? 1 : 0;
 }

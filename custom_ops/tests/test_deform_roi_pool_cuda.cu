@@ -27,58 +27,11 @@ using pdcn::DeformPSRoiPoolGeometry;
 using pdcn::DeformRoiPoolGeometry;
 using pdcn::cuda::DType;
 
-#define CUDA_CHECK(expr)                                                         \
-  do {                                                                           \
-    cudaError_t err_ = (expr);                                                   \
-    if (err_ != cudaSuccess) {                                                   \
-      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(err_), \
-                   __FILE__, __LINE__);                                          \
-      std::exit(2);                                                              \
-    }                                                                            \
-  } while (0)
+#include "native_test_util.cuh"
+
+using namespace native_test;
 
 namespace {
-
-template <typename T> T from_double(double v) { return static_cast<T>(v); }
-template <> __half from_double<__half>(double v) { return __float2half(static_cast<float>(v)); }
-template <> __nv_bfloat16 from_double<__nv_bfloat16>(double v) {
-  return __float2bfloat16(static_cast<float>(v));
-}
-template <typename T> double to_double(T v) { return static_cast<double>(v); }
-template <> double to_double<__half>(__half v) { return __half2float(v); }
-template <> double to_double<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-// Rounded through T, so that both sides see the same inputs.
-template <typename T>
-std::vector<double> rounded(std::vector<double> v) {
-  for (auto& e : v) e = to_double(from_double<T>(e));
-  return v;
-}
-
-template <typename T>
-struct DeviceBuffer {
-  T* ptr = nullptr;
-  size_t n = 0;
-  explicit DeviceBuffer(const std::vector<double>& host) : n(host.size()) {
-    std::vector<T> tmp(n);
-    for (size_t i = 0; i < n; ++i) tmp[i] = from_double<T>(host[i]);
-    CUDA_CHECK(cudaMalloc(&ptr, std::max<size_t>(1, n) * sizeof(T)));
-    CUDA_CHECK(cudaMemcpy(ptr, tmp.data(), n * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  explicit DeviceBuffer(size_t count) : n(count) {
-    CUDA_CHECK(cudaMalloc(&ptr, std::max<size_t>(1, n) * sizeof(T)));
-    CUDA_CHECK(cudaMemset(ptr, 0xff, n * sizeof(T)));  // NaN-ish garbage: must be overwritten
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() { cudaFree(ptr); }
-  std::vector<double> host() const {
-    std::vector<T> tmp(n);
-    CUDA_CHECK(cudaMemcpy(tmp.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost));
-    std::vector<double> out(n);
-    for (size_t i = 0; i < n; ++i) out[i] = to_double(tmp[i]);
-    return out;
-  }
-};
 
 struct IntDeviceBuffer {
   int* ptr = nullptr;
@@ -89,30 +42,6 @@ struct IntDeviceBuffer {
   IntDeviceBuffer(const IntDeviceBuffer&) = delete;
   ~IntDeviceBuffer() { cudaFree(ptr); }
 };
-
-int failures = 0;
-
-void compare(const std::string& what, const std::vector<double>& got,
-             const std::vector<double>& want, double rtol, double atol) {
-  double worst = 0, scale = 0;
-  size_t bad = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double err = std::fabs(got[i] - want[i]);
-    scale = std::max(scale, std::fabs(want[i]));
-    if (!(err <= atol + rtol * std::fabs(want[i]))) ++bad;  // NaN counts as bad
-    if (err > worst || std::isnan(err)) worst = err;
-  }
-  std::printf("  %-34s max abs err %.3e (max |ref| %.3e) %s\n", what.c_str(), worst, scale,
-              bad ? "FAIL" : "ok");
-  if (bad) ++failures;
-}
-
-std::vector<double> normal_vector(size_t n, double scale, std::mt19937_64& rng) {
-  std::normal_distribution<double> normal(0.0, scale);
-  std::vector<double> v(n);
-  for (auto& e : v) e = normal(rng);
-  return v;
-}
 
 // Boxes (x1, y1, x2, y2) in image units for a map of h x w at `scale`, some
 // crossing the border; with `poison`, a few are NaN / Inf / huge.
@@ -331,19 +260,15 @@ void run_all(DType dtype, Tolerance tol) {
 }  // namespace
 
 int main() {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+  if (!has_cuda_device()) {
     std::fprintf(stderr, "no CUDA device: nothing to test\n");
     return 3;
   }
-  cudaDeviceProp prop;
-  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
   run_all<double>(DType::kFloat64, {1e-10, 1e-10});
   run_all<float>(DType::kFloat32, {1e-4, 1e-5});
   run_all<__half>(DType::kFloat16, {2e-2, 2e-2});
   run_all<__nv_bfloat16>(DType::kBFloat16, {2e-2, 1e-1});
-  std::printf(failures ? "FAILED: %d comparisons\n" : "all CUDA RoI pooling comparisons passed\n",
-              failures);
-  return failures ? 1 : 0;
+  std::printf(failures() ? "FAILED: %d comparisons\n" : "all CUDA RoI pooling comparisons passed\n",
+              failures());
+  return failures() ? 1 : 0;
 }
