@@ -1,11 +1,14 @@
-"""paddle_dcn: deformable convolution and deformable RoI pooling for PaddlePaddle."""
-from . import ops
+"""paddle_dcn: deformable convolution and deformable RoI pooling for PaddlePaddle.
 
-__version__ = "0.1.0"
-from . import layers
+The layers are re-exported flat (``from paddle_dcn import DeformConv2D``); the functional
+operators live in ``paddle_dcn.ops``.
+"""
+from . import layers, ops
 from .layers import (
     AddCoords,
+    ConvOffset2D,
     CoordConv,
+    DeformableSampling2D,
     DeformConv2D,
     DeformPSRoIPool,
     DeformRoIPool,
@@ -13,4 +16,20 @@ from .layers import (
     ModulatedDeformRoIPoolPack,
     SpatialTransformer,
 )
-from .layers import ConvOffset2D, DeformableSampling2D  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AddCoords",
+    "ConvOffset2D",
+    "CoordConv",
+    "DeformableSampling2D",
+    "DeformConv2D",
+    "DeformPSRoIPool",
+    "DeformRoIPool",
+    "DeformRoIPoolPack",
+    "ModulatedDeformRoIPoolPack",
+    "SpatialTransformer",
+    "layers",
+    "ops",
+]

@@ -4,23 +4,22 @@ from .coord_conv import AddCoords, CoordConv
 from .deform_conv import DeformConv2D
 from .deform_psroi_pool import DeformPSRoIPool
 from .deform_roi_pool import DeformRoIPool, DeformRoIPoolPack, ModulatedDeformRoIPoolPack
+from .deformable_sampling import ConvOffset2D, DeformableSampling2D
 from .spatial_transformer import DefaultLocalization, SpatialTransformer
 
 __all__ = [
     "AddCoords",
+    "ConvOffset2D",
     "CoordConv",
     "DefaultLocalization",
     "DeformConv2D",
     "DeformPSRoIPool",
     "DeformRoIPool",
     "DeformRoIPoolPack",
+    "DeformableSampling2D",
     "ModulatedDeformRoIPoolPack",
     "SpatialTransformer",
     "VersionedLayer",
     "load_state_dict",
     "upgrade_state_dict",
 ]
-
-from .deformable_sampling import ConvOffset2D, DeformableSampling2D  # noqa: E402
-
-__all__ += ["ConvOffset2D", "DeformableSampling2D"]

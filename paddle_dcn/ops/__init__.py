@@ -5,6 +5,8 @@ This package is the only code that knows the compiled op library exists
 """
 from ._library import OpLibraryNotBuiltError, library_path, load_library
 from .deform_conv import deform_conv2d
+from .deform_roi_pool import deform_psroi_pool, deform_roi_pool
+from .deform_sample import deform_sample2d
 from .workspace import (
     get_workspace_limit,
     images_per_chunk,
@@ -16,6 +18,9 @@ from .workspace import (
 __all__ = [
     "OpLibraryNotBuiltError",
     "deform_conv2d",
+    "deform_psroi_pool",
+    "deform_roi_pool",
+    "deform_sample2d",
     "get_workspace_limit",
     "images_per_chunk",
     "library_path",
@@ -24,11 +29,3 @@ __all__ = [
     "set_workspace_limit",
     "workspace_bytes_per_image",
 ]
-
-from .deform_roi_pool import deform_psroi_pool, deform_roi_pool  # noqa: E402
-
-__all__ += ["deform_psroi_pool", "deform_roi_pool"]
-
-from .deform_sample import deform_sample2d  # noqa: E402
-
-__all__ += ["deform_sample2d"]
