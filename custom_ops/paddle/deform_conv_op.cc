@@ -12,6 +12,7 @@
 #include "paddle/extension.h"
 
 #include "../kernels/deform_conv_cpu.h"
+#include "plain_layout.h"
 #if defined(PADDLE_WITH_CUDA)
 #include "../kernels/deform_conv_cuda.h"
 #endif
@@ -281,10 +282,24 @@ paddle::Tensor view(const paddle::Tensor& buffer, std::vector<int64_t> shape) {
                            phi::DataLayout::NCHW, buffer.place());
 }
 
-std::vector<paddle::Tensor> forward(const paddle::Tensor& x, const paddle::Tensor& offset,
-                                    const paddle::Tensor* mask, const paddle::Tensor& weight,
-                                    const ConvAttrs& attrs, int64_t workspace_bytes,
-                                    bool deterministic) {
+// The op's inputs in the plain layout (see plain_layout.h); mask may be absent.
+struct PlainInputs {
+  paddle::Tensor x, offset, mask, weight;
+  PlainInputs(const paddle::Tensor& x_in, const paddle::Tensor& offset_in,
+              const paddle::Tensor* mask_in, const paddle::Tensor& weight_in)
+      : x(pdcn::plain_layout(x_in)),
+        offset(pdcn::plain_layout(offset_in)),
+        mask(mask_in ? pdcn::plain_layout(*mask_in) : paddle::Tensor()),
+        weight(pdcn::plain_layout(weight_in)) {}
+};
+
+std::vector<paddle::Tensor> forward(const paddle::Tensor& x_in, const paddle::Tensor& offset_in,
+                                    const paddle::Tensor* mask_in,
+                                    const paddle::Tensor& weight_in, const ConvAttrs& attrs,
+                                    int64_t workspace_bytes, bool deterministic) {
+  const PlainInputs in(x_in, offset_in, mask_in, weight_in);
+  const paddle::Tensor &x = in.x, &offset = in.offset, &weight = in.weight;
+  const paddle::Tensor* mask = mask_in ? &in.mask : nullptr;
   const DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
   const std::vector<int64_t> mask_shape = mask ? mask->shape() : std::vector<int64_t>{};
   check_offset_mask(g, offset.shape(), mask ? &mask_shape : nullptr);
@@ -308,10 +323,15 @@ std::vector<paddle::Tensor> forward(const paddle::Tensor& x, const paddle::Tenso
 }
 
 // Returns {grad_x, grad_offset, grad_mask (if mask), grad_weight}.
-std::vector<paddle::Tensor> backward(const paddle::Tensor& x, const paddle::Tensor& offset,
-                                     const paddle::Tensor* mask, const paddle::Tensor& weight,
-                                     const paddle::Tensor& grad_out, const ConvAttrs& attrs,
+std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::Tensor& offset_in,
+                                     const paddle::Tensor* mask_in,
+                                     const paddle::Tensor& weight_in,
+                                     const paddle::Tensor& grad_out_in, const ConvAttrs& attrs,
                                      int64_t workspace_bytes, bool deterministic) {
+  const PlainInputs in(x_in, offset_in, mask_in, weight_in);
+  const paddle::Tensor &x = in.x, &offset = in.offset, &weight = in.weight;
+  const paddle::Tensor* mask = mask_in ? &in.mask : nullptr;
+  const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
   const DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
   const std::vector<int64_t> mask_shape = mask ? mask->shape() : std::vector<int64_t>{};
   check_offset_mask(g, offset.shape(), mask ? &mask_shape : nullptr);

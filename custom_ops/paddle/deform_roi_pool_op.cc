@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "paddle/extension.h"
+#include "plain_layout.h"
 
 #include "../kernels/deform_psroi_pool_cpu.h"
 #include "../kernels/deform_roi_pool_cpu.h"
@@ -147,11 +148,14 @@ void check_roi_offset(const DeformRoiPoolGeometry& g, const paddle::Tensor* offs
   PD_CHECK(offset->shape() == want, kRoi, ": offset must be [K, 2, PH, PW]");
 }
 
-std::vector<paddle::Tensor> roi_forward(const paddle::Tensor& x, const paddle::Tensor& boxes,
+std::vector<paddle::Tensor> roi_forward(const paddle::Tensor& x_in, const paddle::Tensor& boxes,
                                         const paddle::Tensor& boxes_num,
-                                        const paddle::Tensor* offset,
+                                        const paddle::Tensor* offset_in,
                                         const std::vector<int>& output_size, float spatial_scale,
                                         int sampling_ratio, float gamma, bool aligned) {
+  const paddle::Tensor x = pdcn::plain_layout(x_in);
+  paddle::Tensor offset_storage;
+  const paddle::Tensor* offset = pdcn::plain_layout(offset_in, &offset_storage);
   check_dtype(x, kRoi);
   const DeformRoiPoolGeometry g =
       roi_geometry(x, boxes, output_size, spatial_scale, sampling_ratio, gamma, aligned);
@@ -184,13 +188,17 @@ std::vector<paddle::Tensor> roi_forward(const paddle::Tensor& x, const paddle::T
 }
 
 // Returns {grad_x, grad_offset (if offset)}.
-std::vector<paddle::Tensor> roi_backward(const paddle::Tensor& x, const paddle::Tensor& boxes,
+std::vector<paddle::Tensor> roi_backward(const paddle::Tensor& x_in, const paddle::Tensor& boxes,
                                          const paddle::Tensor& boxes_num,
-                                         const paddle::Tensor* offset,
-                                         const paddle::Tensor& grad_out,
+                                         const paddle::Tensor* offset_in,
+                                         const paddle::Tensor& grad_out_in,
                                          const std::vector<int>& output_size,
                                          float spatial_scale, int sampling_ratio, float gamma,
                                          bool aligned, bool deterministic) {
+  const paddle::Tensor x = pdcn::plain_layout(x_in);
+  paddle::Tensor offset_storage;
+  const paddle::Tensor* offset = pdcn::plain_layout(offset_in, &offset_storage);
+  const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
   check_dtype(x, kRoi);
   const DeformRoiPoolGeometry g =
       roi_geometry(x, boxes, output_size, spatial_scale, sampling_ratio, gamma, aligned);
@@ -348,12 +356,15 @@ DeformPSRoiPoolGeometry ps_geometry(const paddle::Tensor& x, const paddle::Tenso
   return g;
 }
 
-std::vector<paddle::Tensor> ps_forward(const paddle::Tensor& x, const paddle::Tensor& boxes,
+std::vector<paddle::Tensor> ps_forward(const paddle::Tensor& x_in, const paddle::Tensor& boxes,
                                        const paddle::Tensor& boxes_num,
-                                       const paddle::Tensor* offset, int output_channels,
+                                       const paddle::Tensor* offset_in, int output_channels,
                                        const std::vector<int>& output_size,
                                        const std::vector<int>& part_size, float spatial_scale,
                                        int sample_per_part, float trans_std) {
+  const paddle::Tensor x = pdcn::plain_layout(x_in);
+  paddle::Tensor offset_storage;
+  const paddle::Tensor* offset = pdcn::plain_layout(offset_in, &offset_storage);
   check_dtype(x, kPs);
   const DeformPSRoiPoolGeometry g = ps_geometry(x, boxes, offset, output_channels, output_size,
                                                 part_size, spatial_scale, sample_per_part,
@@ -385,14 +396,18 @@ std::vector<paddle::Tensor> ps_forward(const paddle::Tensor& x, const paddle::Te
 #endif
 }
 
-std::vector<paddle::Tensor> ps_backward(const paddle::Tensor& x, const paddle::Tensor& boxes,
+std::vector<paddle::Tensor> ps_backward(const paddle::Tensor& x_in, const paddle::Tensor& boxes,
                                         const paddle::Tensor& boxes_num,
-                                        const paddle::Tensor* offset,
-                                        const paddle::Tensor& grad_out, int output_channels,
+                                        const paddle::Tensor* offset_in,
+                                        const paddle::Tensor& grad_out_in, int output_channels,
                                         const std::vector<int>& output_size,
                                         const std::vector<int>& part_size, float spatial_scale,
                                         int sample_per_part, float trans_std,
                                         bool deterministic) {
+  const paddle::Tensor x = pdcn::plain_layout(x_in);
+  paddle::Tensor offset_storage;
+  const paddle::Tensor* offset = pdcn::plain_layout(offset_in, &offset_storage);
+  const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
   check_dtype(x, kPs);
   const DeformPSRoiPoolGeometry g = ps_geometry(x, boxes, offset, output_channels, output_size,
                                                 part_size, spatial_scale, sample_per_part,

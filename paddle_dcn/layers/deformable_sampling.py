@@ -15,11 +15,9 @@ from ._versioning import VersionedLayer
 
 @unified  # runs as plain Python in dygraph and on static Values under to_static
 def _sample(x, offset) -> paddle.Tensor:
-    """``ops.deform_sample2d`` in the dtype the op has a kernel for (see ``_args.op_dtype``),
-    inputs in plain layout (``_args.plain_layout``)."""
+    """``ops.deform_sample2d`` in the dtype the op has a kernel for (see ``_args.op_dtype``)."""
     dtype = _args.op_dtype(x)
-    plain = _args.plain_layout
-    return ops.deform_sample2d(plain(_args.cast(x, dtype)), plain(_args.cast(offset, dtype)))
+    return ops.deform_sample2d(_args.cast(x, dtype), _args.cast(offset, dtype))
 
 
 class DeformableSampling2D(VersionedLayer):

@@ -50,8 +50,4 @@ def deform_sample2d(
     _checks.expect_supported_dtype("x", x)
     _checks.expect_dtype("offset", offset, x, "x")
     identity = paddle.ones([c, 1, 1, 1], dtype=x.dtype)  # depthwise 1x1 weight 1: no mixing
-    if not paddle.in_dynamic_mode():
-        # a constant; through assign so that a saved model passes
-        # paddle_dcn.inference.onednn_safe (op inputs from parameters, feeds or assign only)
-        identity = paddle.assign(identity)
     return deform_conv2d(x, offset, identity, deformable_groups=c, groups=c)
