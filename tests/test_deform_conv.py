@@ -1,6 +1,8 @@
 """deform_conv2d against Paddle's native op, finite differences and bad input."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import paddle
 import pytest
@@ -275,3 +277,35 @@ def test_bad_input_raises_value_error(overrides, pattern):
 def test_non_tensor_input_raises_type_error():
     with pytest.raises(TypeError, match="offset must be a paddle.Tensor"):
         deform_conv2d(**_good(offset=np.zeros((2, 36, 6, 6), dtype="float32")))
+
+
+def test_results_do_not_depend_on_the_thread_count(tmp_path):
+    """The CPU kernels follow OMP_NUM_THREADS; 1 and 2 threads give bitwise equal results.
+
+    Not compared: the weight gradient, a GEMM reduction over batch x pixels that the math
+    library (MKL, also following OMP_NUM_THREADS) splits differently with 2 threads."""
+    import subprocess
+    import sys
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import numpy as np, paddle, sys\n"
+        "from paddle_dcn.ops import deform_conv2d, deform_roi_pool\n"
+        "rng = np.random.default_rng(0)\n"
+        "t = lambda *s: paddle.to_tensor(rng.standard_normal(s).astype('float32'), stop_gradient=False)\n"
+        "x, w, off, m = t(3, 8, 12, 12), t(8, 8, 3, 3), t(3, 18, 12, 12), t(3, 9, 12, 12)\n"
+        "y = deform_conv2d(x, off, w, padding=1, mask=m)\n"
+        "boxes = paddle.to_tensor([[1., 1., 9., 8.], [0., 2., 11., 11.], [3., 3., 6., 9.]])\n"
+        "r = deform_roi_pool(x, boxes, paddle.to_tensor([2, 0, 1], dtype='int32'), 3)\n"
+        "grads = paddle.grad([(y * y).sum() + (r * r).sum()], [x, w, off, m])\n"
+        "names = ['grad_x', 'grad_weight', 'grad_offset', 'grad_mask']\n"
+        "np.savez(sys.argv[1], y=y.numpy(), r=r.numpy(),\n"
+        "         **{n: g.numpy() for n, g in zip(names, grads) if n != 'grad_weight'})\n")
+    results = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"t{threads}.npz"
+        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        subprocess.run([sys.executable, str(script), str(out)], check=True, env=env,
+                       capture_output=True, timeout=300)
+        results.append(np.load(out))
+    for key in results[0].files:
+        np.testing.assert_array_equal(results[0][key], results[1][key], err_msg=key)

@@ -8,6 +8,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #if defined(__CUDACC__)
 #define PDCN_HD __host__ __device__ __forceinline__
@@ -38,13 +43,35 @@ using acc_t = typename AccType<T>::type;
 PDCN_HD float floor_acc(float v) { return floorf(v); }
 PDCN_HD double floor_acc(double v) { return ::floor(v); }
 
-// Runs f(i) for i in [0, n) on all CPU threads (OpenMP, static schedule, so
-// each index is owned by exactly one thread: drivers rely on this for
-// race-free, deterministic accumulation).
+// Threads of the CPU drivers: OMP_NUM_THREADS as the process sees it now.
+// Paddle sets that variable at import (to 1 unless the user chose a number)
+// after the OpenMP runtime may already have read its environment, so
+// omp_get_max_threads() can report every core; following the variable keeps
+// our kernels at Paddle's setting (no oversubscription of data-parallel
+// workers, no spinning threads on a busy machine). Unset: OpenMP's default.
+inline int cpu_thread_count() {
+  const char* value = std::getenv("OMP_NUM_THREADS");
+  const int requested = value ? std::atoi(value) : 0;
+  if (requested > 0) return requested;
+#if defined(_OPENMP)
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// Runs f(i) for i in [0, n) on cpu_thread_count() threads (OpenMP, static
+// schedule, so each index is owned by exactly one thread: drivers rely on this
+// for race-free, deterministic accumulation). One thread: a plain loop.
 template <typename F>
 void cpu_parallel_for(int64_t n, const F& f) {
+  const int threads = cpu_thread_count();
+  if (threads <= 1 || n <= 1) {
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
 #endif
   for (int64_t i = 0; i < n; ++i) f(i);
 }

@@ -16,22 +16,10 @@
 #include <cstring>
 #include <vector>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 #include "deform_roi_pool.h"
 
 namespace pdcn {
 namespace cpu {
-
-inline int64_t max_threads() {
-#if defined(_OPENMP)
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 
 // Valid samples of one box, grouped by bin: bin b owns taps [begin[b], begin[b + 1]).
 template <typename Acc>
@@ -141,7 +129,7 @@ void deform_roi_pool_backward_x(const DeformRoiPoolGeometry& g, const T* grad_ou
   if (g.num_rois == 0 || g.channels == 0) return;
   // One channel block per thread: every channel costs the same, and each block
   // rebuilds the taps of every box once. The result does not depend on it.
-  const int64_t blocks = std::min<int64_t>(g.channels, max_threads());
+  const int64_t blocks = std::min<int64_t>(g.channels, static_cast<int64_t>(cpu_thread_count()));
   const int64_t per_block = (g.channels + blocks - 1) / blocks;
   const int64_t num_blocks = (g.channels + per_block - 1) / per_block;
   cpu_parallel_for(num_blocks, [&](int64_t blk) {
