@@ -1,0 +1,98 @@
+"""Checkpoints: atomic writes (temp file + rename), keep-last-N, best, resolution of ``-r``.
+
+A checkpoint ``<dir>/<tag>`` is two files: ``<tag>.pdparams`` (the model's state dict, what
+``-w`` loads and what other tools read) and ``<tag>.pdstate`` (optimizer, scheduler, epoch,
+best metric, config name). Tags: ``epoch_<N>`` (the last ``keep_last`` are kept), ``best``
+and ``latest`` (a copy of the newest epoch checkpoint).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+from typing import Any, Dict, Optional, Tuple
+
+import paddle
+
+_EPOCH_RE = re.compile(r"epoch_(\d+)\.pdparams$")
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """``paddle.save`` to ``path`` via a temp file in the same directory and ``os.replace``."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    paddle.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class CheckpointManager:
+    """Writes and prunes checkpoints under ``directory``."""
+
+    def __init__(self, directory: str, keep_last: int = 2) -> None:
+        if keep_last < 1:
+            raise ValueError(f"checkpoint.keep_last must be >= 1, got {keep_last}")
+        self.directory, self.keep_last = directory, int(keep_last)
+        os.makedirs(directory, exist_ok=True)
+
+    def save(self, tag: str, model_state: Dict[str, Any], state: Dict[str, Any]) -> str:
+        prefix = os.path.join(self.directory, tag)
+        atomic_save(model_state, prefix + ".pdparams")
+        atomic_save(state, prefix + ".pdstate")
+        return prefix
+
+    def copy(self, src_tag: str, dst_tag: str) -> None:
+        for ext in (".pdparams", ".pdstate"):
+            src = os.path.join(self.directory, src_tag + ext)
+            dst = os.path.join(self.directory, dst_tag + ext)
+            tmp = f"{dst}.tmp{os.getpid()}"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+
+    def epochs(self) -> list:
+        found = []
+        for path in glob.glob(os.path.join(self.directory, "epoch_*.pdparams")):
+            m = _EPOCH_RE.search(path)
+            if m:
+                found.append(int(m.group(1)))
+        return sorted(found)
+
+    def prune(self) -> None:
+        for epoch in self.epochs()[: -self.keep_last]:
+            for ext in (".pdparams", ".pdstate"):
+                path = os.path.join(self.directory, f"epoch_{epoch}{ext}")
+                if os.path.exists(path):
+                    os.remove(path)
+
+
+def resolve(path: str) -> str:
+    """``-r``/``-w`` argument -> checkpoint prefix (without extension).
+
+    Accepts a prefix (``output/x/epoch_3``), a ``.pdparams``/``.pdstate`` file, or a
+    directory (its ``latest``, else its highest ``epoch_N``).
+    """
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "latest.pdparams")):
+            return os.path.join(path, "latest")
+        epochs = CheckpointManager(path).epochs()
+        if not epochs:
+            raise FileNotFoundError(f"no checkpoint (latest.pdparams or epoch_N.pdparams) in {path}")
+        return os.path.join(path, f"epoch_{epochs[-1]}")
+    for ext in (".pdparams", ".pdstate"):
+        if path.endswith(ext):
+            path = path[: -len(ext)]
+    if not os.path.exists(path + ".pdparams"):
+        raise FileNotFoundError(f"checkpoint not found: {path}.pdparams")
+    return path
+
+
+def load(path: str, with_state: bool = True) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+    """Returns ``(model_state, state)`` of the checkpoint ``path`` (see :func:`resolve`)."""
+    prefix = resolve(path)
+    model_state = paddle.load(prefix + ".pdparams")
+    state = None
+    if with_state:
+        if not os.path.exists(prefix + ".pdstate"):
+            raise FileNotFoundError(f"{prefix}.pdstate is missing: {prefix} holds weights only, "
+                                    f"it cannot be resumed (use -w / pretrained weights instead)")
+        state = paddle.load(prefix + ".pdstate")
+    return model_state, state
