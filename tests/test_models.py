@@ -23,7 +23,7 @@ def test_dcn_stages_replace_the_3x3_convs_of_those_stages():
     net = ResNet(50, dcn_stages=[3, 4, 5], stem="small", base_channels=8)
     names = [n for n, l in net.named_sublayers() if isinstance(l, DeformConv2D)]
     assert len(names) == 4 + 6 + 3  # one 3x3 per bottleneck in conv3_x..conv5_x
-    assert all(n.startswith(("stages.1.", "stages.2.", "stages.3.")) and n.endswith("conv2") for n in names)
+    assert all(n.startswith(("res3.", "res4.", "res5.")) and n.endswith("conv2") for n in names)
     assert all(l.modulated for l in net.sublayers() if isinstance(l, DeformConv2D))
     r18 = ResNet(18, dcn_stages=[5], dcn={"modulated": False}, base_channels=8)
     assert sum(isinstance(l, DeformConv2D) for l in r18.sublayers()) == 4

@@ -96,3 +96,50 @@ def load(path: str, with_state: bool = True) -> Tuple[Dict[str, Any], Optional[D
                                     f"it cannot be resumed (use -w / pretrained weights instead)")
         state = paddle.load(prefix + ".pdstate")
     return model_state, state
+
+
+_SEP = "@param@"
+
+
+def _name_maps(model: paddle.nn.Layer) -> Tuple[Dict[str, str], Dict[str, str]]:
+    unique_to_path = {p.name: path for path, p in model.named_parameters()}
+    return unique_to_path, {v: k for k, v in unique_to_path.items()}
+
+
+def _rename(key: str, table: Dict[str, str], sep_out: str, sep_in: str) -> str:
+    """Replaces the longest parameter-name prefix of ``key`` using ``table``."""
+    best = None
+    for name in table:
+        if key.startswith(name + sep_in) and (best is None or len(name) > len(best)):
+            best = name
+    return key if best is None else table[best] + sep_out + key[len(best) + len(sep_in):]
+
+
+def portable_optimizer_state(state: Dict[str, Any], model: paddle.nn.Layer) -> Dict[str, Any]:
+    """Optimizer state keyed by parameter paths (``backbone.res3.0.conv2.weight``) instead of
+    Paddle's process-global unique names (``conv2d_60.w_0``), which depend on how many layers
+    the process built before: a checkpoint must load in any process."""
+    unique_to_path, _ = _name_maps(model)
+    out: Dict[str, Any] = {}
+    for key, value in state.items():
+        if key == "master_weights" and isinstance(value, dict):
+            out[key] = {unique_to_path.get(k, k): v for k, v in value.items()}
+        elif key == "LR_Scheduler":
+            out[key] = value
+        else:
+            out[_rename(key, unique_to_path, _SEP, "_")] = value
+    return out
+
+
+def restore_optimizer_state(state: Dict[str, Any], model: paddle.nn.Layer) -> Dict[str, Any]:
+    """Inverse of :func:`portable_optimizer_state` for this process's ``model``."""
+    _, path_to_unique = _name_maps(model)
+    out: Dict[str, Any] = {}
+    for key, value in state.items():
+        if key == "master_weights" and isinstance(value, dict):
+            out[key] = {path_to_unique.get(k, k): v for k, v in value.items()}
+        elif key == "LR_Scheduler":
+            out[key] = value
+        else:
+            out[_rename(key, path_to_unique, "_", _SEP)] = value
+    return out

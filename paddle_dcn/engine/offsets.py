@@ -14,7 +14,7 @@ import numpy as np
 import paddle
 from paddle import nn
 
-_STAGE_RE = re.compile(r"^(.*?stages\.\d+)\.")
+_STAGE_RE = re.compile(r"^(.*?(?:res\d+|stages\.\d+))\.")
 
 
 def deformable_layers(model: nn.Layer) -> "OrderedDict[str, nn.Layer]":
@@ -27,7 +27,8 @@ def deformable_layers(model: nn.Layer) -> "OrderedDict[str, nn.Layer]":
 
 
 def group_name(layer_name: str) -> str:
-    """The stage a layer belongs to: ``backbone.stages.1.0.conv2`` -> ``backbone.stages.1``."""
+    """The stage a layer belongs to: ``backbone.res3.0.conv2`` -> ``backbone.res3`` (also
+    ``...stages.N``); the layer's own name when it is in no stage."""
     m = _STAGE_RE.match(layer_name)
     return m.group(1) if m else layer_name
 

@@ -28,7 +28,7 @@ from ..data.loader import build_dataloader
 from ..registry import DATASETS, METRICS, MODELS, build
 from . import checkpoint as ckpt
 from .callbacks import Callback, CheckpointSaver, ProgressLogger, VisualDLLogger, setup_logging
-from .distributed import init_distributed
+from .distributed import all_reduce_sum, init_distributed
 from .optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger("paddle_dcn")
@@ -122,7 +122,7 @@ class Trainer:
 
     def training_state(self) -> Dict[str, Any]:
         return {"epoch": self.epoch + 1, "global_step": self.global_step, "best_metric": self.best_metric,
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "optimizer": ckpt.portable_optimizer_state(self.optimizer.state_dict(), self.unwrapped_model), "scheduler": self.scheduler.state_dict(),
                 "config_name": self.cfg.get("_name_"), "seed": self.seed}
 
     def load_weights(self, path: str) -> None:
@@ -136,7 +136,7 @@ class Trainer:
         """Restores model, optimizer, schedule, epoch, step and best metric from ``path``."""
         model_state, state = ckpt.load(path, with_state=True)
         self.unwrapped_model.set_state_dict(model_state)
-        self.optimizer.set_state_dict(state["optimizer"])
+        self.optimizer.set_state_dict(ckpt.restore_optimizer_state(state["optimizer"], self.unwrapped_model))
         self.scheduler.set_state_dict(state["scheduler"])
         self.start_epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
@@ -172,6 +172,8 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.clear_grad()
         self.scheduler.step()
+        if self.world_size > 1:  # log the global batch's loss, not this process's half
+            return all_reduce_sum([float(loss)])[0] / self.world_size
         return float(loss)
 
     def train(self) -> Dict[str, float]:

@@ -1,7 +1,7 @@
 """ResNet 18/34/50/101 with deformable stages (``dcn_stages``), CoordConv and small-image stems.
 
 Stages are numbered as in the ResNet and DCN papers: 2..5 are conv2_x..conv5_x (strides 4,
-8, 16, 32 with the standard stem). ``dcn_stages=[3, 4, 5]`` replaces every 3x3 conv of
+8, 16, 32 with the standard stem), held as sublayers ``res2``..``res5``. ``dcn_stages=[3, 4, 5]`` replaces every 3x3 conv of
 those stages by a deformable conv (DCN v2, modulated, unless ``dcn['modulated']`` is False):
 the DCNv2 paper's setting.
 
@@ -142,7 +142,7 @@ class ResNet(nn.Layer):
                 nn.Conv2D(cin, base_channels, 3, stride=stem_stride, padding=1, bias_attr=False),
                 nn.BatchNorm2D(base_channels), nn.ReLU())
         channels = base_channels
-        self.stages = nn.LayerList()
+        self.stage_names: List[str] = []  # sublayers res2..res5 (PaddleDetection's names)
         self.out_channels: List[int] = []
         for i, n in enumerate(counts):
             stage_no = i + 2
@@ -152,7 +152,8 @@ class ResNet(nn.Layer):
             for j in range(n):
                 blocks.append(block(channels, width, 2 if (j == 0 and i > 0) else 1, opts))
                 channels = width * block.expansion
-            self.stages.append(nn.Sequential(*blocks))
+            self.add_sublayer(f"res{stage_no}", nn.Sequential(*blocks))
+            self.stage_names.append(f"res{stage_no}")
             if stage_no in self.out_stages:
                 self.out_channels.append(channels)
 
@@ -161,8 +162,8 @@ class ResNet(nn.Layer):
             x = self.add_coords(x)
         x = self.stem(x)
         outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
+        for i, name in enumerate(self.stage_names):
+            x = getattr(self, name)(x)
             if i + 2 in self.out_stages:
                 outs.append(x)
         return outs
