@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 from ..registry import DATASETS
 from .transforms import Compose
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 SUPERSAMPLE = 4
 
@@ -114,9 +114,9 @@ def render_sample(seed: int, split: str, index: int, image_size: int, num_classe
 
     # Random affine: rotation, anisotropic scale, shear, translation.
     angle = rng.uniform(0, 2 * np.pi)
-    scale = rng.uniform(0.45, 0.8) * big / 2
-    aspect = np.exp(rng.uniform(-0.35, 0.35))
-    shear = rng.uniform(-0.5, 0.5)
+    scale = rng.uniform(0.4, 0.85) * big / 2
+    aspect = np.exp(rng.uniform(-0.45, 0.45))
+    shear = rng.uniform(-0.6, 0.6)
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     lin = rot @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([aspect, 1 / aspect]) * scale
     room = max(big / 2 - scale * 1.1, 0.0)
@@ -130,7 +130,7 @@ def render_sample(seed: int, split: str, index: int, image_size: int, num_classe
     mask = np.asarray(mask_img.resize((s, s), Image.BOX), dtype=np.float32) / 255.0
 
     # Elastic warp of the shape (smooth displacement field, amplitude ~10% of the image).
-    alpha = rng.uniform(0.04, 0.12) * s
+    alpha = rng.uniform(0.06, 0.16) * s
     dy = _smooth_field(rng, s, 4) * alpha
     dx = _smooth_field(rng, s, 4) * alpha
     gy, gx = np.mgrid[0:s, 0:s].astype(np.float32)
