@@ -103,7 +103,7 @@ def test_shipped_dcn_config_differs_from_baseline_only_in_dcn_stages():
     base = load_config(os.path.join(REPO, "configs", "r50.yml"))
     dcn = load_config(os.path.join(REPO, "configs", "dcn_r50.yml"))
     assert base["model"]["backbone"]["dcn_stages"] == []
-    assert dcn["model"]["backbone"]["dcn_stages"] == [3, 4, 5]
+    assert dcn["model"]["backbone"]["dcn_stages"] == [2, 3]
     for cfg in (base, dcn):
         del cfg["model"]["backbone"]["dcn_stages"], cfg["_name_"], cfg["output_dir"]
     assert base == dcn
