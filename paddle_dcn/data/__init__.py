@@ -1,0 +1,9 @@
+"""Datasets (built-in generated shapes, class folders, list files), transforms, loaders."""
+from . import folder, geometric, transforms  # noqa: F401 - registration
+from .folder import ImageFolder, ImageList
+from .geometric import CLASS_NAMES, GeometricShapes
+from .loader import EpochBatchSampler, build_dataloader
+from .transforms import Compose
+
+__all__ = ["CLASS_NAMES", "Compose", "EpochBatchSampler", "GeometricShapes", "ImageFolder",
+           "ImageList", "build_dataloader"]

@@ -1,0 +1,145 @@
+"""Checkpoints: atomic writes (temp file + rename), keep-last-N, best, resolution of ``-r``.
+
+A checkpoint ``<dir>/<tag>`` is two files: ``<tag>.pdparams`` (the model's state dict, what
+``-w`` loads and what other tools read) and ``<tag>.pdstate`` (optimizer, scheduler, epoch,
+best metric, config name). Tags: ``epoch_<N>`` (the last ``keep_last`` are kept), ``best``
+and ``latest`` (a copy of the newest epoch checkpoint).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+from typing import Any, Dict, Optional, Tuple
+
+import paddle
+
+_EPOCH_RE = re.compile(r"epoch_(\d+)\.pdparams$")
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """``paddle.save`` to ``path`` via a temp file in the same directory and ``os.replace``."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    paddle.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class CheckpointManager:
+    """Writes and prunes checkpoints under ``directory``."""
+
+    def __init__(self, directory: str, keep_last: int = 2) -> None:
+        if keep_last < 1:
+            raise ValueError(f"checkpoint.keep_last must be >= 1, got {keep_last}")
+        self.directory, self.keep_last = directory, int(keep_last)
+        os.makedirs(directory, exist_ok=True)
+
+    def save(self, tag: str, model_state: Dict[str, Any], state: Dict[str, Any]) -> str:
+        prefix = os.path.join(self.directory, tag)
+        atomic_save(model_state, prefix + ".pdparams")
+        atomic_save(state, prefix + ".pdstate")
+        return prefix
+
+    def copy(self, src_tag: str, dst_tag: str) -> None:
+        for ext in (".pdparams", ".pdstate"):
+            src = os.path.join(self.directory, src_tag + ext)
+            dst = os.path.join(self.directory, dst_tag + ext)
+            tmp = f"{dst}.tmp{os.getpid()}"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+
+    def epochs(self) -> list:
+        found = []
+        for path in glob.glob(os.path.join(self.directory, "epoch_*.pdparams")):
+            m = _EPOCH_RE.search(path)
+            if m:
+                found.append(int(m.group(1)))
+        return sorted(found)
+
+    def prune(self) -> None:
+        for epoch in self.epochs()[: -self.keep_last]:
+            for ext in (".pdparams", ".pdstate"):
+                path = os.path.join(self.directory, f"epoch_{epoch}{ext}")
+                if os.path.exists(path):
+                    os.remove(path)
+
+
+def resolve(path: str) -> str:
+    """``-r``/``-w`` argument -> checkpoint prefix (without extension).
+
+    Accepts a prefix (``output/x/epoch_3``), a ``.pdparams``/``.pdstate`` file, or a
+    directory (its ``latest``, else its highest ``epoch_N``).
+    """
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "latest.pdparams")):
+            return os.path.join(path, "latest")
+        epochs = CheckpointManager(path).epochs()
+        if not epochs:
+            raise FileNotFoundError(f"no checkpoint (latest.pdparams or epoch_N.pdparams) in {path}")
+        return os.path.join(path, f"epoch_{epochs[-1]}")
+    for ext in (".pdparams", ".pdstate"):
+        if path.endswith(ext):
+            path = path[: -len(ext)]
+    if not os.path.exists(path + ".pdparams"):
+        raise FileNotFoundError(f"checkpoint not found: {path}.pdparams")
+    return path
+
+
+def load(path: str, with_state: bool = True) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+    """Returns ``(model_state, state)`` of the checkpoint ``path`` (see :func:`resolve`)."""
+    prefix = resolve(path)
+    model_state = paddle.load(prefix + ".pdparams")
+    state = None
+    if with_state:
+        if not os.path.exists(prefix + ".pdstate"):
+            raise FileNotFoundError(f"{prefix}.pdstate is missing: {prefix} holds weights only, "
+                                    f"it cannot be resumed (use -w / pretrained weights instead)")
+        state = paddle.load(prefix + ".pdstate")
+    return model_state, state
+
+
+_SEP = "@param@"
+
+
+def _name_maps(model: paddle.nn.Layer) -> Tuple[Dict[str, str], Dict[str, str]]:
+    unique_to_path = {p.name: path for path, p in model.named_parameters()}
+    return unique_to_path, {v: k for k, v in unique_to_path.items()}
+
+
+def _rename(key: str, table: Dict[str, str], sep_out: str, sep_in: str) -> str:
+    """Replaces the longest parameter-name prefix of ``key`` using ``table``."""
+    best = None
+    for name in table:
+        if key.startswith(name + sep_in) and (best is None or len(name) > len(best)):
+            best = name
+    return key if best is None else table[best] + sep_out + key[len(best) + len(sep_in):]
+
+
+def portable_optimizer_state(state: Dict[str, Any], model: paddle.nn.Layer) -> Dict[str, Any]:
+    """Optimizer state keyed by parameter paths (``backbone.res3.0.conv2.weight``) instead of
+    Paddle's process-global unique names (``conv2d_60.w_0``), which depend on how many layers
+    the process built before: a checkpoint must load in any process."""
+    unique_to_path, _ = _name_maps(model)
+    out: Dict[str, Any] = {}
+    for key, value in state.items():
+        if key == "master_weights" and isinstance(value, dict):
+            out[key] = {unique_to_path.get(k, k): v for k, v in value.items()}
+        elif key == "LR_Scheduler":
+            out[key] = value
+        else:
+            out[_rename(key, unique_to_path, _SEP, "_")] = value
+    return out
+
+
+def restore_optimizer_state(state: Dict[str, Any], model: paddle.nn.Layer) -> Dict[str, Any]:
+    """Inverse of :func:`portable_optimizer_state` for this process's ``model``."""
+    _, path_to_unique = _name_maps(model)
+    out: Dict[str, Any] = {}
+    for key, value in state.items():
+        if key == "master_weights" and isinstance(value, dict):
+            out[key] = {path_to_unique.get(k, k): v for k, v in value.items()}
+        elif key == "LR_Scheduler":
+            out[key] = value
+        else:
+            out[_rename(key, path_to_unique, "_", _SEP)] = value
+    return out

@@ -1,0 +1,100 @@
+"""Export to an inference model and run it (Paddle Inference), for tools/export.py and infer.py.
+
+An exported classifier directory (default ``output_inference/<config name>/``) holds
+``model.json`` + ``model.pdiparams`` (``paddle.jit.save``, Paddle 3 PIR; ``model.pdmodel``
+under the old IR) whose input is ``image [N, C, H, W]`` float32 (already normalised) and
+output the class probabilities ``[N, num_classes]``, and ``infer_cfg.yml``: the input shape,
+the preprocessing (resize to the input size, then the eval transforms) and the class names.
+Paddle Inference needs paddle_dcn's op library registered first
+(``paddle_dcn.ops.load_library()``); :class:`InferenceClassifier` does it.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+import paddle
+import yaml
+
+from .. import data, models  # noqa: F401 - registration
+from .. import inference
+from ..data.transforms import Compose, Resize
+from ..registry import DATASETS, MODELS, build
+from . import checkpoint as ckpt
+
+INFER_CFG = "infer_cfg.yml"
+MODEL_PREFIX = "model"
+
+
+class _Predict(paddle.nn.Layer):
+    """``image -> model.predict(image)``: the exported computation."""
+
+    def __init__(self, model: paddle.nn.Layer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: paddle.Tensor) -> paddle.Tensor:
+        return self.model.predict(image)
+
+
+def class_names_of(cfg: Dict[str, Any]) -> List[str]:
+    """The eval (else train) dataset's ``class_names``; ``['0', '1', ...]`` when it has none."""
+    ds_cfg = cfg.get("eval_dataset") or cfg.get("train_dataset")
+    names = getattr(build(DATASETS, ds_cfg), "class_names", None) if ds_cfg else None
+    return list(names) if names else [str(i) for i in range(int(cfg["model"].get("num_classes", 0)))]
+
+
+def build_model_with_weights(cfg: Dict[str, Any], weights: str) -> paddle.nn.Layer:
+    model = build(MODELS, cfg["model"])
+    state, _ = ckpt.load(weights, with_state=False)
+    model.set_state_dict(state)
+    model.eval()
+    return model
+
+
+def export(cfg: Dict[str, Any], weights: str, output_dir: str) -> Dict[str, str]:
+    """Writes the inference model and ``infer_cfg.yml`` to ``output_dir``; returns their paths."""
+    model = build_model_with_weights(cfg, weights)
+    shape = [int(v) for v in cfg["export"]["image_shape"]]
+    spec = [paddle.static.InputSpec([None] + shape, "float32", "image")]
+    model_file, params_file = inference.export_model(_Predict(model), os.path.join(output_dir, MODEL_PREFIX), spec)
+    ds_cfg = cfg.get("eval_dataset") or {}
+    infer_cfg = {"config_name": cfg.get("_name_"), "model_prefix": MODEL_PREFIX, "image_shape": shape,
+                 "transforms": ds_cfg.get("transforms", []), "class_names": class_names_of(cfg)}
+    cfg_path = os.path.join(output_dir, INFER_CFG)
+    with open(cfg_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(infer_cfg, f, sort_keys=False, default_flow_style=None)
+    return {"model": model_file, "params": params_file, "infer_cfg": cfg_path}
+
+
+def preprocessor(image_shape: Sequence[int], transforms: List[Dict[str, Any]]):
+    """uint8 HWC RGB image -> float32 CHW model input (resize to the input size, transforms)."""
+    resize = Resize([int(image_shape[1]), int(image_shape[2])])
+    pipeline = Compose(transforms)
+    return lambda image: pipeline(resize(image))
+
+
+def top_k(probs: np.ndarray, class_names: Sequence[str], k: int) -> List[List[tuple]]:
+    """``[N, C]`` probabilities -> per image ``[(class name, class id, probability), ...]``."""
+    out = []
+    for row in probs:
+        order = np.argsort(-row)[: max(1, k)]
+        out.append([(class_names[i] if i < len(class_names) else str(i), int(i), float(row[i])) for i in order])
+    return out
+
+
+class InferenceClassifier:
+    """Runs an exported classifier directory with Paddle Inference."""
+
+    def __init__(self, model_dir: str, device: str = "cpu") -> None:
+        with open(os.path.join(model_dir, INFER_CFG), "r", encoding="utf-8") as f:
+            self.cfg = yaml.safe_load(f)
+        self.predictor = inference.create_predictor(os.path.join(model_dir, self.cfg["model_prefix"]), device=device)
+        self.preprocess = preprocessor(self.cfg["image_shape"], self.cfg["transforms"])
+        self.class_names = self.cfg["class_names"]
+
+    def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """uint8 HWC RGB images -> ``[N, num_classes]`` probabilities."""
+        batch = np.stack([self.preprocess(img) for img in images]).astype(np.float32)
+        return inference.run_predictor(self.predictor, [batch])[0]

@@ -1,0 +1,62 @@
+"""Reads the sampling offsets of a model's deformable convs (for VisualDL and tools).
+
+A deformable layer is any sub-layer with ``conv_offset`` and ``num_points`` (paddle_dcn's
+``DeformConv2D``): its ``conv_offset`` output holds, per output pixel, ``2 * num_points``
+offset channels (y, x per kernel point) followed by the mask logits for DCN v2.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from typing import Dict, List
+
+import numpy as np
+import paddle
+from paddle import nn
+
+_STAGE_RE = re.compile(r"^(.*?(?:res\d+|stages\.\d+))\.")
+
+
+def deformable_layers(model: nn.Layer) -> "OrderedDict[str, nn.Layer]":
+    """``{qualified name: layer}`` of every deformable conv in ``model``, in definition order."""
+    found = OrderedDict()
+    for name, layer in model.named_sublayers():
+        if getattr(layer, "conv_offset", None) is not None and hasattr(layer, "num_points"):
+            found[name] = layer
+    return found
+
+
+def group_name(layer_name: str) -> str:
+    """The stage a layer belongs to: ``backbone.res3.0.conv2`` -> ``backbone.res3`` (also
+    ``...stages.N``); the layer's own name when it is in no stage."""
+    m = _STAGE_RE.match(layer_name)
+    return m.group(1) if m else layer_name
+
+
+def capture_offsets(model: nn.Layer, run) -> "OrderedDict[str, np.ndarray]":
+    """Calls ``run()`` (a forward pass) and returns each deformable layer's offsets
+    ``[N, num_points, 2, H_out, W_out]`` (float32 numpy, y then x) keyed by layer name."""
+    layers = deformable_layers(model)
+    captured: Dict[str, np.ndarray] = OrderedDict()
+    handles = []
+    for name, layer in layers.items():
+        def hook(_layer, _inputs, output, name=name, p=layer.num_points):
+            off = output[:, : 2 * p].astype("float32").numpy()
+            n, _, h, w = off.shape
+            captured[name] = off.reshape(n, p, 2, h, w)
+        handles.append(layer.conv_offset.register_forward_post_hook(hook))
+    try:
+        with paddle.no_grad():
+            run()
+    finally:
+        for h in handles:
+            h.remove()
+    return captured
+
+
+def magnitudes_by_group(offsets: Dict[str, np.ndarray]) -> "OrderedDict[str, np.ndarray]":
+    """Offset lengths ``sqrt(dy^2 + dx^2)`` (pixels of the layer's input) pooled per stage."""
+    groups: Dict[str, List[np.ndarray]] = OrderedDict()
+    for name, off in offsets.items():
+        groups.setdefault(group_name(name), []).append(np.sqrt((off ** 2).sum(axis=2)).ravel())
+    return OrderedDict((g, np.concatenate(v)) for g, v in groups.items())

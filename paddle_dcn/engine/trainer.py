@@ -1,0 +1,228 @@
+"""The trainer: builds everything from a config, runs a short loop, delegates to callbacks.
+
+One code path for single-process, multi-process (``paddle.distributed.launch``) and AMP.
+Task-agnostic: it needs only the model contract (``model(batch)`` returns ``{'loss': ...}``
+in training mode and the metric's inputs in eval mode), a dataset of dict items, and a
+registered metric. The classification pipeline and the detection pipeline share it.
+
+Randomness: parameters are initialised from ``seed``; at the start of every epoch the
+Paddle and NumPy generators are re-seeded from ``(seed, epoch, rank)``, and the sample order
+comes from ``(seed, epoch)``. A run resumed at epoch ``e`` therefore draws the same random
+numbers as one that was never interrupted.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import paddle
+
+from .. import data, models  # noqa: F401 - registers datasets, transforms, models
+from ..config import dump_config
+from ..data.loader import build_dataloader
+from ..registry import DATASETS, METRICS, MODELS, build
+from . import checkpoint as ckpt
+from .callbacks import Callback, CheckpointSaver, ProgressLogger, VisualDLLogger, setup_logging
+from .distributed import all_reduce_sum, init_distributed
+from .optim import build_optimizer, build_scheduler
+
+logger = logging.getLogger("paddle_dcn")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    paddle.seed(seed)
+
+
+class Trainer:
+    """Builds model, data, optimizer, schedule and callbacks from ``cfg`` (see paddle_dcn.config).
+
+    Args:
+        cfg: the loaded config (``load_config``).
+        mode: 'train' (everything), 'eval' (model + eval data) or 'model' (model only).
+        callbacks: extra callbacks, run after the built-in ones.
+    """
+
+    def __init__(self, cfg: Dict[str, Any], mode: str = "train", callbacks: Optional[List[Callback]] = None) -> None:
+        if mode not in ("train", "eval", "model"):
+            raise ValueError(f"mode must be 'train', 'eval' or 'model', got {mode!r}")
+        self.cfg, self.mode = cfg, mode
+        self.rank, self.world_size = init_distributed()
+        self.is_main = self.rank == 0
+        self.output_dir = cfg["output_dir"]
+        self.seed = int(cfg["seed"])
+        setup_logging(self.output_dir if mode == "train" else None, self.rank)
+        if mode == "train" and self.is_main:
+            os.makedirs(self.output_dir, exist_ok=True)
+            text = dump_config(cfg)
+            with open(os.path.join(self.output_dir, "config.yml"), "w", encoding="utf-8") as f:
+                f.write(text)
+            logger.info(f"config ({cfg.get('_name_')}):\n{text}")
+
+        seed_everything(self.seed)
+        self.model = build(MODELS, cfg["model"])
+        self.unwrapped_model = self.model
+        self.epochs = int(cfg["epochs"])
+        self.epoch = 0
+        self.start_epoch = 0
+        self.global_step = 0
+        self.best_metric = float("-inf")
+        self.improved = False
+        self.metric = build(METRICS, cfg["metric"]) if cfg.get("metric") else None
+        loader_cfg = cfg["loader"]
+        amp = cfg["amp"]
+        self.amp_enabled = bool(amp.get("enabled", False))
+        self.amp_level, self.amp_dtype = amp.get("level", "O1"), amp.get("dtype", "float16")
+
+        self.eval_dataset = self.eval_loader = None
+        if mode in ("train", "eval") and cfg.get("eval_dataset"):
+            self.eval_dataset = build(DATASETS, cfg["eval_dataset"])
+            self.eval_loader = build_dataloader(
+                self.eval_dataset, int(loader_cfg.get("eval_batch_size", loader_cfg["batch_size"])),
+                shuffle=False, rank=self.rank, world_size=self.world_size, drop_last=False,
+                num_workers=int(loader_cfg.get("num_workers", 0)))
+        if mode != "train":
+            return
+
+        if not cfg.get("train_dataset"):
+            raise KeyError("config has no train_dataset")
+        self.train_dataset = build(DATASETS, cfg["train_dataset"])
+        self.train_loader = build_dataloader(
+            self.train_dataset, int(loader_cfg["batch_size"]), shuffle=True, seed=self.seed,
+            rank=self.rank, world_size=self.world_size, drop_last=bool(loader_cfg.get("drop_last", True)),
+            num_workers=int(loader_cfg.get("num_workers", 0)))
+        self.iters_per_epoch = len(self.train_loader.batch_sampler)
+        self.global_batch = int(loader_cfg["batch_size"]) * self.world_size
+        self.scheduler = build_scheduler(cfg["lr_scheduler"], self.epochs, self.iters_per_epoch)
+        self.optimizer = build_optimizer(cfg["optimizer"], self.model.parameters(), self.scheduler,
+                                         cfg.get("grad_clip"))
+        self.scaler = None
+        if self.amp_enabled and self.amp_dtype == "float16":
+            self.scaler = paddle.amp.GradScaler(init_loss_scaling=float(amp.get("init_loss_scaling", 1024.0)))
+        if self.world_size > 1:
+            self.model = paddle.DataParallel(self.model)
+        self.checkpoints = ckpt.CheckpointManager(self.output_dir, int(cfg["checkpoint"]["keep_last"]))
+        vdl = cfg["visualdl"]
+        self.callbacks: List[Callback] = [ProgressLogger(cfg["log_interval"]),
+                                          CheckpointSaver(cfg["checkpoint"]["interval"])]
+        if vdl.get("enabled", True):
+            self.callbacks.append(VisualDLLogger(os.path.join(self.output_dir, "vdl"), cfg["log_interval"],
+                                                 vdl.get("num_images", 4), vdl.get("histograms", True)))
+        self.callbacks += list(callbacks or [])
+
+    # ----------------------------------------------------------------- state
+    def model_state_dict(self) -> Dict[str, Any]:
+        return self.unwrapped_model.state_dict()
+
+    def training_state(self) -> Dict[str, Any]:
+        return {"epoch": self.epoch + 1, "global_step": self.global_step, "best_metric": self.best_metric,
+                "optimizer": ckpt.portable_optimizer_state(self.optimizer.state_dict(), self.unwrapped_model), "scheduler": self.scheduler.state_dict(),
+                "config_name": self.cfg.get("_name_"), "seed": self.seed}
+
+    def load_weights(self, path: str) -> None:
+        """Loads model weights from a checkpoint (prefix, file or directory; see checkpoint.resolve)."""
+        state, _ = ckpt.load(path, with_state=False)
+        own = self.unwrapped_model.state_dict()
+        missing = sorted(set(own) - set(state))
+        unused = sorted(set(state) - set(own))
+        self.unwrapped_model.set_state_dict(state)
+        logger.info(f"loaded weights from {ckpt.resolve(path)}"
+                    + (f"; {len(missing)} parameters not in the file (kept initial): {missing[:5]}" if missing else "")
+                    + (f"; {len(unused)} entries unused: {unused[:5]}" if unused else ""))
+
+    def resume(self, path: str) -> None:
+        """Restores model, optimizer, schedule, epoch, step and best metric from ``path``."""
+        model_state, state = ckpt.load(path, with_state=True)
+        self.unwrapped_model.set_state_dict(model_state)
+        self.optimizer.set_state_dict(ckpt.restore_optimizer_state(state["optimizer"], self.unwrapped_model))
+        self.scheduler.set_state_dict(state["scheduler"])
+        self.start_epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.best_metric = float(state["best_metric"])
+        logger.info(f"resumed from {ckpt.resolve(path)} at epoch {self.start_epoch}")
+
+    def fixed_eval_batch(self, n: int) -> Dict[str, paddle.Tensor]:
+        """The first ``n`` eval samples as a batch (the same images every epoch)."""
+        dataset = self.eval_dataset if self.eval_dataset is not None else self.train_dataset
+        items = [dataset[i] for i in range(min(n, len(dataset)))]
+        return {k: paddle.to_tensor(np.stack([it[k] for it in items])) for k in items[0]}
+
+    # ----------------------------------------------------------------- loops
+    def _autocast(self):
+        if not self.amp_enabled:
+            return contextlib.nullcontext()
+        return paddle.amp.auto_cast(enable=True, level=self.amp_level, dtype=self.amp_dtype)
+
+    def _call(self, name: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, name)(self, *args)
+
+    def train_one_iter(self, batch: Dict[str, paddle.Tensor]) -> float:
+        with self._autocast():
+            losses = self.model(batch)
+        loss = losses["loss"]
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        self.optimizer.clear_grad()
+        self.scheduler.step()
+        if self.world_size > 1:  # log the global batch's loss, not this process's half
+            return all_reduce_sum([float(loss)])[0] / self.world_size
+        return float(loss)
+
+    def train(self) -> Dict[str, float]:
+        """Runs the remaining epochs; returns the last evaluation's metrics (or {})."""
+        eval_interval = int(self.cfg.get("eval_interval", 1))
+        last_metrics: Dict[str, float] = {}
+        self._call("on_train_begin")
+        for epoch in range(self.start_epoch, self.epochs):
+            self.epoch = epoch
+            seed_everything(self.seed + 1000003 * (epoch + 1) + 7919 * self.rank)
+            self.train_loader.batch_sampler.set_epoch(epoch)
+            self.model.train()
+            tic = time.time()
+            for it, batch in enumerate(self.train_loader):
+                lr = self.optimizer.get_lr()
+                loss = self.train_one_iter(batch)
+                self.global_step += 1
+                toc = time.time()
+                self._call("on_iter_end", {"loss": loss, "lr": lr, "batch_size": self.global_batch,
+                                           "iter_time": toc - tic, "epoch": epoch, "iter": it})
+                tic = time.time()
+            metrics = None
+            last = epoch + 1 == self.epochs
+            if self.eval_loader is not None and (last or (eval_interval > 0 and (epoch + 1) % eval_interval == 0)):
+                metrics = self.evaluate()
+                last_metrics = metrics
+            self.improved = False
+            if metrics and self.metric is not None:
+                value = metrics[self.metric.primary]
+                self.improved = value > self.best_metric
+                self.best_metric = max(self.best_metric, value)
+            self._call("on_epoch_end", metrics)
+        self._call("on_train_end")
+        return last_metrics
+
+    def evaluate(self) -> Dict[str, float]:
+        """Metrics of the model on the eval set (summed over all processes)."""
+        if self.eval_loader is None or self.metric is None:
+            raise ValueError("evaluation needs eval_dataset and metric in the config")
+        self.model.eval()
+        self.metric.reset()
+        with paddle.no_grad():
+            for batch in self.eval_loader:
+                with self._autocast():
+                    outputs = self.model(batch)
+                self.metric.update(outputs, batch)
+        self.model.train()
+        return self.metric.accumulate()

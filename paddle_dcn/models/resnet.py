@@ -1,0 +1,169 @@
+"""ResNet 18/34/50/101 with deformable stages (``dcn_stages``), CoordConv and small-image stems.
+
+Stages are numbered as in the ResNet and DCN papers: 2..5 are conv2_x..conv5_x (strides 4,
+8, 16, 32 with the standard stem), held as sublayers ``res2``..``res5``. ``dcn_stages=[3, 4, 5]`` replaces every 3x3 conv of
+those stages by a deformable conv (DCN v2, modulated, unless ``dcn['modulated']`` is False):
+the DCNv2 paper's setting.
+
+Stems: ``'imagenet'`` is the 7x7/2 conv + 3x3/2 max pool; ``'small'`` is one 3x3 conv of
+stride ``stem_stride`` (1 or 2) and no pool, for 32-64 px images. ``coord_conv=True`` adds
+x/y coordinate channels to the image before the first conv (CoordConv).
+
+``base_channels`` is the width of stage 2 (64 in the papers; every stage doubles it, the
+bottleneck expands by 4), a knob for CPU-sized runs.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import paddle
+from paddle import nn
+
+from ..layers import AddCoords, DeformConv2D
+from ..registry import BACKBONES
+
+SPECS = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]),
+         50: ("bottleneck", [3, 4, 6, 3]), 101: ("bottleneck", [3, 4, 23, 3])}
+DCN_DEFAULTS = {"modulated": True, "deformable_groups": 1, "offset_lr_mult": 1.0}
+
+
+def _zero_gamma() -> paddle.ParamAttr:
+    """The last BN of each residual branch starts at zero scale, so every block starts as the
+    identity ("zero-init residual", Goyal et al. 2017): stable from-scratch training."""
+    return paddle.ParamAttr(initializer=nn.initializer.Constant(0.0))
+
+
+def conv3x3(cin: int, cout: int, stride: int, dcn: Optional[Dict[str, Any]]) -> nn.Layer:
+    """A 3x3 conv (no bias), deformable when ``dcn`` is a dict of DeformConv2D options."""
+    if dcn is None:
+        return nn.Conv2D(cin, cout, 3, stride=stride, padding=1, bias_attr=False)
+    return DeformConv2D(cin, cout, 3, stride=stride, padding=1, bias_attr=False,
+                        modulated=dcn["modulated"], deformable_groups=dcn["deformable_groups"],
+                        offset_lr_mult=dcn["offset_lr_mult"])
+
+
+class BasicBlock(nn.Layer):
+    expansion = 1
+
+    def __init__(self, cin: int, width: int, stride: int, dcn: Optional[Dict[str, Any]]) -> None:
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1 = conv3x3(cin, width, stride, dcn)
+        self.bn1 = nn.BatchNorm2D(width)
+        self.conv2 = conv3x3(width, cout, 1, dcn)
+        self.bn2 = nn.BatchNorm2D(cout, weight_attr=_zero_gamma())
+        self.relu = nn.ReLU()
+        self.shortcut = _shortcut(cin, cout, stride)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.relu(y + self.shortcut(x))
+
+
+class Bottleneck(nn.Layer):
+    """1x1 -> 3x3 (stride here, deformable in DCN stages) -> 1x1, expansion 4."""
+
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int, dcn: Optional[Dict[str, Any]]) -> None:
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1 = nn.Conv2D(cin, width, 1, bias_attr=False)
+        self.bn1 = nn.BatchNorm2D(width)
+        self.conv2 = conv3x3(width, width, stride, dcn)
+        self.bn2 = nn.BatchNorm2D(width)
+        self.conv3 = nn.Conv2D(width, cout, 1, bias_attr=False)
+        self.bn3 = nn.BatchNorm2D(cout, weight_attr=_zero_gamma())
+        self.relu = nn.ReLU()
+        self.shortcut = _shortcut(cin, cout, stride)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return self.relu(y + self.shortcut(x))
+
+
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Layer:
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2D(cin, cout, 1, stride=stride, bias_attr=False), nn.BatchNorm2D(cout))
+
+
+@BACKBONES.register()
+class ResNet(nn.Layer):
+    """ResNet backbone; ``forward(x [N, 3, H, W])`` -> list of the stage outputs in ``out_stages``.
+
+    Args:
+        depth: 18, 34, 50 or 101.
+        dcn_stages: stages (2..5) whose 3x3 convs are deformable; [] for none.
+        dcn: DeformConv2D options for those convs: modulated (v2, default True),
+            deformable_groups (1), offset_lr_mult (1.0).
+        stem: 'imagenet' (7x7/2 + max pool) or 'small' (3x3 of ``stem_stride``, no pool).
+        stem_stride: 1 or 2, for the small stem.
+        coord_conv: add coordinate channels before the stem conv.
+        base_channels: width of stage 2 (64 in the papers).
+        out_stages: which stage outputs ``forward`` returns (default [5]).
+        in_channels: image channels.
+
+    Attributes: ``out_channels`` (channels of each returned stage, in order).
+    """
+
+    def __init__(self, depth: int = 50, dcn_stages: Sequence[int] = (), dcn: Optional[Dict[str, Any]] = None,
+                 stem: str = "imagenet", stem_stride: int = 1, coord_conv: bool = False,
+                 base_channels: int = 64, out_stages: Sequence[int] = (5,), in_channels: int = 3) -> None:
+        super().__init__()
+        if depth not in SPECS:
+            raise ValueError(f"depth must be one of {sorted(SPECS)}, got {depth!r}")
+        bad = [s for s in list(dcn_stages) + list(out_stages) if s not in (2, 3, 4, 5)]
+        if bad:
+            raise ValueError(f"dcn_stages and out_stages take stage numbers 2..5 (conv2_x..conv5_x), got {bad}")
+        if stem not in ("imagenet", "small"):
+            raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
+        unknown = set(dcn or {}) - set(DCN_DEFAULTS)
+        if unknown:
+            raise ValueError(f"dcn: unknown option(s) {sorted(unknown)}; valid: {sorted(DCN_DEFAULTS)}")
+        dcn_opts = {**DCN_DEFAULTS, **(dcn or {})}
+        self.depth, self.dcn_stages, self.out_stages = depth, sorted(dcn_stages), list(out_stages)
+        kind, counts = SPECS[depth]
+        block = Bottleneck if kind == "bottleneck" else BasicBlock
+
+        self.add_coords = AddCoords() if coord_conv else None
+        cin = in_channels + (2 if coord_conv else 0)
+        if stem == "imagenet":
+            self.stem = nn.Sequential(
+                nn.Conv2D(cin, base_channels, 7, stride=2, padding=3, bias_attr=False),
+                nn.BatchNorm2D(base_channels), nn.ReLU(), nn.MaxPool2D(3, stride=2, padding=1))
+        else:
+            self.stem = nn.Sequential(
+                nn.Conv2D(cin, base_channels, 3, stride=stem_stride, padding=1, bias_attr=False),
+                nn.BatchNorm2D(base_channels), nn.ReLU())
+        channels = base_channels
+        self.stage_names: List[str] = []  # sublayers res2..res5 (PaddleDetection's names)
+        self.out_channels: List[int] = []
+        for i, n in enumerate(counts):
+            stage_no = i + 2
+            width = base_channels * 2 ** i
+            opts = dcn_opts if stage_no in self.dcn_stages else None
+            blocks = []
+            for j in range(n):
+                blocks.append(block(channels, width, 2 if (j == 0 and i > 0) else 1, opts))
+                channels = width * block.expansion
+            self.add_sublayer(f"res{stage_no}", nn.Sequential(*blocks))
+            self.stage_names.append(f"res{stage_no}")
+            if stage_no in self.out_stages:
+                self.out_channels.append(channels)
+
+    def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
+        if self.add_coords is not None:
+            x = self.add_coords(x)
+        x = self.stem(x)
+        outs = []
+        for i, name in enumerate(self.stage_names):
+            x = getattr(self, name)(x)
+            if i + 2 in self.out_stages:
+                outs.append(x)
+        return outs

@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Classify images: top-k classes with names and probabilities.
+
+    python tools/infer.py -c configs/dcn_r50.yml -w output/dcn_r50/best --input img.png|folder
+    python tools/infer.py --model-dir output_inference/dcn_r50 --input img.png|folder   # exported
+
+Images of any size are resized to the model's input size, then given the eval transforms.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+
+from paddle_dcn.config import load_config  # noqa: E402
+from paddle_dcn.data.folder import IMAGE_EXTENSIONS, load_rgb  # noqa: E402
+from paddle_dcn.engine import deploy  # noqa: E402
+
+
+def list_images(path: str) -> list:
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {path}")
+        return files
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--input not found: {path}")
+    return [path]
+
+
+def main(argv=None) -> list:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", help="YAML config (with -w)")
+    parser.add_argument("-o", "--opt", nargs="+", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("-w", "--weights", help="checkpoint (with -c)")
+    parser.add_argument("--model-dir", help="exported model directory (instead of -c/-w)")
+    parser.add_argument("--input", required=True, help="an image file or a folder of images")
+    parser.add_argument("--topk", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    if bool(args.model_dir) == bool(args.config and args.weights):
+        parser.error("give either --model-dir, or -c and -w")
+
+    files = list_images(args.input)
+    if args.model_dir:
+        runner = deploy.InferenceClassifier(args.model_dir)
+        names = runner.class_names
+        predict = runner.probabilities
+    else:
+        cfg = load_config(args.config, args.opt)
+        model = deploy.build_model_with_weights(cfg, args.weights)
+        names = deploy.class_names_of(cfg)
+        prep = deploy.preprocessor(cfg["export"]["image_shape"], (cfg.get("eval_dataset") or {}).get("transforms", []))
+
+        def predict(images):
+            with paddle.no_grad():
+                return model.predict(paddle.to_tensor(np.stack([prep(i) for i in images]))).numpy()
+
+    results = []
+    for start in range(0, len(files), args.batch_size):
+        chunk = files[start: start + args.batch_size]
+        probs = predict([load_rgb(f) for f in chunk])
+        for f, top in zip(chunk, deploy.top_k(probs, names, args.topk)):
+            results.append((f, top))
+            print(f"{f}: " + ", ".join(f"{n} ({i}) {p:.3f}" for n, i, p in top))
+    return results
+
+
+if __name__ == "__main__":
+    main()
