@@ -103,7 +103,7 @@ def draw_sampling_locations(
     def scaled(v: float) -> float:
         return (v + 0.5) * factor - 0.5
 
-    radius = max(2.0, factor * 0.8)
+    radius = max(2.0, factor * 0.35)
     for m in range(len(locations)):
         for p in range(locations.shape[1]):
             y, x = locations[m, p]
@@ -114,7 +114,7 @@ def draw_sampling_locations(
             cy, cx = scaled(y), scaled(x)
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(255, 40, 40, int(90 + 165 * w)))
         cy, cx = scaled(centres[m][0]), scaled(centres[m][1])
-        arm = radius * 2
+        arm = radius * 1.5
         draw.line([cx - arm, cy, cx + arm, cy], fill=(40, 255, 40, 255), width=2)
         draw.line([cx, cy - arm, cx, cy + arm], fill=(40, 255, 40, 255), width=2)
     out = Image.alpha_composite(canvas, overlay).convert("RGB")
@@ -177,12 +177,12 @@ def visualize_offsets(
     captured: Dict[str, tuple] = {}
 
     def hook_for(name: str):
-        def hook(layer, inputs):
-            feat = inputs[0]
-            if len(inputs) > 1 and inputs[1] is not None:
-                offset = inputs[1]
-                mask = inputs[2] if len(inputs) > 2 else None
-            else:
+        def hook(layer, inputs, kwargs):
+            given = dict(zip(("x", "offset", "mask"), inputs))
+            given.update(kwargs)
+            feat = given["x"]
+            offset, mask = given.get("offset"), given.get("mask")
+            if offset is None:  # the layer predicts its own offsets
                 offset, mask = layer.predict_offsets(feat)
             captured[name] = (
                 list(feat.shape[2:]),
@@ -191,7 +191,10 @@ def visualize_offsets(
             )
         return hook
 
-    handles = [layer.register_forward_pre_hook(hook_for(name)) for name, layer in chosen.items()]
+    handles = [
+        layer.register_forward_pre_hook(hook_for(name), with_kwargs=True)
+        for name, layer in chosen.items()
+    ]
     was_training = model.training
     model.eval()
     try:

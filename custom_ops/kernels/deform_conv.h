@@ -53,71 +53,129 @@ PDCN_HD Acc deform_mask_value(const DeformConvGeometry& g, const T* mask, int64_
       mask[((n * g.deformable_groups + dg) * g.kernel_size() + k) * g.out_plane() + p]);
 }
 
-// columns[c*K + k, b*HWo + p] = mask * bilinear(x[n0 + b, c], position).
-template <typename T, typename Acc = acc_t<T>>
-PDCN_HD void deform_im2col_element(const DeformConvGeometry& g, const T* x, const T* offset,
-                                   const T* mask, T* columns, int64_t n0, int64_t chunk,
-                                   int64_t c, int64_t k, int64_t b, int64_t p) {
-  const int64_t n = n0 + b, dg = c / g.channels_per_dgroup();
-  Acc y, xx;
-  deform_sample_position<Acc>(g, offset, n, dg, k, p, &y, &xx);
-  const T* plane = x + (n * g.in_channels + c) * g.in_plane();
-  const Acc v = bilinear_sample<Acc>(plane, g.in_h, g.in_w, y, xx) *
-                deform_mask_value<Acc>(g, mask, n, dg, k, p);
-  columns[((c * g.kernel_size() + k) * chunk + b) * g.out_plane() + p] = static_cast<T>(v);
+// Everything one deformable sample needs, independent of the channel: the four
+// neighbour indices in the plane (clamped to 0 where the neighbour is outside,
+// with its weights zeroed), the bilinear weights, their derivatives with
+// respect to y and x, and the modulation scalar. Every quantity is linear in
+// the neighbour values v_i:
+//   sample = m * sum_i w_i v_i,  d sample/dy = m * sum_i wy_i v_i,  (x alike).
+template <typename Acc>
+struct DeformSampleStencil {
+  int32_t index[4];
+  Acc w[4], wy[4], wx[4];
+  Acc mask;
+};
+
+template <typename Acc, typename T>
+PDCN_HD DeformSampleStencil<Acc> deform_sample_stencil(const DeformConvGeometry& g,
+                                                       const T* offset, const T* mask, int64_t n,
+                                                       int64_t dg, int64_t k, int64_t p) {
+  DeformSampleStencil<Acc> st;
+  Acc y, x;
+  deform_sample_position<Acc>(g, offset, n, dg, k, p, &y, &x);
+  st.mask = deform_mask_value<Acc>(g, mask, n, dg, k, p);
+  const BilinearStencil<Acc> s = make_stencil(y, x, g.in_h, g.in_w);
+  const int64_t y1 = s.y0 + 1, x1 = s.x0 + 1;
+  const bool in[4] = {s.valid && s.y0 >= 0 && s.x0 >= 0, s.valid && s.y0 >= 0 && x1 < g.in_w,
+                      s.valid && y1 < g.in_h && s.x0 >= 0, s.valid && y1 < g.in_h && x1 < g.in_w};
+  const int64_t idx[4] = {s.y0 * g.in_w + s.x0, s.y0 * g.in_w + x1, y1 * g.in_w + s.x0,
+                          y1 * g.in_w + x1};
+  const Acc hy = Acc(1) - s.ly, hx = Acc(1) - s.lx;
+  const Acc w[4] = {hy * hx, hy * s.lx, s.ly * hx, s.ly * s.lx};
+  const Acc wy[4] = {-hx, -s.lx, hx, s.lx};
+  const Acc wx[4] = {-hy, hy, -s.ly, s.ly};
+  for (int i = 0; i < 4; ++i) {
+    st.index[i] = in[i] ? static_cast<int32_t>(idx[i]) : 0;
+    st.w[i] = in[i] ? w[i] : Acc(0);
+    st.wy[i] = in[i] ? wy[i] : Acc(0);
+    st.wx[i] = in[i] ? wx[i] : Acc(0);
+  }
+  return st;
 }
 
-// Scatters one column gradient into the input gradient plane of (n0 + b, c):
+// Index of stencil (b, dg, k, p) in a chunk's stencil table.
+PDCN_HD int64_t deform_stencil_index(const DeformConvGeometry& g, int64_t b, int64_t dg,
+                                     int64_t k, int64_t p) {
+  return ((b * g.deformable_groups + dg) * g.kernel_size() + k) * g.out_plane() + p;
+}
+
+template <typename Acc, typename T>
+PDCN_HD Acc stencil_sample(const DeformSampleStencil<Acc>& st, const T* plane) {
+  return st.w[0] * static_cast<Acc>(plane[st.index[0]]) +
+         st.w[1] * static_cast<Acc>(plane[st.index[1]]) +
+         st.w[2] * static_cast<Acc>(plane[st.index[2]]) +
+         st.w[3] * static_cast<Acc>(plane[st.index[3]]);
+}
+
+// columns[c*K + k, b*HWo + p] = mask * bilinear(x[n0 + b, c], position).
+template <typename T, typename Acc>
+PDCN_HD void deform_im2col_element(const DeformConvGeometry& g, const DeformSampleStencil<Acc>& st,
+                                   const T* x, T* columns, int64_t n0, int64_t chunk, int64_t c,
+                                   int64_t k, int64_t b, int64_t p) {
+  const T* plane = x + ((n0 + b) * g.in_channels + c) * g.in_plane();
+  columns[((c * g.kernel_size() + k) * chunk + b) * g.out_plane() + p] =
+      static_cast<T>(st.mask * stencil_sample(st, plane));
+}
+
+// Scatters one column gradient into the input-gradient plane of (n0 + b, c):
 // add(index_in_plane, value). Callers own the plane (CPU, deterministic CUDA)
 // or add atomically (fast CUDA).
-template <typename T, typename Add, typename Acc = acc_t<T>>
-PDCN_HD void deform_col2im_element(const DeformConvGeometry& g, const T* grad_columns,
-                                   const T* offset, const T* mask, int64_t n0, int64_t chunk,
-                                   int64_t c, int64_t k, int64_t b, int64_t p, const Add& add) {
-  const int64_t n = n0 + b, dg = c / g.channels_per_dgroup();
+template <typename T, typename Acc, typename Add>
+PDCN_HD void deform_col2im_element(const DeformConvGeometry& g, const DeformSampleStencil<Acc>& st,
+                                   const T* grad_columns, int64_t chunk, int64_t c, int64_t k,
+                                   int64_t b, int64_t p, const Add& add) {
   const Acc gcol = static_cast<Acc>(
-      grad_columns[((c * g.kernel_size() + k) * chunk + b) * g.out_plane() + p]);
+      grad_columns[((c * g.kernel_size() + k) * chunk + b) * g.out_plane() + p]) * st.mask;
   if (gcol == Acc(0)) return;
-  Acc y, xx;
-  deform_sample_position<Acc>(g, offset, n, dg, k, p, &y, &xx);
-  bilinear_scatter<Acc>(g.in_h, g.in_w, y, xx, gcol * deform_mask_value<Acc>(g, mask, n, dg, k, p),
-                        add);
+  for (int i = 0; i < 4; ++i) {
+    if (st.w[i] != Acc(0)) add(st.index[i], st.w[i] * gcol);
+  }
 }
 
-// Gradients of the offset pair and the mask of (n0 + b, dg, k, p): sums over
-// the channels of the deformable group. Each call owns its outputs.
-template <typename T, typename Acc = acc_t<T>>
-PDCN_HD void deform_coord_grad_element(const DeformConvGeometry& g, const T* grad_columns,
-                                       const T* x, const T* offset, const T* mask,
-                                       T* grad_offset, T* grad_mask, int64_t n0, int64_t chunk,
-                                       int64_t dg, int64_t k, int64_t b, int64_t p) {
-  const int64_t n = n0 + b, hw = g.out_plane(), K = g.kernel_size();
-  const int64_t cpg = g.channels_per_dgroup();
-  Acc y, xx;
-  deform_sample_position<Acc>(g, offset, n, dg, k, p, &y, &xx);
-  const Acc m = deform_mask_value<Acc>(g, mask, n, dg, k, p);
-  Acc gy = 0, gx = 0, gm = 0;
-  const BilinearStencil<Acc> s = make_stencil(y, xx, g.in_h, g.in_w);
-  if (s.valid) {
-    const Acc hy = Acc(1) - s.ly, hx = Acc(1) - s.lx;
-    const int64_t row_stride = K * chunk * hw;
-    const T* gcol = grad_columns + ((dg * cpg * K + k) * chunk + b) * hw + p;
-    const T* plane = x + (n * g.in_channels + dg * cpg) * g.in_plane();
-    for (int64_t ci = 0; ci < cpg; ++ci) {
-      const Acc gc = static_cast<Acc>(gcol[ci * row_stride]);
-      Acc v[4];
-      stencil_values(s, plane + ci * g.in_plane(), g.in_h, g.in_w, v);
-      gy += gc * (hx * (v[2] - v[0]) + s.lx * (v[3] - v[1]));
-      gx += gc * (hy * (v[1] - v[0]) + s.ly * (v[3] - v[2]));
-      gm += gc * stencil_blend(s, v);
-    }
-  }
+// Contribution of one channel to the coordinate gradients of a sample:
+// adds gcol * d(sample)/dy (unmasked), gcol * d/dx and gcol * sample (the
+// mask gradient) to the accumulators.
+template <typename Acc, typename T>
+PDCN_HD void deform_coord_grad_accumulate(const DeformSampleStencil<Acc>& st, const T* plane,
+                                          Acc gcol, Acc* gy, Acc* gx, Acc* gm) {
+  Acc v[4];
+  for (int i = 0; i < 4; ++i) v[i] = static_cast<Acc>(plane[st.index[i]]);
+  *gy += gcol * (st.wy[0] * v[0] + st.wy[1] * v[1] + st.wy[2] * v[2] + st.wy[3] * v[3]);
+  *gx += gcol * (st.wx[0] * v[0] + st.wx[1] * v[1] + st.wx[2] * v[2] + st.wx[3] * v[3]);
+  *gm += gcol * (st.w[0] * v[0] + st.w[1] * v[1] + st.w[2] * v[2] + st.w[3] * v[3]);
+}
+
+// Writes the offset pair and mask gradients of (n, dg, k, p).
+template <typename T, typename Acc>
+PDCN_HD void deform_coord_grad_store(const DeformConvGeometry& g, const DeformSampleStencil<Acc>& st,
+                                     Acc gy, Acc gx, Acc gm, T* grad_offset, T* grad_mask,
+                                     int64_t n, int64_t dg, int64_t k, int64_t p) {
+  const int64_t hw = g.out_plane(), K = g.kernel_size();
   T* go = grad_offset + ((n * g.deformable_groups + dg) * 2 * K + 2 * k) * hw + p;
-  go[0] = static_cast<T>(gy * m);
-  go[hw] = static_cast<T>(gx * m);
+  go[0] = static_cast<T>(gy * st.mask);
+  go[hw] = static_cast<T>(gx * st.mask);
   if (grad_mask != nullptr) {
     grad_mask[((n * g.deformable_groups + dg) * K + k) * hw + p] = static_cast<T>(gm);
   }
+}
+
+// The whole coordinate gradient of (n0 + b, dg, k, p): sums over the channels
+// of the deformable group (the CUDA driver's unit of work).
+template <typename T, typename Acc>
+PDCN_HD void deform_coord_grad_element(const DeformConvGeometry& g, const DeformSampleStencil<Acc>& st,
+                                       const T* grad_columns, const T* x, T* grad_offset,
+                                       T* grad_mask, int64_t n0, int64_t chunk, int64_t dg,
+                                       int64_t k, int64_t b, int64_t p) {
+  const int64_t hw = g.out_plane(), K = g.kernel_size(), cpg = g.channels_per_dgroup();
+  const int64_t row_stride = K * chunk * hw;
+  const T* gcol = grad_columns + ((dg * cpg * K + k) * chunk + b) * hw + p;
+  const T* plane = x + ((n0 + b) * g.in_channels + dg * cpg) * g.in_plane();
+  Acc gy = 0, gx = 0, gm = 0;
+  for (int64_t ci = 0; ci < cpg; ++ci) {
+    deform_coord_grad_accumulate(st, plane + ci * g.in_plane(),
+                                 static_cast<Acc>(gcol[ci * row_stride]), &gy, &gx, &gm);
+  }
+  deform_coord_grad_store(g, st, gy, gx, gm, grad_offset, grad_mask, n0 + b, dg, k, p);
 }
 
 // GEMM result [Cout, B, HWo] -> out[n0 + b, co, p].

@@ -56,7 +56,9 @@ __global__ void deform_im2col_kernel(DeformConvGeometry g, const T* x, const T* 
   const int64_t total = g.in_channels * K * chunk * hw;
   PDCN_CUDA_LOOP(e, total) {
     const ColumnIndex ix(e, K, chunk, hw);
-    deform_im2col_element(g, x, offset, mask, columns, n0, chunk, ix.c, ix.k, ix.b, ix.p);
+    const auto st = deform_sample_stencil<acc_t<T>>(g, offset, mask, n0 + ix.b,
+                                                    ix.c / g.channels_per_dgroup(), ix.k, ix.p);
+    deform_im2col_element(g, st, x, columns, n0, chunk, ix.c, ix.k, ix.b, ix.p);
   }
 }
 
@@ -71,7 +73,9 @@ __global__ void deform_col2im_atomic_kernel(DeformConvGeometry g, const T* grad_
   PDCN_CUDA_LOOP(e, total) {
     const ColumnIndex ix(e, K, chunk, hw);
     Acc* plane = acc + (ix.b * g.in_channels + ix.c) * g.in_plane();
-    deform_col2im_element(g, grad_columns, offset, mask, n0, chunk, ix.c, ix.k, ix.b, ix.p,
+    const auto st = deform_sample_stencil<Acc>(g, offset, mask, n0 + ix.b,
+                                               ix.c / g.channels_per_dgroup(), ix.k, ix.p);
+    deform_col2im_element(g, st, grad_columns, chunk, ix.c, ix.k, ix.b, ix.p,
                           [plane](int64_t i, Acc v) { atomicAdd(plane + i, v); });
   }
 }
@@ -86,9 +90,11 @@ __global__ void deform_col2im_deterministic_kernel(DeformConvGeometry g, const T
     const int64_t b = plane_index / g.in_channels, c = plane_index % g.in_channels;
     Acc* plane = acc + plane_index * g.in_plane();
     auto add = [plane](int64_t i, Acc v) { plane[i] += v; };
+    const int64_t dg = c / g.channels_per_dgroup();
     for (int64_t k = 0; k < K; ++k) {
       for (int64_t p = 0; p < hw; ++p) {
-        deform_col2im_element(g, grad_columns, offset, mask, n0, chunk, c, k, b, p, add);
+        const auto st = deform_sample_stencil<Acc>(g, offset, mask, n0 + b, dg, k, p);
+        deform_col2im_element(g, st, grad_columns, chunk, c, k, b, p, add);
       }
     }
   }
@@ -111,8 +117,9 @@ __global__ void deform_coord_grad_kernel(DeformConvGeometry g, const T* grad_col
     const int64_t k = t % K;
     t /= K;
     const int64_t dg = t % g.deformable_groups, b = t / g.deformable_groups;
-    deform_coord_grad_element(g, grad_columns, x, offset, mask, grad_offset, grad_mask, n0, chunk,
-                              dg, k, b, p);
+    const auto st = deform_sample_stencil<acc_t<T>>(g, offset, mask, n0 + b, dg, k, p);
+    deform_coord_grad_element(g, st, grad_columns, x, grad_offset, grad_mask, n0, chunk, dg, k, b,
+                              p);
   }
 }
 

@@ -58,6 +58,7 @@ DeformConvGeometry make_geometry(const std::vector<int64_t>& x_shape,
   g.out_h = (g.in_h + 2 * g.pad_h - (g.dilation_h * (g.kernel_h - 1) + 1)) / g.stride_h + 1;
   g.out_w = (g.in_w + 2 * g.pad_w - (g.dilation_w * (g.kernel_w - 1) + 1)) / g.stride_w + 1;
   PD_CHECK(g.out_h > 0 && g.out_w > 0, "pdcn deform_conv2d: output would be empty");
+  PD_CHECK(g.in_plane() < (int64_t(1) << 31), "pdcn deform_conv2d: H*W must be below 2^31");
   return g;
 }
 
@@ -85,13 +86,16 @@ int64_t choose_chunk(const DeformConvGeometry& g, int64_t element_bytes, int64_t
 class ConvKernels {
  public:
   virtual ~ConvKernels() = default;
-  virtual void im2col(const DeformConvGeometry& g, const void* x, const void* offset,
-                      const void* mask, void* columns, int64_t n0, int64_t chunk) = 0;
-  virtual void col2im(const DeformConvGeometry& g, const void* grad_columns, const void* offset,
-                      const void* mask, void* grad_x, int64_t n0, int64_t chunk) = 0;
+  // Fixes the offsets and mask of images [n0, n0 + chunk) for the calls that
+  // follow (the CPU kernels build the chunk's sample stencils here).
+  virtual void prepare_chunk(const DeformConvGeometry& g, const void* offset, const void* mask,
+                             int64_t n0, int64_t chunk) = 0;
+  virtual void im2col(const DeformConvGeometry& g, const void* x, void* columns, int64_t n0,
+                      int64_t chunk) = 0;
+  virtual void col2im(const DeformConvGeometry& g, const void* grad_columns, void* grad_x,
+                      int64_t n0, int64_t chunk) = 0;
   virtual void coord_grad(const DeformConvGeometry& g, const void* grad_columns, const void* x,
-                          const void* offset, const void* mask, void* grad_offset,
-                          void* grad_mask, int64_t n0, int64_t chunk) = 0;
+                          void* grad_offset, void* grad_mask, int64_t n0, int64_t chunk) = 0;
   virtual void columns_to_output(const DeformConvGeometry& g, const void* result, void* out,
                                  int64_t n0, int64_t chunk) = 0;
   virtual void output_to_columns(const DeformConvGeometry& g, const void* grad_out,
@@ -103,20 +107,25 @@ template <typename T>
 class CpuConvKernels final : public ConvKernels {
   static const T* c(const void* p) { return static_cast<const T*>(p); }
   static T* m(void* p) { return static_cast<T*>(p); }
+  std::vector<pdcn::cpu::Stencil<T>> stencils_;
 
  public:
-  void im2col(const DeformConvGeometry& g, const void* x, const void* offset, const void* mask,
-              void* columns, int64_t n0, int64_t chunk) override {
-    pdcn::cpu::deform_im2col(g, c(x), c(offset), c(mask), m(columns), n0, chunk);
+  void prepare_chunk(const DeformConvGeometry& g, const void* offset, const void* mask,
+                     int64_t n0, int64_t chunk) override {
+    stencils_.resize(pdcn::cpu::deform_stencil_count(g, chunk));
+    pdcn::cpu::deform_build_stencils(g, c(offset), c(mask), n0, chunk, stencils_.data());
   }
-  void col2im(const DeformConvGeometry& g, const void* grad_columns, const void* offset,
-              const void* mask, void* grad_x, int64_t n0, int64_t chunk) override {
-    pdcn::cpu::deform_col2im(g, c(grad_columns), c(offset), c(mask), m(grad_x), n0, chunk);
+  void im2col(const DeformConvGeometry& g, const void* x, void* columns, int64_t n0,
+              int64_t chunk) override {
+    pdcn::cpu::deform_im2col(g, stencils_.data(), c(x), m(columns), n0, chunk);
+  }
+  void col2im(const DeformConvGeometry& g, const void* grad_columns, void* grad_x, int64_t n0,
+              int64_t chunk) override {
+    pdcn::cpu::deform_col2im(g, stencils_.data(), c(grad_columns), m(grad_x), n0, chunk);
   }
   void coord_grad(const DeformConvGeometry& g, const void* grad_columns, const void* x,
-                  const void* offset, const void* mask, void* grad_offset, void* grad_mask,
-                  int64_t n0, int64_t chunk) override {
-    pdcn::cpu::deform_coord_grad(g, c(grad_columns), c(x), c(offset), c(mask), m(grad_offset),
+                  void* grad_offset, void* grad_mask, int64_t n0, int64_t chunk) override {
+    pdcn::cpu::deform_coord_grad(g, stencils_.data(), c(grad_columns), c(x), m(grad_offset),
                                  m(grad_mask), n0, chunk);
   }
   void columns_to_output(const DeformConvGeometry& g, const void* result, void* out, int64_t n0,
@@ -137,25 +146,29 @@ class CudaConvKernels final : public ConvKernels {
  public:
   CudaConvKernels(pdcn::cuda::DType dtype, void* stream, bool deterministic, const paddle::Place& place)
       : dtype_(dtype), stream_(stream), deterministic_(deterministic), place_(place) {}
-  void im2col(const DeformConvGeometry& g, const void* x, const void* offset, const void* mask,
-              void* columns, int64_t n0, int64_t chunk) override {
-    pdcn::cuda::deform_im2col(dtype_, g, x, offset, mask, columns, n0, chunk, stream_);
+  void prepare_chunk(const DeformConvGeometry&, const void* offset, const void* mask, int64_t,
+                     int64_t) override {
+    offset_ = offset;  // the CUDA kernels compute each stencil where they use it
+    mask_ = mask;
   }
-  void col2im(const DeformConvGeometry& g, const void* grad_columns, const void* offset,
-              const void* mask, void* grad_x, int64_t n0, int64_t chunk) override {
+  void im2col(const DeformConvGeometry& g, const void* x, void* columns, int64_t n0,
+              int64_t chunk) override {
+    pdcn::cuda::deform_im2col(dtype_, g, x, offset_, mask_, columns, n0, chunk, stream_);
+  }
+  void col2im(const DeformConvGeometry& g, const void* grad_columns, void* grad_x, int64_t n0,
+              int64_t chunk) override {
     const int64_t scratch_bytes = pdcn::cuda::col2im_scratch_bytes(dtype_, g, chunk);
     paddle::Tensor scratch;
     if (scratch_bytes > 0) {
       scratch = paddle::empty({scratch_bytes / 4}, paddle::DataType::FLOAT32, place_);
     }
-    pdcn::cuda::deform_col2im(dtype_, g, grad_columns, offset, mask, grad_x,
+    pdcn::cuda::deform_col2im(dtype_, g, grad_columns, offset_, mask_, grad_x,
                               scratch_bytes > 0 ? scratch.data<float>() : nullptr, n0, chunk,
                               deterministic_, stream_);
   }
   void coord_grad(const DeformConvGeometry& g, const void* grad_columns, const void* x,
-                  const void* offset, const void* mask, void* grad_offset, void* grad_mask,
-                  int64_t n0, int64_t chunk) override {
-    pdcn::cuda::deform_coord_grad(dtype_, g, grad_columns, x, offset, mask, grad_offset,
+                  void* grad_offset, void* grad_mask, int64_t n0, int64_t chunk) override {
+    pdcn::cuda::deform_coord_grad(dtype_, g, grad_columns, x, offset_, mask_, grad_offset,
                                   grad_mask, n0, chunk, stream_);
   }
   void columns_to_output(const DeformConvGeometry& g, const void* result, void* out, int64_t n0,
@@ -175,6 +188,8 @@ class CudaConvKernels final : public ConvKernels {
   void* stream_;
   bool deterministic_;
   paddle::Place place_;
+  const void* offset_ = nullptr;
+  const void* mask_ = nullptr;
 };
 
 pdcn::cuda::DType cuda_dtype(paddle::DataType dtype) {
@@ -232,7 +247,8 @@ std::vector<paddle::Tensor> forward(const paddle::Tensor& x, const paddle::Tenso
   paddle::Tensor w3 = paddle::experimental::reshape(weight, {G, g.out_channels / G, rows_per_group});
   for (int64_t n0 = 0; n0 < g.batch; n0 += chunk) {
     const int64_t b = std::min(chunk, g.batch - n0);
-    kernels->im2col(g, x.data(), offset.data(), optional_data(mask), columns.data(), n0, b);
+    kernels->prepare_chunk(g, offset.data(), optional_data(mask), n0, b);
+    kernels->im2col(g, x.data(), columns.data(), n0, b);
     paddle::Tensor result =
         paddle::experimental::matmul(w3, view(columns, {G, rows_per_group, b * hw}), false, false);
     kernels->columns_to_output(g, result.data(), out.data(), n0, b);
@@ -265,7 +281,8 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x, const paddle::Tens
     paddle::Tensor w3 = paddle::experimental::reshape(weight, {G, out_per_group, rows_per_group});
     for (int64_t n0 = 0; n0 < g.batch; n0 += chunk) {
       const int64_t b = std::min(chunk, g.batch - n0);
-      kernels->im2col(g, x.data(), offset.data(), optional_data(mask), columns.data(), n0, b);
+      kernels->prepare_chunk(g, offset.data(), optional_data(mask), n0, b);
+      kernels->im2col(g, x.data(), columns.data(), n0, b);
       kernels->output_to_columns(g, grad_out.data(), gathered.data(), n0, b);
       paddle::Tensor cols = view(columns, {G, rows_per_group, b * hw});
       paddle::Tensor gout = view(gathered, {G, out_per_group, b * hw});
@@ -276,10 +293,9 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x, const paddle::Tens
         kernels->accumulate(grad_w3.data(), gw.data(), gw.numel());
       }
       paddle::Tensor grad_columns = paddle::experimental::matmul(w3, gout, true, false);
-      kernels->coord_grad(g, grad_columns.data(), x.data(), offset.data(), optional_data(mask),
-                          grad_offset.data(), mask ? grad_mask.data() : nullptr, n0, b);
-      kernels->col2im(g, grad_columns.data(), offset.data(), optional_data(mask), grad_x.data(),
-                      n0, b);
+      kernels->coord_grad(g, grad_columns.data(), x.data(), grad_offset.data(),
+                          mask ? grad_mask.data() : nullptr, n0, b);
+      kernels->col2im(g, grad_columns.data(), grad_x.data(), n0, b);
     }
   }
   paddle::Tensor grad_weight = paddle::experimental::reshape(grad_w3, weight.shape());

@@ -52,12 +52,19 @@ def nchw_only(data_format: str) -> None:
 def op_dtype(x) -> paddle.dtype:
     """The dtype a paddle_dcn op runs in for input ``x``: its own if the op has a kernel for
     it on x's device, else float32 (e.g. bfloat16 activations on CPU under ``auto_cast``)."""
+    if x.dtype in _CPU_DTYPES:
+        return x.dtype
+    if x.dtype in _GPU_DTYPES and _on_gpu(x):
+        return x.dtype
+    return paddle.float32
+
+
+def _on_gpu(x) -> bool:
+    if not paddle.is_compiled_with_cuda():
+        return False
     if isinstance(x, paddle.Tensor):
-        on_cpu = x.place.is_cpu_place()
-    else:  # static-graph Value: runs on the current device
-        on_cpu = not paddle.device.get_device().startswith("gpu")
-    supported = _CPU_DTYPES if on_cpu else _GPU_DTYPES
-    return x.dtype if x.dtype in supported else paddle.float32
+        return not x.place.is_cpu_place()
+    return paddle.device.get_device().startswith("gpu")  # static-graph Value
 
 
 def cast(tensor: Optional[paddle.Tensor], dtype) -> Optional[paddle.Tensor]:
@@ -71,3 +78,17 @@ def known_shape(x) -> list[int]:
     """``x.shape`` with -1 for every dimension unknown at trace time (under to_static a
     dynamic dimension may come back as a Value instead of -1)."""
     return [d if isinstance(d, int) else -1 for d in x.shape]
+
+
+class OpArgs:
+    """Non-tensor op arguments held in an object that to_static's SOT mode passes through
+    untouched. Read from a layer as plain ints, SOT turns the ints that differ between
+    layers of one class (stride 1 here, 2 there) into symbolic values, which our ops cannot
+    take as attributes; a ``@unified`` function given this object reads them as Python values.
+    (A plain class: SOT rebuilds dataclasses field by field.)"""
+
+    def __init__(self, **values) -> None:
+        self.__dict__.update(values)
+
+    def __repr__(self) -> str:
+        return f"OpArgs({self.__dict__})"

@@ -48,7 +48,8 @@ def checkpoint_version(state_dict: MutableMapping[str, Any], prefix: str) -> int
     value = state_dict.get(prefix + VERSION_KEY)
     if value is None:
         return 1
-    return int(np.asarray(value.numpy() if hasattr(value, "numpy") else value).reshape(-1)[0])
+    # Layer.to(dtype=...) casts every buffer, so the stored number may be a float
+    return int(round(float(np.asarray(value.numpy() if hasattr(value, "numpy") else value).reshape(-1)[0])))
 
 
 def upgrade_state_dict(model: nn.Layer, state_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -69,7 +70,10 @@ def upgrade_state_dict(model: nn.Layer, state_dict: MutableMapping[str, Any]) ->
             )
         if stored < layer.VERSION:
             layer.upgrade_state_dict(state_dict, prefix, stored)
-        state_dict[prefix + VERSION_KEY] = paddle.to_tensor([layer.VERSION], dtype="int64")
+        # in the buffer's own dtype: Layer.to(dtype=...) may have cast it
+        state_dict[prefix + VERSION_KEY] = paddle.to_tensor(
+            [layer.VERSION], dtype=getattr(layer, VERSION_KEY).dtype
+        )
     return state_dict
 
 

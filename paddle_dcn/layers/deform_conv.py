@@ -5,6 +5,7 @@ from typing import Optional
 
 import paddle
 from paddle import nn
+from paddle.jit.marker import unified
 from paddle.nn.initializer import Constant, Normal
 
 from .. import ops
@@ -12,6 +13,25 @@ from . import _args
 from ._versioning import VersionedLayer
 
 MASK_INITS = (0.5, 1.0)
+
+
+@unified  # runs as plain Python in dygraph and on static Values under to_static
+def _deform_conv(args: _args.OpArgs, x, offset, weight, bias, mask) -> paddle.Tensor:
+    """``ops.deform_conv2d`` in the dtype the op has a kernel for (see ``_args.op_dtype``);
+    the integer arguments come in ``args`` (see ``_args.OpArgs``)."""
+    dtype = _args.op_dtype(x)
+    return ops.deform_conv2d(
+        _args.cast(x, dtype),
+        _args.cast(offset, dtype),
+        _args.cast(weight, dtype),
+        bias=_args.cast(bias, dtype),
+        stride=list(args.stride),
+        padding=list(args.padding),
+        dilation=list(args.dilation),
+        deformable_groups=args.deformable_groups,
+        groups=args.groups,
+        mask=_args.cast(mask, dtype),
+    )
 
 
 class DeformConv2D(VersionedLayer):
@@ -121,6 +141,10 @@ class DeformConv2D(VersionedLayer):
         )
         self.bias = self.create_parameter(shape=[out_channels], attr=bias_attr, is_bias=True)
 
+        self._op_args = _args.OpArgs(
+            stride=tuple(self.stride), padding=tuple(self.padding), dilation=tuple(self.dilation),
+            deformable_groups=self.deformable_groups, groups=self.groups,
+        )
         self.num_points = self.deformable_groups * kh * kw
         if offset_branch:
             branch_attr = lambda: paddle.ParamAttr(  # noqa: E731 - two fresh attrs
@@ -149,17 +173,13 @@ class DeformConv2D(VersionedLayer):
         """
         if not isinstance(conv, nn.Conv2D):
             raise ValueError(f"conv must be a paddle.nn.Conv2D, got {type(conv).__name__}")
-        padding = conv._padding
-        if isinstance(padding, (list, tuple)) and len(padding) == 4 and (
-            padding[0] == padding[1] and padding[2] == padding[3]
-        ):
-            padding = [padding[0], padding[2]]
+        padding = _conv2d_padding(conv)
         layer = cls(
             conv._in_channels,
             conv._out_channels,
             list(conv._kernel_size),
             stride=list(conv._stride),
-            padding=padding if isinstance(padding, int) else list(padding),
+            padding=padding,
             dilation=list(conv._dilation),
             groups=conv._groups,
             bias_attr=None if conv.bias is not None else False,
@@ -210,19 +230,7 @@ class DeformConv2D(VersionedLayer):
             )
         elif not self.modulated and mask is not None:
             raise ValueError("mask must be None for a DeformConv2D with modulated=False (v1)")
-        dtype = _args.op_dtype(x)
-        return ops.deform_conv2d(
-            _args.cast(x, dtype),
-            _args.cast(offset, dtype),
-            _args.cast(self.weight, dtype),
-            bias=_args.cast(self.bias, dtype),
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            deformable_groups=self.deformable_groups,
-            groups=self.groups,
-            mask=_args.cast(mask, dtype),
-        )
+        return _deform_conv(self._op_args, x, offset, self.weight, self.bias, mask)
 
     def extra_repr(self) -> str:
         text = (
@@ -239,3 +247,26 @@ class DeformConv2D(VersionedLayer):
         if self.conv_offset is None:
             text += ", offset_branch=False"
         return text
+
+
+def _conv2d_padding(conv: nn.Conv2D) -> list[int]:
+    """A Conv2D's padding as symmetric ``[pad_h, pad_w]``; ValueError when it has none."""
+    kernel, stride, dilation = conv._kernel_size, conv._stride, conv._dilation
+    algorithm = conv._padding_algorithm
+    if algorithm == "VALID":
+        return [0, 0]
+    if algorithm == "SAME":
+        # Paddle's 'same' runs the conv with dilation 1 whatever dilation says (measured)
+        if any(v != 1 for v in (*stride, *dilation)) or any(k % 2 == 0 for k in kernel):
+            raise ValueError(
+                "conv has padding='same': supported with stride 1, dilation 1 and an odd "
+                f"kernel only; got kernel_size={list(kernel)}, stride={list(stride)}, "
+                f"dilation={list(dilation)}"
+            )
+        return [(k - 1) // 2 for k in kernel]
+    padding = [int(p) for p in conv._updated_padding]
+    if len(padding) == 4:
+        if padding[0] != padding[1] or padding[2] != padding[3]:
+            raise ValueError(f"conv has asymmetric padding {padding}; DeformConv2D pads symmetrically")
+        padding = [padding[0], padding[2]]
+    return padding

@@ -4,10 +4,28 @@ from __future__ import annotations
 from typing import Optional
 
 import paddle
+from paddle.jit.marker import unified
 
 from .. import ops
 from . import _args
 from ._versioning import VersionedLayer
+
+
+@unified  # plain Python in dygraph and on static Values (see _args.OpArgs)
+def _deform_psroi_pool(args: _args.OpArgs, x, boxes, boxes_num, offset) -> paddle.Tensor:
+    dtype = _args.op_dtype(x)
+    return ops.deform_psroi_pool(
+        _args.cast(x, dtype),
+        _args.cast(boxes, dtype),
+        boxes_num,
+        args.output_channels,
+        list(args.output_size),
+        offset=_args.cast(offset, dtype),
+        spatial_scale=args.spatial_scale,
+        part_size=list(args.part_size),
+        sample_per_part=args.sample_per_part,
+        trans_std=args.trans_std,
+    )
 
 
 class DeformPSRoIPool(VersionedLayer):
@@ -44,6 +62,11 @@ class DeformPSRoIPool(VersionedLayer):
         if isinstance(trans_std, bool) or not isinstance(trans_std, (int, float)):
             raise ValueError(f"trans_std must be a number, got {trans_std!r}")
         self.trans_std = float(trans_std)
+        self._op_args = _args.OpArgs(
+            output_channels=self.output_channels, output_size=tuple(self.output_size),
+            spatial_scale=self.spatial_scale, part_size=tuple(self.part_size),
+            sample_per_part=self.sample_per_part, trans_std=self.trans_std,
+        )
 
     def forward(
         self,
@@ -52,19 +75,7 @@ class DeformPSRoIPool(VersionedLayer):
         boxes_num: paddle.Tensor,
         offset: Optional[paddle.Tensor] = None,
     ) -> paddle.Tensor:
-        dtype = _args.op_dtype(x)
-        return ops.deform_psroi_pool(
-            _args.cast(x, dtype),
-            _args.cast(boxes, dtype),
-            boxes_num,
-            self.output_channels,
-            self.output_size,
-            offset=_args.cast(offset, dtype),
-            spatial_scale=self.spatial_scale,
-            part_size=self.part_size,
-            sample_per_part=self.sample_per_part,
-            trans_std=self.trans_std,
-        )
+        return _deform_psroi_pool(self._op_args, x, boxes, boxes_num, offset)
 
     def extra_repr(self) -> str:
         return (

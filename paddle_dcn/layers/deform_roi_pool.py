@@ -5,6 +5,7 @@ from typing import Optional
 
 import paddle
 from paddle import nn
+from paddle.jit.marker import unified
 from paddle.nn.initializer import Constant
 
 from .. import ops
@@ -12,6 +13,22 @@ from . import _args
 from ._versioning import VersionedLayer
 
 _MASK_INITS = (0.5, 1.0)
+
+
+@unified  # plain Python in dygraph and on static Values (see _args.OpArgs)
+def _deform_roi_pool(args: _args.OpArgs, x, boxes, boxes_num, offset) -> paddle.Tensor:
+    dtype = _args.op_dtype(x)
+    return ops.deform_roi_pool(
+        _args.cast(x, dtype),
+        _args.cast(boxes, dtype),
+        boxes_num,
+        list(args.output_size),
+        offset=_args.cast(offset, dtype),
+        spatial_scale=args.spatial_scale,
+        sampling_ratio=args.sampling_ratio,
+        gamma=args.gamma,
+        aligned=args.aligned,
+    )
 
 
 class DeformRoIPool(VersionedLayer):
@@ -48,6 +65,10 @@ class DeformRoIPool(VersionedLayer):
         if not isinstance(aligned, bool):
             raise ValueError(f"aligned must be a bool, got {aligned!r}")
         self.aligned = aligned
+        self._op_args = _args.OpArgs(
+            output_size=tuple(self.output_size), spatial_scale=self.spatial_scale,
+            sampling_ratio=self.sampling_ratio, gamma=self.gamma, aligned=self.aligned,
+        )
 
     def pool(
         self,
@@ -56,18 +77,8 @@ class DeformRoIPool(VersionedLayer):
         boxes_num: paddle.Tensor,
         offset: Optional[paddle.Tensor] = None,
     ) -> paddle.Tensor:
-        dtype = _args.op_dtype(x)
-        return ops.deform_roi_pool(
-            _args.cast(x, dtype),
-            _args.cast(boxes, dtype),
-            boxes_num,
-            self.output_size,
-            offset=_args.cast(offset, dtype),
-            spatial_scale=self.spatial_scale,
-            sampling_ratio=self.sampling_ratio,
-            gamma=self.gamma,
-            aligned=self.aligned,
-        )
+        """``paddle_dcn.ops.deform_roi_pool`` with this layer's configuration."""
+        return _deform_roi_pool(self._op_args, x, boxes, boxes_num, offset)
 
     def forward(
         self,

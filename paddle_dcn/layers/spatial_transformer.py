@@ -55,7 +55,8 @@ class SpatialTransformer(VersionedLayer):
 
     The output ``[N, C, H_out, W_out]`` (``output_size`` ``(H_out, W_out)``, default the input
     size) is ``grid_sample(x, affine_grid(theta, ...))``, bilinear, zeros outside,
-    ``align_corners=True`` for both (Paddle's default).
+    ``align_corners=False`` for both (-1 and 1 are the outer edges of the border pixels; with
+    True, Paddle's affine_grid returns NaN for a 1-pixel-wide map).
     """
 
     def __init__(self, localization: Optional[nn.Layer] = None, output_size: Optional[_args.IntPair] = None) -> None:
@@ -100,8 +101,9 @@ class SpatialTransformer(VersionedLayer):
             # (measured): let it compute one into a detached copy that nobody reads.
             x = x.detach()
             x.stop_gradient = False
-        grid = F.affine_grid(theta, out_shape, align_corners=True)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        # align_corners=False: Paddle's affine_grid gives NaN on a 1-pixel axis with True
+        grid = F.affine_grid(theta, out_shape, align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"

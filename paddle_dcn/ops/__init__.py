@@ -22,3 +22,7 @@ __all__ = [
     "set_deterministic",
     "set_workspace_limit",
 ]
+
+from .deform_roi_pool import deform_psroi_pool, deform_roi_pool  # noqa: E402
+
+__all__ += ["deform_psroi_pool", "deform_roi_pool"]

@@ -38,8 +38,7 @@ def positive_int(value: int, name: str) -> int:
 def shape_of(tensor: paddle.Tensor, name: str) -> list[int]:
     if not isinstance(tensor, (paddle.Tensor, paddle.pir.Value)):
         raise TypeError(f"{name} must be a paddle.Tensor, got {type(tensor).__name__}")
-    # under to_static (AST) a dynamic dim is a Value, not -1: treat it as unknown
-    return [d if isinstance(d, int) else -1 for d in tensor.shape]
+    return list(tensor.shape)
 
 
 def expect_shape(name: str, actual: Sequence[int], expected: Sequence[int], layout: str) -> None:

@@ -47,7 +47,6 @@ def library_path() -> str:
     raise OpLibraryNotBuiltError(BUILD_HINT + f"\n(looked for _pdcn_ops*.so in {_PACKAGE_DIR})")
 
 
-@unified  # plain Python under to_static: dy2static cannot convert its `global` statement
 def load_library() -> str:
     """Registers the operators with Paddle once per process; returns the library path.
 

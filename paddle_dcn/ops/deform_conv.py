@@ -4,11 +4,13 @@ from __future__ import annotations
 from typing import Optional
 
 import paddle
+from paddle.jit.marker import unified
 
 from . import _checks, workspace
 from ._library import load_library, run_op
 
 
+@unified  # plain Python over shapes: runs as-is in dygraph and under to_static
 def deform_conv2d(
     x: paddle.Tensor,
     offset: paddle.Tensor,

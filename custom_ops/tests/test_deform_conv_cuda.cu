@@ -1,0 +1,222 @@
+// Native test: the CUDA deformable-convolution kernels against the CPU kernels
+// on the same random inputs, for float32, float64, float16 and bfloat16.
+// Needs only nvcc and a GPU (no Paddle). Build and run with
+//   bash custom_ops/tests/build.sh --run
+// Exit status 0 when every comparison is within tolerance.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "deform_conv_cpu.h"
+#include "deform_conv_cuda.h"
+
+using pdcn::DeformConvGeometry;
+using pdcn::cuda::DType;
+
+#define CUDA_CHECK(expr)                                                            \
+  do {                                                                              \
+    cudaError_t err_ = (expr);                                                      \
+    if (err_ != cudaSuccess) {                                                      \
+      std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(err_),    \
+                   __FILE__, __LINE__);                                             \
+      std::exit(2);                                                                 \
+    }                                                                               \
+  } while (0)
+
+namespace {
+
+template <typename T> T from_double(double v) { return static_cast<T>(v); }
+template <> __half from_double<__half>(double v) { return __float2half(static_cast<float>(v)); }
+template <> __nv_bfloat16 from_double<__nv_bfloat16>(double v) {
+  return __float2bfloat16(static_cast<float>(v));
+}
+template <typename T> double to_double(T v) { return static_cast<double>(v); }
+template <> double to_double<__half>(__half v) { return __half2float(v); }
+template <> double to_double<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// A host vector of doubles rounded through T (so both sides see the same inputs).
+template <typename T>
+std::vector<double> rounded(std::vector<double> v) {
+  for (auto& e : v) e = to_double(from_double<T>(e));
+  return v;
+}
+
+template <typename T>
+struct DeviceBuffer {
+  T* ptr = nullptr;
+  size_t n = 0;
+  explicit DeviceBuffer(const std::vector<double>& host) : n(host.size()) {
+    std::vector<T> tmp(n);
+    for (size_t i = 0; i < n; ++i) tmp[i] = from_double<T>(host[i]);
+    CUDA_CHECK(cudaMalloc(&ptr, std::max<size_t>(1, n) * sizeof(T)));
+    CUDA_CHECK(cudaMemcpy(ptr, tmp.data(), n * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  explicit DeviceBuffer(size_t count) : n(count) {
+    CUDA_CHECK(cudaMalloc(&ptr, std::max<size_t>(1, n) * sizeof(T)));
+    CUDA_CHECK(cudaMemset(ptr, 0, n * sizeof(T)));
+  }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  std::vector<double> host() const {
+    std::vector<T> tmp(n);
+    CUDA_CHECK(cudaMemcpy(tmp.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost));
+    std::vector<double> out(n);
+    for (size_t i = 0; i < n; ++i) out[i] = to_double(tmp[i]);
+    return out;
+  }
+};
+
+int failures = 0;
+
+void compare(const std::string& what, const std::vector<double>& got,
+             const std::vector<double>& want, double rtol, double atol) {
+  double worst = 0, scale = 0;
+  size_t bad = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double err = std::fabs(got[i] - want[i]);
+    scale = std::max(scale, std::fabs(want[i]));
+    if (!(err <= atol + rtol * std::fabs(want[i]))) ++bad;  // NaN counts as bad
+    if (err > worst || std::isnan(err)) worst = err;
+  }
+  std::printf("  %-36s max abs err %.3e (max |ref| %.3e) %s\n", what.c_str(), worst, scale,
+              bad ? "FAIL" : "ok");
+  if (bad) ++failures;
+}
+
+std::vector<double> random_vector(size_t n, double scale, std::mt19937_64& rng) {
+  std::normal_distribution<double> normal(0.0, scale);
+  std::vector<double> v(n);
+  for (auto& e : v) e = normal(rng);
+  return v;
+}
+
+struct Tolerance {
+  double rtol, atol;
+};
+
+template <typename T>
+void run_case(const char* name, DeformConvGeometry g, DType dtype, Tolerance tol, bool poison) {
+  std::printf("%s [%s]\n", name,
+              dtype == DType::kFloat32   ? "float32"
+              : dtype == DType::kFloat64 ? "float64"
+              : dtype == DType::kFloat16 ? "float16"
+                                         : "bfloat16");
+  std::mt19937_64 rng(42);
+  const int64_t K = g.kernel_size(), hw = g.out_plane();
+  auto x = rounded<T>(random_vector(g.batch * g.in_channels * g.in_plane(), 1.0, rng));
+  auto offset = rounded<T>(random_vector(g.batch * g.deformable_groups * 2 * K * hw, 2.0, rng));
+  auto mask = rounded<T>(random_vector(g.batch * g.deformable_groups * K * hw, 0.5, rng));
+  if (poison) {
+    const double bad[] = {NAN, INFINITY, -INFINITY, 1e30, 3e9, -3e9};
+    for (size_t i = 0; i < offset.size(); i += 7) offset[i] = bad[(i / 7) % 6];
+    if (dtype == DType::kFloat16) {  // 1e30 and 3e9 become inf in half: still poisoned
+      for (auto& e : offset) e = to_double(from_double<T>(e));
+    }
+  }
+  // Process images [n0, n0 + chunk) only, as one chunk of a larger batch.
+  const int64_t n0 = g.batch > 1 ? 1 : 0, chunk = g.batch - n0;
+  auto grad_columns = rounded<T>(random_vector(g.column_elements(chunk), 1.0, rng));
+  auto grad_out = rounded<T>(random_vector(g.batch * g.out_channels * hw, 1.0, rng));
+  auto result = rounded<T>(random_vector(g.out_channels * chunk * hw, 1.0, rng));
+
+  // CPU reference in double.
+  std::vector<pdcn::cpu::Stencil<double>> stencils(pdcn::cpu::deform_stencil_count(g, chunk));
+  pdcn::cpu::deform_build_stencils(g, offset.data(), mask.data(), n0, chunk, stencils.data());
+  std::vector<double> ref_columns(g.column_elements(chunk));
+  pdcn::cpu::deform_im2col(g, stencils.data(), x.data(), ref_columns.data(), n0, chunk);
+  std::vector<double> ref_grad_x(x.size(), 0.0), ref_grad_offset(offset.size(), 0.0),
+      ref_grad_mask(mask.size(), 0.0), ref_out(grad_out.size(), 0.0),
+      ref_gathered(result.size(), 0.0);
+  pdcn::cpu::deform_col2im(g, stencils.data(), grad_columns.data(), ref_grad_x.data(), n0, chunk);
+  pdcn::cpu::deform_coord_grad(g, stencils.data(), grad_columns.data(), x.data(),
+                               ref_grad_offset.data(), ref_grad_mask.data(), n0, chunk);
+  pdcn::cpu::deform_columns_to_output(g, result.data(), ref_out.data(), n0, chunk);
+  pdcn::cpu::deform_output_to_columns(g, grad_out.data(), ref_gathered.data(), n0, chunk);
+
+  DeviceBuffer<T> d_x(x), d_offset(offset), d_mask(mask), d_grad_columns(grad_columns),
+      d_grad_out(grad_out), d_result(result);
+  DeviceBuffer<T> d_columns(ref_columns.size()), d_grad_x(x.size()),
+      d_grad_x_det(x.size()), d_grad_offset(offset.size()), d_grad_mask(mask.size()),
+      d_out(grad_out.size()), d_gathered(result.size());
+  DeviceBuffer<float> d_scratch(
+      static_cast<size_t>(pdcn::cuda::col2im_scratch_bytes(dtype, g, chunk) / 4));
+  pdcn::cuda::deform_im2col(dtype, g, d_x.ptr, d_offset.ptr, d_mask.ptr, d_columns.ptr, n0, chunk,
+                            nullptr);
+  pdcn::cuda::deform_col2im(dtype, g, d_grad_columns.ptr, d_offset.ptr, d_mask.ptr, d_grad_x.ptr,
+                            d_scratch.ptr, n0, chunk, /*deterministic=*/false, nullptr);
+  pdcn::cuda::deform_col2im(dtype, g, d_grad_columns.ptr, d_offset.ptr, d_mask.ptr,
+                            d_grad_x_det.ptr, d_scratch.ptr, n0, chunk, /*deterministic=*/true,
+                            nullptr);
+  pdcn::cuda::deform_coord_grad(dtype, g, d_grad_columns.ptr, d_x.ptr, d_offset.ptr, d_mask.ptr,
+                                d_grad_offset.ptr, d_grad_mask.ptr, n0, chunk, nullptr);
+  pdcn::cuda::deform_columns_to_output(dtype, g, d_result.ptr, d_out.ptr, n0, chunk, nullptr);
+  pdcn::cuda::deform_output_to_columns(dtype, g, d_grad_out.ptr, d_gathered.ptr, n0, chunk,
+                                       nullptr);
+  CUDA_CHECK(cudaGetLastError());
+  CUDA_CHECK(cudaDeviceSynchronize());
+
+  compare("im2col columns", d_columns.host(), ref_columns, tol.rtol, tol.atol);
+  compare("col2im grad_x (atomic)", d_grad_x.host(), ref_grad_x, tol.rtol, tol.atol * 4);
+  compare("col2im grad_x (deterministic)", d_grad_x_det.host(), ref_grad_x, tol.rtol,
+          tol.atol * 4);
+  compare("grad_offset", d_grad_offset.host(), ref_grad_offset, tol.rtol, tol.atol * 8);
+  compare("grad_mask", d_grad_mask.host(), ref_grad_mask, tol.rtol, tol.atol * 8);
+  compare("columns -> output", d_out.host(), ref_out, 0, 0);
+  compare("output -> columns", d_gathered.host(), ref_gathered, 0, 0);
+
+  // The deterministic col2im is bitwise reproducible.
+  DeviceBuffer<T> d_again(x.size());
+  pdcn::cuda::deform_col2im(dtype, g, d_grad_columns.ptr, d_offset.ptr, d_mask.ptr, d_again.ptr,
+                            d_scratch.ptr, n0, chunk, true, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  compare("deterministic col2im repeat (bitwise)", d_again.host(), d_grad_x_det.host(), 0, 0);
+}
+
+DeformConvGeometry geometry(int64_t n, int64_t c, int64_t h, int64_t w, int64_t c_out,
+                            int64_t kh, int64_t kw, int64_t stride, int64_t pad, int64_t dil,
+                            int64_t groups, int64_t dgroups) {
+  DeformConvGeometry g{};
+  g.batch = n; g.in_channels = c; g.in_h = h; g.in_w = w; g.out_channels = c_out;
+  g.kernel_h = kh; g.kernel_w = kw; g.stride_h = g.stride_w = stride; g.pad_h = g.pad_w = pad;
+  g.dilation_h = g.dilation_w = dil; g.groups = groups; g.deformable_groups = dgroups;
+  g.out_h = (h + 2 * pad - (dil * (kh - 1) + 1)) / stride + 1;
+  g.out_w = (w + 2 * pad - (dil * (kw - 1) + 1)) / stride + 1;
+  return g;
+}
+
+template <typename T>
+void run_all(DType dtype, Tolerance tol) {
+  run_case<T>("3x3 pad 1, 3 images", geometry(3, 8, 11, 9, 6, 3, 3, 1, 1, 1, 1, 1), dtype, tol,
+              false);
+  run_case<T>("3x2 stride 2 dil 2, groups 2, dg 4", geometry(2, 8, 13, 12, 4, 3, 2, 2, 1, 2, 2, 4),
+              dtype, tol, false);
+  run_case<T>("1x1, dg 2", geometry(2, 4, 6, 7, 4, 1, 1, 1, 0, 1, 1, 2), dtype, tol, false);
+  run_case<T>("poisoned offsets (NaN/Inf/huge)", geometry(2, 4, 8, 8, 4, 3, 3, 1, 1, 1, 1, 1),
+              dtype, tol, true);
+}
+
+}  // namespace
+
+int main() {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::fprintf(stderr, "no CUDA device: nothing to test\n");
+    return 3;
+  }
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (sm_%d%d)\n", prop.name, prop.major, prop.minor);
+  run_all<double>(DType::kFloat64, {1e-12, 1e-12});
+  run_all<float>(DType::kFloat32, {1e-5, 1e-5});
+  run_all<__half>(DType::kFloat16, {2e-2, 2e-2});
+  run_all<__nv_bfloat16>(DType::kBFloat16, {2e-2, 1e-1});
+  std::printf(failures ? "FAILED: %d comparisons\n" : "all CUDA kernel comparisons passed\n",
+              failures);
+  return failures ? 1 : 0;
+}

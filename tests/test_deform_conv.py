@@ -1,0 +1,274 @@
+"""deform_conv2d against Paddle's native op, finite differences and bad input."""
+from __future__ import annotations
+
+import numpy as np
+import paddle
+import pytest
+
+from paddle_dcn.ops import deform_conv2d, get_workspace_limit, set_workspace_limit
+
+TOLERANCE = {"float64": dict(rtol=1e-8, atol=1e-8), "float32": dict(rtol=1e-4, atol=1e-4)}
+
+
+def make_inputs(n, c_in, h, w, c_out, kernel, stride=1, padding=0, dilation=1, groups=1,
+                deformable_groups=1, dtype="float64", offset_scale=2.0, with_mask=True):
+    """Random inputs of a consistent configuration (offsets avoid integer sample points)."""
+    kh, kw = kernel
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation
+    out_h = (h + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
+    out_w = (w + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
+    points = deformable_groups * kh * kw
+    rng = np.random.default_rng(0)
+    arrays = dict(
+        x=rng.standard_normal((n, c_in, h, w)),
+        offset=rng.standard_normal((n, 2 * points, out_h, out_w)) * offset_scale + 0.013,
+        weight=rng.standard_normal((c_out, c_in // groups, kh, kw)) * 0.5,
+        bias=rng.standard_normal((c_out,)),
+        mask=rng.uniform(0.1, 1.0, (n, points, out_h, out_w)) if with_mask else None,
+    )
+    return {k: (None if v is None else paddle.to_tensor(v.astype(dtype), stop_gradient=False))
+            for k, v in arrays.items()}
+
+
+def run_both(inputs, **conv_args):
+    """Output and gradients of ours and of paddle.vision.ops.deform_conv2d for one cotangent."""
+    names = [k for k in ("x", "offset", "weight", "bias", "mask") if inputs[k] is not None]
+    results = []
+    for fn in (deform_conv2d, paddle.vision.ops.deform_conv2d):
+        out = fn(inputs["x"], inputs["offset"], inputs["weight"], bias=inputs["bias"],
+                 mask=inputs["mask"], **conv_args)
+        cotangent = paddle.to_tensor(np.random.default_rng(1).standard_normal(out.shape))
+        cotangent = cotangent.astype(out.dtype)
+        grads = paddle.grad([out], [inputs[k] for k in names], [cotangent])
+        results.append((out.numpy(), {k: g.numpy() for k, g in zip(names, grads)}))
+    return results
+
+
+CONFIGS = [
+    # (n, c_in, h, w, c_out, kernel, stride, padding, dilation, groups, deformable_groups)
+    (2, 4, 7, 6, 6, (3, 3), 1, 1, 1, 1, 1),
+    (3, 4, 9, 8, 4, (3, 3), 2, 1, 1, 2, 2),
+    (1, 6, 8, 9, 6, (3, 2), (1, 2), (0, 1), (2, 1), 3, 3),
+    (2, 4, 10, 10, 8, (1, 1), 1, 0, 1, 1, 4),
+    (2, 2, 6, 7, 4, (5, 3), 1, 2, (1, 2), 1, 2),
+    (5, 3, 5, 5, 3, (3, 3), 1, 1, 1, 1, 1),
+]
+
+
+@pytest.mark.parametrize("with_mask", [True, False], ids=["v2", "v1"])
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"n{c[0]}c{c[1]}k{c[5]}s{c[6]}g{c[9]}dg{c[10]}")
+def test_matches_paddle_native(config, with_mask, float_dtype):
+    n, c_in, h, w, c_out, kernel, stride, padding, dilation, groups, dgroups = config
+    inputs = make_inputs(n, c_in, h, w, c_out, kernel, stride, padding, dilation, groups, dgroups,
+                         dtype=float_dtype, with_mask=with_mask)
+    args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                deformable_groups=dgroups)
+    (ours, our_grads), (ref, ref_grads) = run_both(inputs, **args)
+    tol = TOLERANCE[float_dtype]
+    np.testing.assert_allclose(ours, ref, **tol)
+    assert set(our_grads) == set(ref_grads)
+    for name in our_grads:
+        np.testing.assert_allclose(our_grads[name], ref_grads[name], err_msg=name, **tol)
+        assert np.abs(our_grads[name]).max() > 0, f"gradient of {name} is identically zero"
+
+
+def test_far_outside_offsets_match_native():
+    """Offsets that push many samples beyond the map (partly and wholly outside)."""
+    inputs = make_inputs(2, 3, 6, 6, 4, (3, 3), padding=1, offset_scale=6.0)
+    (ours, our_grads), (ref, ref_grads) = run_both(inputs, padding=1)
+    np.testing.assert_allclose(ours, ref, rtol=1e-8, atol=1e-8)
+    for name in our_grads:
+        np.testing.assert_allclose(our_grads[name], ref_grads[name], rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("limit_images", [1, 2])
+def test_chunked_batches_equal_unchunked(limit_images):
+    """A workspace that holds 1 or 2 images: 5 images do not divide into chunks of 2."""
+    inputs = make_inputs(5, 4, 6, 6, 4, (3, 3), padding=1)
+    column_bytes = 4 * 9 * 36 * 8
+    full = run_both(inputs, padding=1)[0]
+    previous = get_workspace_limit()
+    set_workspace_limit(column_bytes * limit_images + 7)
+    try:
+        chunked = run_both(inputs, padding=1)[0]
+    finally:
+        set_workspace_limit(previous)
+    np.testing.assert_allclose(chunked[0], full[0], rtol=1e-12, atol=1e-12)
+    for name in full[1]:
+        np.testing.assert_allclose(chunked[1][name], full[1][name], rtol=1e-12, atol=1e-12)
+
+
+def test_out_channels_need_not_divide_by_deformable_groups():
+    """C_out=3 with dg=2: Paddle refuses it, so compare with a 4-filter native conv's first 3."""
+    inputs = make_inputs(2, 4, 6, 6, 3, (3, 3), padding=1, deformable_groups=2)
+    ours = deform_conv2d(inputs["x"], inputs["offset"], inputs["weight"], inputs["bias"],
+                         padding=1, deformable_groups=2, mask=inputs["mask"])
+    weight4 = paddle.concat([inputs["weight"], paddle.zeros_like(inputs["weight"][:1])])
+    bias4 = paddle.concat([inputs["bias"], paddle.zeros_like(inputs["bias"][:1])])
+    ref = paddle.vision.ops.deform_conv2d(inputs["x"], inputs["offset"], weight4, bias4,
+                                          padding=1, deformable_groups=2, mask=inputs["mask"])
+    np.testing.assert_allclose(ours.numpy(), ref.numpy()[:, :3], rtol=1e-10, atol=1e-10)
+
+
+def numeric_gradient(fn, tensor, eps=1e-6):
+    """Central finite differences of the scalar fn() with respect to every element of tensor."""
+    base = tensor.numpy().copy()
+    flat = base.reshape(-1)
+    grad = np.zeros_like(flat)
+    for i in range(flat.size):
+        for sign in (1, -1):
+            trial = flat.copy()
+            trial[i] += sign * eps
+            tensor.set_value(trial.reshape(base.shape))
+            grad[i] += sign * fn()
+    tensor.set_value(base)
+    return (grad / (2 * eps)).reshape(base.shape)
+
+
+@pytest.mark.parametrize("with_mask", [True, False], ids=["v2", "v1"])
+def test_gradients_match_finite_differences(with_mask):
+    inputs = make_inputs(2, 4, 4, 6, 2, (2, 3), stride=1, padding=(1, 0), dilation=(1, 2),
+                         groups=2, deformable_groups=2, with_mask=with_mask, offset_scale=1.5)
+    cotangent = {}
+
+    def loss_tensor():
+        out = deform_conv2d(inputs["x"], inputs["offset"], inputs["weight"], inputs["bias"],
+                            padding=(1, 0), dilation=(1, 2), groups=2, deformable_groups=2,
+                            mask=inputs["mask"])
+        if "value" not in cotangent:
+            cotangent["value"] = paddle.to_tensor(np.random.default_rng(3).standard_normal(out.shape))
+        return (out * cotangent["value"]).sum()
+
+    names = [k for k in ("x", "offset", "weight", "bias", "mask") if inputs[k] is not None]
+    analytic = paddle.grad([loss_tensor()], [inputs[k] for k in names])
+    for name, grad in zip(names, analytic):
+        numeric = numeric_gradient(lambda: float(loss_tensor()), inputs[name])
+        np.testing.assert_allclose(grad.numpy(), numeric, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf"), -float("inf"), 1e30, 3e9, -3e9])
+def test_non_finite_and_huge_offsets_give_zero_samples(bad_value):
+    """Poisoned offsets must act like an offset far outside the map: zero sample, zero gradient."""
+    inputs = make_inputs(2, 3, 6, 6, 4, (3, 3), padding=1)
+    offset = inputs["offset"].numpy()
+    poisoned = np.zeros(offset.shape, dtype=bool)
+    poisoned[0, 4, 2:5, 1:4] = True  # y shift of kernel point 2
+    poisoned[1, 9, :, 3] = True  # x shift of kernel point 4
+    far = offset.copy()
+    far[poisoned] = 1e4  # a plain out-of-map value that the native op also handles
+    bad = offset.copy()
+    bad[poisoned] = bad_value
+    results = []
+    for values in (bad, far):
+        off = paddle.to_tensor(values, stop_gradient=False)
+        out = deform_conv2d(inputs["x"], off, inputs["weight"], inputs["bias"], padding=1,
+                            mask=inputs["mask"])
+        grads = paddle.grad([out.sum()], [inputs["x"], inputs["mask"], off])
+        results.append([out.numpy()] + [g.numpy() for g in grads])
+    for got, want in zip(results[0], results[1]):
+        assert np.isfinite(got).all()
+        np.testing.assert_array_equal(got, want)
+    native = paddle.vision.ops.deform_conv2d(inputs["x"], paddle.to_tensor(far), inputs["weight"],
+                                             inputs["bias"], padding=1, mask=inputs["mask"])
+    np.testing.assert_allclose(results[0][0], native.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("with_mask", [True, False], ids=["v2", "v1"])
+def test_empty_batch(with_mask, float_dtype):
+    inputs = make_inputs(1, 4, 6, 6, 5, (3, 3), padding=1, dtype=float_dtype, with_mask=with_mask)
+    empty = {k: (None if v is None else (v[:0] if k in ("x", "offset", "mask") else v))
+             for k, v in inputs.items()}
+    for v in empty.values():
+        if v is not None:
+            v.stop_gradient = False
+    out = deform_conv2d(empty["x"], empty["offset"], empty["weight"], empty["bias"], padding=1,
+                        mask=empty["mask"])
+    assert out.shape == [0, 5, 6, 6]
+    grad_w, grad_b = paddle.grad([out.sum()], [empty["weight"], empty["bias"]])
+    np.testing.assert_array_equal(grad_w.numpy(), 0)
+    np.testing.assert_array_equal(grad_b.numpy(), 0)
+
+
+def test_cpu_backward_is_deterministic():
+    inputs = make_inputs(3, 8, 12, 12, 8, (3, 3), padding=1, dtype="float32", offset_scale=3.0)
+    runs = []
+    for _ in range(2):
+        out = deform_conv2d(inputs["x"], inputs["offset"], inputs["weight"], inputs["bias"],
+                            padding=1, mask=inputs["mask"])
+        grads = paddle.grad([(out * out).sum()], [inputs["x"], inputs["offset"], inputs["weight"]])
+        runs.append([g.numpy() for g in grads])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_to_static_matches_dygraph():
+    inputs = make_inputs(2, 4, 8, 8, 6, (3, 3), stride=2, padding=1, dtype="float32")
+
+    def fn(x, offset, weight, bias, mask):
+        return deform_conv2d(x, offset, weight, bias, stride=2, padding=1, mask=mask)
+
+    args = [inputs[k] for k in ("x", "offset", "weight", "bias", "mask")]
+    eager = fn(*args)
+    static_fn = paddle.jit.to_static(fn, full_graph=True)
+    static = static_fn(*args)
+    np.testing.assert_allclose(static.numpy(), eager.numpy(), rtol=1e-6, atol=1e-6)
+    grads = paddle.grad([static.sum()], [inputs["offset"], inputs["weight"]])
+    eager_grads = paddle.grad([fn(*args).sum()], [inputs["offset"], inputs["weight"]])
+    for g, e in zip(grads, eager_grads):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-5, atol=1e-5)
+
+
+# ---- bad input ----------------------------------------------------------------------------
+
+def _good(**overrides):
+    inputs = make_inputs(2, 4, 6, 6, 6, (3, 3), padding=1, groups=2, deformable_groups=2,
+                         dtype="float32")
+    args = dict(x=inputs["x"], offset=inputs["offset"], weight=inputs["weight"],
+                bias=inputs["bias"], padding=1, groups=2, deformable_groups=2, mask=inputs["mask"])
+    args.update(overrides)
+    return args
+
+
+def _zeros(*shape, dtype="float32"):
+    return paddle.zeros(list(shape), dtype=dtype)
+
+
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        (dict(x=_zeros(4, 6, 6)), r"x must be a 4-D tensor \[N, C_in, H, W\]"),
+        (dict(weight=_zeros(6, 2, 3)), r"weight must be a 4-D tensor"),
+        (dict(weight=_zeros(6, 4, 3, 3)), r"weight must have shape .*\[6, 2, 3, 3\]"),
+        (dict(offset=_zeros(2, 18, 6, 6)), r"offset must have shape .*\[2, 36, 6, 6\]"),
+        (dict(offset=_zeros(2, 36, 5, 6)), r"offset must have shape .*\[2, 36, 6, 6\]"),
+        (dict(mask=_zeros(2, 9, 6, 6)), r"mask must have shape .*\[2, 18, 6, 6\]"),
+        (dict(bias=_zeros(5)), r"bias must have shape \[C_out\] = \[6\]"),
+        (dict(groups=3), r"divisible by groups=3"),
+        (dict(deformable_groups=3), r"divisible by deformable_groups=3"),
+        (dict(groups=4, weight=_zeros(6, 1, 3, 3)), r"C_out=6\) must be divisible by groups=4"),
+        (dict(stride=0), r"stride must be positive"),
+        (dict(stride=(1, -2)), r"stride must be positive"),
+        (dict(dilation=0), r"dilation must be positive"),
+        (dict(padding=-1), r"padding must be non-negative"),
+        (dict(padding=(1, 2, 3)), r"padding must be an int or a pair"),
+        (dict(groups=0), r"groups must be a positive int"),
+        (dict(deformable_groups=1.5), r"deformable_groups must be a positive int"),
+        (dict(x=_zeros(2, 4, 1, 1), padding=0), r"too small for kernel"),
+        (dict(mask=_zeros(2, 18, 6, 6, dtype="float64")), r"mask must have the dtype of x"),
+        (dict(x=_zeros(2, 4, 6, 6, dtype="float16")), r"support float32, float64"),
+    ],
+)
+def test_bad_input_raises_value_error(overrides, pattern):
+    args = _good(**overrides)
+    if "x" in overrides and overrides["x"].dtype == paddle.float16:
+        args.update(offset=args["offset"].astype("float16"), weight=args["weight"].astype("float16"),
+                    bias=None, mask=None)
+    with pytest.raises(ValueError, match=pattern):
+        deform_conv2d(**args)
+
+
+def test_non_tensor_input_raises_type_error():
+    with pytest.raises(TypeError, match="offset must be a paddle.Tensor"):
+        deform_conv2d(**_good(offset=np.zeros((2, 36, 6, 6), dtype="float32")))

@@ -1,0 +1,168 @@
+"""Times paddle_dcn's operators side by side with their peers and records the figures.
+
+    python tools/benchmark_ops.py [--repeats 15] [--write docs/benchmarks.md]
+
+Every candidate of a case runs interleaved in one process (round-robin over repeats, after a
+warm-up) and the median wall time is reported, so machine noise hits all alike. Deformable
+convolution: ours against ``paddle.vision.ops.deform_conv2d`` (DCN v2, with mask) and the plain
+``paddle.nn.functional.conv2d`` of the same shape. With ``--write`` the tables replace the
+section between the ``<!-- cpu-ops:begin -->`` / ``<!-- cpu-ops:end -->`` markers of the file.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import paddle_dcn  # noqa: E402
+from paddle_dcn.ops import deform_conv2d, get_workspace_limit, images_per_chunk  # noqa: E402
+
+BEGIN, END = "<!-- cpu-ops:begin -->", "<!-- cpu-ops:end -->"
+
+
+def interleaved_medians(candidates: Dict[str, Callable[[], None]], repeats: int,
+                        warmup: int = 2) -> Dict[str, float]:
+    """Median milliseconds of each candidate, run round-robin ``repeats`` times."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    times: Dict[str, List[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def deform_conv_case(n: int, c: int, hw: int, repeats: int) -> List[dict]:
+    """DCN v2 3x3, padding 1, C_out = C_in: forward and forward+backward, three candidates."""
+    rng = np.random.default_rng(0)
+    def tensor(*shape, scale=1.0):
+        t = paddle.to_tensor((rng.standard_normal(shape) * scale).astype("float32"))
+        t.stop_gradient = False
+        return t
+    x, weight, bias = tensor(n, c, hw, hw), tensor(c, c, 3, 3, scale=0.05), tensor(c)
+    offset, mask = tensor(n, 18, hw, hw, scale=2.0), paddle.nn.functional.sigmoid(tensor(n, 9, hw, hw))
+    mask = mask.detach()
+    mask.stop_gradient = False
+
+    def ours():
+        return deform_conv2d(x, offset, weight, bias, padding=1, mask=mask)
+
+    def native():
+        return paddle.vision.ops.deform_conv2d(x, offset, weight, bias, padding=1, mask=mask)
+
+    def conv():
+        return F.conv2d(x, weight, bias, padding=1)
+
+    def fwd(fn):
+        def run():
+            with paddle.no_grad():
+                fn()
+        return run
+
+    def fwd_bwd(fn):
+        def run():
+            fn().sum().backward()
+            for t in (x, weight, bias, offset, mask):
+                t.clear_gradient()
+        return run
+
+    candidates = {"ours": ours, "native": native, "conv2d": conv}
+    rows = []
+    shape = f"{n}x{c}x{hw}x{hw}"
+    per_image = c * 9 * hw * hw
+    chunk = images_per_chunk(n, per_image, 4)
+    workspace_mib = chunk * per_image * 4 / 2**20
+    for mode, wrap in (("forward", fwd), ("forward+backward", fwd_bwd)):
+        medians = interleaved_medians({k: wrap(v) for k, v in candidates.items()}, repeats)
+        rows.append(dict(
+            op="deform_conv2d v2 3x3", shape=shape, mode=mode, ours_ms=medians["ours"],
+            native_ms=medians["native"], conv2d_ms=medians["conv2d"],
+            speedup=medians["native"] / medians["ours"],
+            vs_conv=medians["ours"] / medians["conv2d"],
+            workspace_mib=workspace_mib * (1 if mode == "forward" else 2),
+        ))
+    return rows
+
+
+def conv_table(rows: List[dict]) -> str:
+    lines = [
+        "| op | shape (NxCxHxW) | pass | ours ms | Paddle native ms | F.conv2d ms | native / ours | ours / conv2d | peak column workspace |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['op']} | {r['shape']} | {r['mode']} | {r['ours_ms']:.1f} | {r['native_ms']:.1f} | "
+            f"{r['conv2d_ms']:.1f} | {r['speedup']:.2f}x | {r['vs_conv']:.2f}x | {r['workspace_mib']:.1f} MiB |"
+        )
+    return "\n".join(lines)
+
+
+def roi_table(rows: List[dict]) -> str:
+    lines = ["| op | shape | pass | ours ms | peer | peer ms | peer / ours |",
+             "|---|---|---|---:|---|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['op']} | {r['shape']} | {r.get('mode', '')} | {r['ours_ms']:.1f} | "
+                     f"{r.get('peer', '')} | {r.get('peer_ms', float('nan')):.1f} | "
+                     f"{r.get('speedup', float('nan')):.2f}x |")
+    return "\n".join(lines)
+
+
+def machine_line() -> str:
+    return (f"{datetime.date.today().isoformat()}, {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+            f"paddlepaddle {paddle.__version__}, paddle_dcn {paddle_dcn.__version__}, "
+            f"workspace limit {get_workspace_limit() // 2**20} MiB")
+
+
+def write_section(path: str, body: str) -> None:
+    text = open(path).read() if os.path.exists(path) else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{head}{BEGIN}\n{body}\n{END}{tail}")
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--write", metavar="MARKDOWN", help="update this file's CPU section")
+    parser.add_argument("--skip-roi", action="store_true", help="only the deformable conv cases")
+    args = parser.parse_args(argv)
+    paddle.set_device("cpu")
+    rows = deform_conv_case(2, 64, 56, args.repeats) + deform_conv_case(4, 256, 14, args.repeats)
+    body = [f"Measured {machine_line()}; medians of {args.repeats} interleaved repeats.", "",
+            conv_table(rows)]
+    roi_rows: List[dict] = []
+    if not args.skip_roi:
+        try:
+            from bench_roi_pool import run as run_roi  # tools/bench_roi_pool.py
+        except ImportError:
+            run_roi = None
+        if run_roi is not None:
+            roi_rows = run_roi(args.repeats)
+            body += ["", roi_table(roi_rows)]
+    text = "\n".join(body)
+    print(text)
+    if args.write:
+        write_section(args.write, text)
+
+
+if __name__ == "__main__":
+    main()
