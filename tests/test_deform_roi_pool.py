@@ -169,6 +169,8 @@ ROI_ALIGN_CASES = [
     ([0, 6], 4, 16, 12, (4, 1), 1.0 / 3.0, 0, True),
     ([4], 1, 8, 8, (3, 3), 1.0, 3, False),
     ([1, 1, 3], 2, 20, 10, (1, 5), 0.125, -1, True),
+    ([2, 1], 2, 1, 5, (2, 2), 1.0, -1, True),  # one-row map: every y is clamped
+    ([2, 1], 2, 6, 1, (2, 3), 1.0, 2, False),  # one-column map
 ]
 
 
@@ -217,6 +219,42 @@ def test_many_boxes_and_channels_match_roi_align():
     ours = deform_roi_pool(x, boxes, bn(counts), 7, **kw)
     ref = paddle.vision.ops.roi_align(x, boxes, bn(counts), 7, **kw)
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_random_configurations_match_roi_align():
+    rng = np.random.default_rng(12)
+    for _ in range(25):
+        n = int(rng.integers(1, 4))
+        counts = [int(v) for v in rng.integers(0, 5, n)]
+        c, h, w = int(rng.integers(1, 4)), int(rng.integers(1, 15)), int(rng.integers(1, 15))
+        pooled = (int(rng.integers(1, 6)), int(rng.integers(1, 6)))
+        scale = float(rng.choice([1.0, 0.5, 0.25, 1 / 3, 0.125]))
+        kw = dict(spatial_scale=scale, sampling_ratio=int(rng.integers(-1, 4)),
+                  aligned=bool(rng.integers(0, 2)))
+        x = t(rng.standard_normal((n, c, h, w)))
+        boxes = t(random_boxes(rng, sum(counts), h / scale, w / scale, outside=0.4)
+                  .reshape(-1, 4))
+        ours = deform_roi_pool(x, boxes, bn(counts), pooled, **kw)
+        ref = paddle.vision.ops.roi_align(x, boxes, bn(counts), pooled, **kw)
+        np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-10, atol=1e-10,
+                                   err_msg=str((counts, c, h, w, pooled, kw)))
+
+
+def test_degenerate_boxes():
+    """Reversed boxes: as roi_align with a fixed grid; with the adaptive grid (where roi_align
+    divides by zero or loops over a negative count) an empty grid that pools to zero."""
+    rng = np.random.default_rng(8)
+    x = t(rng.standard_normal((1, 2, 9, 9)))
+    boxes = t([[6.0, 5.0, 2.0, 1.0], [3.0, 3.0, 3.0, 7.0], [4.0, 4.0, 4.2, 4.1]])
+    counts = bn([3])
+    fixed = deform_roi_pool(x, boxes, counts, 2, sampling_ratio=2, aligned=True)
+    ref = paddle.vision.ops.roi_align(x, boxes, counts, 2, sampling_ratio=2, aligned=True)
+    np.testing.assert_allclose(fixed.numpy(), ref.numpy(), rtol=1e-12, atol=1e-12)
+    adaptive = deform_roi_pool(x, boxes, counts, 2, sampling_ratio=-1, aligned=True).numpy()
+    assert np.abs(adaptive[:2]).sum() == 0.0  # reversed and zero-width boxes
+    np.testing.assert_allclose(  # a tiny box still has a 1x1 grid per bin, as in roi_align
+        adaptive[2], paddle.vision.ops.roi_align(x, boxes[2:], counts - 2, 2).numpy()[0],
+        rtol=1e-12, atol=1e-12)
 
 
 # ---- offsets: numpy reference -----------------------------------------------------------------

@@ -60,7 +60,7 @@ int64_t deform_roi_pool_backward_scratch_bytes(DType dtype, const DeformRoiPoolG
 void deform_roi_pool_backward(DType dtype, const DeformRoiPoolGeometry& g, const void* grad_out,
                               const void* x, const void* boxes, const int* roi_batch,
                               const void* offset, void* grad_x, void* grad_offset, void* scratch,
-                              void* stream) {
+                              bool deterministic, void* stream) {
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
     using Acc = acc_t<T>;
@@ -72,9 +72,15 @@ void deform_roi_pool_backward(DType dtype, const DeformRoiPoolGeometry& g, const
     if (count > 0) {
       accumulate_grad_x<T>(dtype, grad_x, scratch, count, s, [&](Acc* acc) {
         if (g.out_elements() == 0) return;
-        deform_roi_pool_backward_x_kernel<T, Acc>
-            <<<grid_for(g.out_elements()), kThreadsPerBlock, 0, s>>>(g, gout, bx, roi_batch, off,
-                                                                    acc);
+        if (deterministic) {
+          deform_roi_pool_backward_x_deterministic_kernel<T, Acc>
+              <<<grid_for(g.batch * g.channels), kThreadsPerBlock, 0, s>>>(g, gout, bx, roi_batch,
+                                                                       off, acc);
+        } else {
+          deform_roi_pool_backward_x_kernel<T, Acc>
+              <<<grid_for(g.out_elements()), kThreadsPerBlock, 0, s>>>(g, gout, bx, roi_batch,
+                                                                      off, acc);
+        }
       });
     }
     if (grad_offset != nullptr && g.num_rois * g.bins() > 0) {
@@ -109,7 +115,7 @@ int64_t deform_psroi_pool_backward_scratch_bytes(DType dtype, const DeformPSRoiP
 void deform_psroi_pool_backward(DType dtype, const DeformPSRoiPoolGeometry& g,
                                 const void* grad_out, const void* x, const void* boxes,
                                 const int* roi_batch, const void* offset, void* grad_x,
-                                void* grad_offset, void* scratch, void* stream) {
+                                void* grad_offset, void* scratch, bool deterministic, void* stream) {
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
     using Acc = acc_t<T>;
@@ -121,9 +127,15 @@ void deform_psroi_pool_backward(DType dtype, const DeformPSRoiPoolGeometry& g,
     if (count > 0) {
       accumulate_grad_x<T>(dtype, grad_x, scratch, count, s, [&](Acc* acc) {
         if (g.out_elements() == 0) return;
-        deform_psroi_pool_backward_x_kernel<T, Acc>
-            <<<grid_for(g.out_elements()), kThreadsPerBlock, 0, s>>>(g, gout, bx, roi_batch, off,
-                                                                    acc);
+        if (deterministic) {
+          deform_psroi_pool_backward_x_deterministic_kernel<T, Acc>
+              <<<grid_for(g.batch * g.in_channels), kThreadsPerBlock, 0, s>>>(g, gout, bx, roi_batch,
+                                                                       off, acc);
+        } else {
+          deform_psroi_pool_backward_x_kernel<T, Acc>
+              <<<grid_for(g.out_elements()), kThreadsPerBlock, 0, s>>>(g, gout, bx, roi_batch,
+                                                                      off, acc);
+        }
       });
     }
     const int64_t entries = g.num_rois * g.offset_groups * g.parts();

@@ -49,6 +49,30 @@ __global__ void deform_roi_pool_backward_x_kernel(DeformRoiPoolGeometry g, const
   }
 }
 
+// One thread owns one (image, channel) plane and visits the boxes of that
+// image in order: a fixed summation order, bitwise reproducible.
+template <typename T, typename Acc>
+__global__ void deform_roi_pool_backward_x_deterministic_kernel(DeformRoiPoolGeometry g,
+                                                                const T* grad_out,
+                                                                const Acc* boxes,
+                                                                const int* roi_batch,
+                                                                const T* offset, Acc* acc) {
+  PDCN_CUDA_LOOP(plane_index, g.batch * g.channels) {
+    const int64_t n = plane_index / g.channels, c = plane_index % g.channels;
+    Acc* plane = acc + plane_index * g.in_plane();
+    auto add = [plane](int64_t i, Acc v) { plane[i] += v; };
+    for (int64_t k = 0; k < g.num_rois; ++k) {
+      if (roi_batch[k] != n) continue;
+      for (int64_t i = 0; i < g.pooled_h; ++i) {
+        for (int64_t j = 0; j < g.pooled_w; ++j) {
+          deform_roi_pool_backward_x_element(g, grad_out, boxes, roi_batch, offset, k, c, i, j,
+                                             add);
+        }
+      }
+    }
+  }
+}
+
 template <typename T>
 __global__ void deform_roi_pool_offset_grad_kernel(DeformRoiPoolGeometry g, const T* grad_out,
                                                    const T* x, const acc_t<T>* boxes,
@@ -83,6 +107,26 @@ __global__ void deform_psroi_pool_backward_x_kernel(DeformPSRoiPoolGeometry g, c
     deform_psroi_pool_backward_x_element(g, grad_out, boxes, roi_batch, offset, ix.k, ix.c, ix.i,
                                          ix.j,
                                          [plane](int64_t i, Acc v) { atomicAdd(plane + i, v); });
+  }
+}
+
+// One thread owns one (image, input channel) plane; input channel (c, i, j)
+// only receives from output bin (c, i, j) of the image's boxes.
+template <typename T, typename Acc>
+__global__ void deform_psroi_pool_backward_x_deterministic_kernel(DeformPSRoiPoolGeometry g,
+                                                                  const T* grad_out,
+                                                                  const Acc* boxes,
+                                                                  const int* roi_batch,
+                                                                  const T* offset, Acc* acc) {
+  PDCN_CUDA_LOOP(plane_index, g.batch * g.in_channels) {
+    const int64_t n = plane_index / g.in_channels, cin = plane_index % g.in_channels;
+    const int64_t j = cin % g.pooled_w, i = (cin / g.pooled_w) % g.pooled_h, c = cin / g.bins();
+    Acc* plane = acc + plane_index * g.in_plane();
+    auto add = [plane](int64_t idx, Acc v) { plane[idx] += v; };
+    for (int64_t k = 0; k < g.num_rois; ++k) {
+      if (roi_batch[k] != n) continue;
+      deform_psroi_pool_backward_x_element(g, grad_out, boxes, roi_batch, offset, k, c, i, j, add);
+    }
   }
 }
 

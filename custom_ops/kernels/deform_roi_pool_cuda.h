@@ -27,12 +27,15 @@ void deform_roi_pool_forward(DType dtype, const DeformRoiPoolGeometry& g, const 
 // types (zero for float32/float64, which accumulate in place).
 int64_t deform_roi_pool_backward_scratch_bytes(DType dtype, const DeformRoiPoolGeometry& g);
 
-// Overwrites grad_x [N, C, H, W] (atomicAdd, order not fixed) and, when
-// grad_offset is not nullptr, grad_offset [K, 2, PH, PW] (deterministic).
+// Overwrites grad_x [N, C, H, W] and, when grad_offset is not nullptr,
+// grad_offset [K, 2, PH, PW] (one thread per entry: deterministic). grad_x:
+// deterministic -> one thread per (image, channel) plane visiting the boxes in
+// order, bitwise reproducible; else one thread per output element with
+// atomicAdd (faster, order not fixed).
 void deform_roi_pool_backward(DType dtype, const DeformRoiPoolGeometry& g, const void* grad_out,
                               const void* x, const void* boxes, const int* roi_batch,
                               const void* offset, void* grad_x, void* grad_offset, void* scratch,
-                              void* stream);
+                              bool deterministic, void* stream);
 
 // ---- position-sensitive ------------------------------------------------------
 
@@ -45,7 +48,8 @@ int64_t deform_psroi_pool_backward_scratch_bytes(DType dtype, const DeformPSRoiP
 void deform_psroi_pool_backward(DType dtype, const DeformPSRoiPoolGeometry& g,
                                 const void* grad_out, const void* x, const void* boxes,
                                 const int* roi_batch, const void* offset, void* grad_x,
-                                void* grad_offset, void* scratch, void* stream);
+                                void* grad_offset, void* scratch, bool deterministic,
+                                void* stream);
 
 }  // namespace cuda
 }  // namespace pdcn

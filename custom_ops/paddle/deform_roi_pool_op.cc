@@ -190,7 +190,7 @@ std::vector<paddle::Tensor> roi_backward(const paddle::Tensor& x, const paddle::
                                          const paddle::Tensor& grad_out,
                                          const std::vector<int>& output_size,
                                          float spatial_scale, int sampling_ratio, float gamma,
-                                         bool aligned) {
+                                         bool aligned, bool deterministic) {
   check_dtype(x, kRoi);
   const DeformRoiPoolGeometry g =
       roi_geometry(x, boxes, output_size, spatial_scale, sampling_ratio, gamma, aligned);
@@ -225,7 +225,7 @@ std::vector<paddle::Tensor> roi_backward(const paddle::Tensor& x, const paddle::
     pdcn::cuda::deform_roi_pool_backward(dtype, g, grad_out.data(), x.data(), b.data(),
                                          roi_batch.data<int32_t>(), data_or_null(offset),
                                          grad_x.data(), offset ? grad_offset.data() : nullptr,
-                                         scratch_data(scratch), x.stream());
+                                         scratch_data(scratch), deterministic, x.stream());
 #else
     PD_THROW(kRoi, ": unsupported place (built without CUDA?)");
 #endif
@@ -239,7 +239,8 @@ std::vector<paddle::Tensor> RoiPoolForward(const paddle::Tensor& x, const paddle
                                            const paddle::Tensor& offset,
                                            const std::vector<int>& output_size,
                                            float spatial_scale, int sampling_ratio, float gamma,
-                                           bool aligned) {
+                                           bool aligned, bool deterministic) {
+  (void)deterministic;
   return roi_forward(x, boxes, boxes_num, &offset, output_size, spatial_scale, sampling_ratio,
                      gamma, aligned);
 }
@@ -250,9 +251,9 @@ std::vector<paddle::Tensor> RoiPoolBackward(const paddle::Tensor& x, const paddl
                                             const paddle::Tensor& grad_out,
                                             const std::vector<int>& output_size,
                                             float spatial_scale, int sampling_ratio, float gamma,
-                                            bool aligned) {
+                                            bool aligned, bool deterministic) {
   return roi_backward(x, boxes, boxes_num, &offset, grad_out, output_size, spatial_scale,
-                      sampling_ratio, gamma, aligned);
+                      sampling_ratio, gamma, aligned, deterministic);
 }
 
 std::vector<paddle::Tensor> RoiPoolPlainForward(const paddle::Tensor& x,
@@ -260,7 +261,8 @@ std::vector<paddle::Tensor> RoiPoolPlainForward(const paddle::Tensor& x,
                                                 const paddle::Tensor& boxes_num,
                                                 const std::vector<int>& output_size,
                                                 float spatial_scale, int sampling_ratio,
-                                                float gamma, bool aligned) {
+                                                float gamma, bool aligned, bool deterministic) {
+  (void)deterministic;
   return roi_forward(x, boxes, boxes_num, nullptr, output_size, spatial_scale, sampling_ratio,
                      gamma, aligned);
 }
@@ -268,9 +270,9 @@ std::vector<paddle::Tensor> RoiPoolPlainForward(const paddle::Tensor& x,
 std::vector<paddle::Tensor> RoiPoolPlainBackward(
     const paddle::Tensor& x, const paddle::Tensor& boxes, const paddle::Tensor& boxes_num,
     const paddle::Tensor& grad_out, const std::vector<int>& output_size, float spatial_scale,
-    int sampling_ratio, float gamma, bool aligned) {
+    int sampling_ratio, float gamma, bool aligned, bool deterministic) {
   return roi_backward(x, boxes, boxes_num, nullptr, grad_out, output_size, spatial_scale,
-                      sampling_ratio, gamma, aligned);
+                      sampling_ratio, gamma, aligned, deterministic);
 }
 
 // Static graphs may carry -1 (unknown) dimensions.
@@ -279,7 +281,7 @@ std::vector<std::vector<int64_t>> RoiPoolInferShape(const std::vector<int64_t>& 
                                                     const std::vector<int64_t>&,
                                                     const std::vector<int64_t>&,
                                                     const std::vector<int>& output_size, float,
-                                                    int, float, bool) {
+                                                    int, float, bool, bool) {
   return {{boxes_shape[0], x_shape[1], output_size[0], output_size[1]}};
 }
 
@@ -287,7 +289,7 @@ std::vector<std::vector<int64_t>> RoiPoolPlainInferShape(const std::vector<int64
                                                          const std::vector<int64_t>& boxes_shape,
                                                          const std::vector<int64_t>&,
                                                          const std::vector<int>& output_size,
-                                                         float, int, float, bool) {
+                                                         float, int, float, bool, bool) {
   return {{boxes_shape[0], x_shape[1], output_size[0], output_size[1]}};
 }
 
@@ -389,7 +391,8 @@ std::vector<paddle::Tensor> ps_backward(const paddle::Tensor& x, const paddle::T
                                         const paddle::Tensor& grad_out, int output_channels,
                                         const std::vector<int>& output_size,
                                         const std::vector<int>& part_size, float spatial_scale,
-                                        int sample_per_part, float trans_std) {
+                                        int sample_per_part, float trans_std,
+                                        bool deterministic) {
   check_dtype(x, kPs);
   const DeformPSRoiPoolGeometry g = ps_geometry(x, boxes, offset, output_channels, output_size,
                                                 part_size, spatial_scale, sample_per_part,
@@ -424,7 +427,7 @@ std::vector<paddle::Tensor> ps_backward(const paddle::Tensor& x, const paddle::T
     pdcn::cuda::deform_psroi_pool_backward(dtype, g, grad_out.data(), x.data(), b.data(),
                                            roi_batch.data<int32_t>(), data_or_null(offset),
                                            grad_x.data(), offset ? grad_offset.data() : nullptr,
-                                           scratch_data(scratch), x.stream());
+                                           scratch_data(scratch), deterministic, x.stream());
 #else
     PD_THROW(kPs, ": unsupported place (built without CUDA?)");
 #endif
@@ -439,7 +442,8 @@ std::vector<paddle::Tensor> PsRoiPoolForward(const paddle::Tensor& x, const padd
                                              const std::vector<int>& output_size,
                                              const std::vector<int>& part_size,
                                              float spatial_scale, int sample_per_part,
-                                             float trans_std) {
+                                             float trans_std, bool deterministic) {
+  (void)deterministic;
   return ps_forward(x, boxes, boxes_num, &offset, output_channels, output_size, part_size,
                     spatial_scale, sample_per_part, trans_std);
 }
@@ -448,15 +452,16 @@ std::vector<paddle::Tensor> PsRoiPoolBackward(
     const paddle::Tensor& x, const paddle::Tensor& boxes, const paddle::Tensor& boxes_num,
     const paddle::Tensor& offset, const paddle::Tensor& grad_out, int output_channels,
     const std::vector<int>& output_size, const std::vector<int>& part_size, float spatial_scale,
-    int sample_per_part, float trans_std) {
+    int sample_per_part, float trans_std, bool deterministic) {
   return ps_backward(x, boxes, boxes_num, &offset, grad_out, output_channels, output_size,
-                     part_size, spatial_scale, sample_per_part, trans_std);
+                     part_size, spatial_scale, sample_per_part, trans_std, deterministic);
 }
 
 std::vector<paddle::Tensor> PsRoiPoolPlainForward(
     const paddle::Tensor& x, const paddle::Tensor& boxes, const paddle::Tensor& boxes_num,
     int output_channels, const std::vector<int>& output_size, const std::vector<int>& part_size,
-    float spatial_scale, int sample_per_part, float trans_std) {
+    float spatial_scale, int sample_per_part, float trans_std, bool deterministic) {
+  (void)deterministic;
   return ps_forward(x, boxes, boxes_num, nullptr, output_channels, output_size, part_size,
                     spatial_scale, sample_per_part, trans_std);
 }
@@ -465,22 +470,22 @@ std::vector<paddle::Tensor> PsRoiPoolPlainBackward(
     const paddle::Tensor& x, const paddle::Tensor& boxes, const paddle::Tensor& boxes_num,
     const paddle::Tensor& grad_out, int output_channels, const std::vector<int>& output_size,
     const std::vector<int>& part_size, float spatial_scale, int sample_per_part,
-    float trans_std) {
+    float trans_std, bool deterministic) {
   return ps_backward(x, boxes, boxes_num, nullptr, grad_out, output_channels, output_size,
-                     part_size, spatial_scale, sample_per_part, trans_std);
+                     part_size, spatial_scale, sample_per_part, trans_std, deterministic);
 }
 
 std::vector<std::vector<int64_t>> PsRoiPoolInferShape(
     const std::vector<int64_t>&, const std::vector<int64_t>& boxes_shape,
     const std::vector<int64_t>&, const std::vector<int64_t>&, int output_channels,
-    const std::vector<int>& output_size, const std::vector<int>&, float, int, float) {
+    const std::vector<int>& output_size, const std::vector<int>&, float, int, float, bool) {
   return {{boxes_shape[0], output_channels, output_size[0], output_size[1]}};
 }
 
 std::vector<std::vector<int64_t>> PsRoiPoolPlainInferShape(
     const std::vector<int64_t>&, const std::vector<int64_t>& boxes_shape,
     const std::vector<int64_t>&, int output_channels, const std::vector<int>& output_size,
-    const std::vector<int>&, float, int, float) {
+    const std::vector<int>&, float, int, float, bool) {
   return {{boxes_shape[0], output_channels, output_size[0], output_size[1]}};
 }
 
@@ -488,11 +493,11 @@ std::vector<std::vector<int64_t>> PsRoiPoolPlainInferShape(
 
 #define PDCN_ROI_ATTRS                                                               \
   {"output_size: std::vector<int>", "spatial_scale: float", "sampling_ratio: int", \
-   "gamma: float", "aligned: bool"}
+   "gamma: float", "aligned: bool", "deterministic: bool"}
 
 #define PDCN_PSROI_ATTRS                                                                 \
   {"output_channels: int", "output_size: std::vector<int>", "part_size: std::vector<int>", \
-   "spatial_scale: float", "sample_per_part: int", "trans_std: float"}
+   "spatial_scale: float", "sample_per_part: int", "trans_std: float", "deterministic: bool"}
 
 PD_BUILD_OP(pdcn_deform_roi_pool)
     .Inputs({"X", "Boxes", "BoxesNum", "Offset"})

@@ -199,18 +199,27 @@ void roi_case(const char* name, DeformRoiPoolGeometry g, const std::vector<int>&
       pdcn::cpu::deform_roi_pool_backward_offset<Ref>(g, rgo.data(), rx.data(), rboxes.data(),
                                                       batch.data(), ro, goff.data());
     }
-    DeviceBuffer<T> d_out(out.size()), d_gx(gx.size()), d_goff(goff.size());
+    DeviceBuffer<T> d_out(out.size()), d_gx(gx.size()), d_gx_det(gx.size()),
+        d_gx_again(gx.size()), d_goff(goff.size());
     pdcn::cuda::deform_roi_pool_forward(dtype, g, d_x.ptr, d_boxes.ptr, d_batch.ptr, dof,
                                         d_out.ptr, nullptr);
     pdcn::cuda::deform_roi_pool_backward(dtype, g, d_grad_out.ptr, d_x.ptr, d_boxes.ptr,
                                          d_batch.ptr, dof, d_gx.ptr,
                                          with_offset ? d_goff.ptr : nullptr, d_scratch.ptr,
-                                         nullptr);
+                                         /*deterministic=*/false, nullptr);
+    for (auto* buf : {&d_gx_det, &d_gx_again}) {
+      pdcn::cuda::deform_roi_pool_backward(dtype, g, d_grad_out.ptr, d_x.ptr, d_boxes.ptr,
+                                           d_batch.ptr, dof, buf->ptr, nullptr, d_scratch.ptr,
+                                           /*deterministic=*/true, nullptr);
+    }
     CUDA_CHECK(cudaGetLastError());
     CUDA_CHECK(cudaDeviceSynchronize());
     const std::string tag = with_offset ? " (offset)" : " (no offset)";
     compare("forward" + tag, d_out.host(), {out.begin(), out.end()}, tol.rtol, tol.atol);
     compare("grad x" + tag, d_gx.host(), {gx.begin(), gx.end()}, tol.rtol, tol.atol * 4);
+    compare("grad x deterministic" + tag, d_gx_det.host(), {gx.begin(), gx.end()}, tol.rtol,
+            tol.atol * 4);
+    compare("grad x deterministic repeat (bitwise)", d_gx_again.host(), d_gx_det.host(), 0, 0);
     if (with_offset) {
       compare("grad offset" + tag, d_goff.host(), {goff.begin(), goff.end()}, tol.rtol,
               tol.atol * 8);
@@ -258,18 +267,27 @@ void psroi_case(const char* name, DeformPSRoiPoolGeometry g, const std::vector<i
       pdcn::cpu::deform_psroi_pool_backward_offset<Ref>(g, rgo.data(), rx.data(), rboxes.data(),
                                                         batch.data(), ro, goff.data());
     }
-    DeviceBuffer<T> d_out(out.size()), d_gx(gx.size()), d_goff(goff.size());
+    DeviceBuffer<T> d_out(out.size()), d_gx(gx.size()), d_gx_det(gx.size()),
+        d_gx_again(gx.size()), d_goff(goff.size());
     pdcn::cuda::deform_psroi_pool_forward(dtype, g, d_x.ptr, d_boxes.ptr, d_batch.ptr, dof,
                                           d_out.ptr, nullptr);
     pdcn::cuda::deform_psroi_pool_backward(dtype, g, d_grad_out.ptr, d_x.ptr, d_boxes.ptr,
                                            d_batch.ptr, dof, d_gx.ptr,
                                            with_offset ? d_goff.ptr : nullptr, d_scratch.ptr,
-                                           nullptr);
+                                           /*deterministic=*/false, nullptr);
+    for (auto* buf : {&d_gx_det, &d_gx_again}) {
+      pdcn::cuda::deform_psroi_pool_backward(dtype, g, d_grad_out.ptr, d_x.ptr, d_boxes.ptr,
+                                             d_batch.ptr, dof, buf->ptr, nullptr, d_scratch.ptr,
+                                             /*deterministic=*/true, nullptr);
+    }
     CUDA_CHECK(cudaGetLastError());
     CUDA_CHECK(cudaDeviceSynchronize());
     const std::string tag = with_offset ? " (offset)" : " (no offset)";
     compare("forward" + tag, d_out.host(), {out.begin(), out.end()}, tol.rtol, tol.atol);
     compare("grad x" + tag, d_gx.host(), {gx.begin(), gx.end()}, tol.rtol, tol.atol * 4);
+    compare("grad x deterministic" + tag, d_gx_det.host(), {gx.begin(), gx.end()}, tol.rtol,
+            tol.atol * 4);
+    compare("grad x deterministic repeat (bitwise)", d_gx_again.host(), d_gx_det.host(), 0, 0);
     if (with_offset) {
       compare("grad offset" + tag, d_goff.host(), {goff.begin(), goff.end()}, tol.rtol,
               tol.atol * 8);

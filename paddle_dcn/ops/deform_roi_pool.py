@@ -13,7 +13,7 @@ import numpy as np
 import paddle
 from paddle.jit.marker import unified
 
-from . import _checks
+from . import _checks, workspace
 from ._library import load_library, run_op
 
 IntPair = Union[int, Sequence[int]]
@@ -56,7 +56,9 @@ def deform_roi_pool(
         ``[K, C, PH, PW]``: each bin is the mean of its bilinear samples (roi_align's edge
         convention: a sample at ``y < -1 or y > H`` (or x) is zero, others are clamped onto
         the map). The modulated form multiplies this by a ``[K, 1, PH, PW]`` mask outside the
-        op. Gradients flow to ``x`` and ``offset``; boxes get none.
+        op. Gradients flow to ``x`` and ``offset``; boxes get none. The CPU backward is
+        deterministic; on GPU the gradient for ``x`` uses atomics unless
+        ``paddle_dcn.ops.set_deterministic(True)`` (or ``FLAGS_cudnn_deterministic``).
     """
     pooled = _checks.pair(output_size, "output_size", 1)
     sampling_ratio = _int(sampling_ratio, "sampling_ratio")
@@ -77,7 +79,8 @@ def deform_roi_pool(
         _checks.expect_dtype("offset", offset, x, "x")
 
     load_library()
-    attrs = (pooled, spatial_scale, sampling_ratio, gamma, bool(aligned))
+    attrs = (pooled, spatial_scale, sampling_ratio, gamma, bool(aligned),
+             workspace.deterministic())
     if offset is None:
         return run_op("pdcn_deform_roi_pool_plain", x, boxes, boxes_num, *attrs)
     return run_op("pdcn_deform_roi_pool", x, boxes, boxes_num, offset, *attrs)
@@ -148,7 +151,8 @@ def deform_psroi_pool(
         _checks.expect_dtype("offset", offset, x, "x")
 
     load_library()
-    attrs = (output_channels, pooled, parts, spatial_scale, sample_per_part, trans_std)
+    attrs = (output_channels, pooled, parts, spatial_scale, sample_per_part, trans_std,
+             workspace.deterministic())
     if offset is None:
         return run_op("pdcn_deform_psroi_pool_plain", x, boxes, boxes_num, *attrs)
     return run_op("pdcn_deform_psroi_pool", x, boxes, boxes_num, offset, *attrs)
