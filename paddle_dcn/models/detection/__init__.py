@@ -1,0 +1,1 @@
+"""Detection building blocks and models (Faster R-CNN with FPN, R-FCN)."""
