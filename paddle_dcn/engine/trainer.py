@@ -147,6 +147,8 @@ class Trainer:
         """The first ``n`` eval samples as a batch (the same images every epoch)."""
         dataset = self.eval_dataset if self.eval_dataset is not None else self.train_dataset
         items = [dataset[i] for i in range(min(n, len(dataset)))]
+        if hasattr(dataset, "collate_fn"):  # e.g. detection: padded images, padded boxes
+            return {k: paddle.to_tensor(v) for k, v in dataset.collate_fn(items).items()}
         return {k: paddle.to_tensor(np.stack([it[k] for it in items])) for k in items[0]}
 
     # ----------------------------------------------------------------- loops
