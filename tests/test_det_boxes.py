@@ -136,3 +136,10 @@ def test_roi_targets_by_hand():
     assert t["num_fg"] == 3 and (t["labels"] >= 0).all()
     t = T.roi_targets(np.array([[50, 50, 60, 60]], np.float32), np.zeros((0, 4)), np.zeros(0), 10, 0.25)
     np.testing.assert_array_equal(t["labels"], [-1])
+
+
+def test_tensor_anchors_equal_numpy_anchors():
+    gen = A.AnchorGenerator([[8], [16, ]], aspect_ratios=[0.5, 1.0, 2.0], strides=[4, 8], offset=0.5)
+    feats = [paddle.zeros([1, 2, 3, 5]), paddle.zeros([1, 2, 2, 1])]
+    for t, n in zip(gen.tensors(feats), gen([(3, 5), (2, 1)])):
+        np.testing.assert_allclose(t.numpy(), n, rtol=1e-6)

@@ -66,6 +66,7 @@ class COCOAnnotations:
         self.class_names = [str(cats[cid]["name"]) for cid in self.cat_ids]
         images = self._entries("images", ("id", "file_name"))
         per_image: Dict[Any, List[tuple]] = {iid: [] for iid in images}
+        self.valid_annotations: List[dict] = []  # what evaluation compares with (crowd included)
         for k, ann in enumerate(raw["annotations"]):
             parsed = self._annotation(k, ann, images)
             if parsed is not None:
@@ -133,6 +134,8 @@ class COCOAnnotations:
         if x2 - x1 <= 0 or y2 - y1 <= 0:
             self._skip("zero or negative box size", f"annotations[{k}]: box {bbox!r} has no area")
             return None
+        self.valid_annotations.append({**ann, "id": ann.get("id", k + 1), "iscrowd": int(bool(ann.get("iscrowd", 0))),
+                                       "area": float(ann.get("area", w * h))})
         if ann.get("iscrowd", 0):
             self.skipped["crowd (not trained on)"] += 1
             return None

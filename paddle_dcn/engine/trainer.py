@@ -87,6 +87,8 @@ class Trainer:
                 self.eval_dataset, int(loader_cfg.get("eval_batch_size", loader_cfg["batch_size"])),
                 shuffle=False, rank=self.rank, world_size=self.world_size, drop_last=False,
                 num_workers=int(loader_cfg.get("num_workers", 0)))
+            if hasattr(self.metric, "bind_dataset"):  # e.g. COCO metric: the ground truth it scores against
+                self.metric.bind_dataset(self.eval_dataset)
         if mode != "train":
             return
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import List, Sequence
 
 import numpy as np
+import paddle
 
 
 def cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float]) -> np.ndarray:
@@ -35,6 +36,17 @@ def grid_anchors(cell: np.ndarray, height: int, width: int, stride: float, offse
     sx, sy = np.meshgrid(xs, ys)  # [H, W]
     shifts = np.stack([sx, sy, sx, sy], -1)[:, :, None, :]
     return (shifts + cell[None, None]).astype(np.float32)
+
+
+def grid_anchors_tensor(cell: np.ndarray, feat: paddle.Tensor, stride: float, offset: float = 0.0) -> paddle.Tensor:
+    """:func:`grid_anchors` for the map ``feat [N, C, H, W]`` in Paddle (the map size may be
+    dynamic, as in an exported model): ``[H, W, A, 4]`` float32."""
+    shape = paddle.shape(feat)
+    xs = (paddle.arange(0, shape[3], dtype="float32") + offset) * stride
+    ys = (paddle.arange(0, shape[2], dtype="float32") + offset) * stride
+    sy, sx = paddle.meshgrid(ys, xs)  # [H, W]
+    shifts = paddle.stack([sx, sy, sx, sy], -1).unsqueeze(2)
+    return shifts + paddle.to_tensor(cell).reshape([1, 1, -1, 4])
 
 
 class AnchorGenerator:
@@ -64,3 +76,9 @@ class AnchorGenerator:
             raise ValueError(f"got {len(shapes)} feature levels, anchors are configured for {len(self.cells)}")
         return [grid_anchors(c, int(h), int(w), s, self.offset)
                 for c, (h, w), s in zip(self.cells, shapes, self.strides)]
+
+    def tensors(self, feats: Sequence[paddle.Tensor]) -> List[paddle.Tensor]:
+        """``[[H, W, A, 4] per level]`` as Paddle tensors for the maps ``feats``."""
+        if len(feats) != len(self.cells):
+            raise ValueError(f"got {len(feats)} feature levels, anchors are configured for {len(self.cells)}")
+        return [grid_anchors_tensor(c, f, s, self.offset) for c, f, s in zip(self.cells, feats, self.strides)]
