@@ -69,6 +69,10 @@ class RoIExtractor(nn.Layer):
         if self.pool is None:
             return paddle.vision.ops.roi_align(feat, rois, rois_num, self.output_size, 1.0 / stride,
                                                self.sampling_ratio, aligned=True)
+        if paddle.in_dynamic_mode() and rois.shape[0] == 0:
+            # no RoI on this level: skip the pack (Paddle 3.3.1's matmul backward fails on its
+            # empty offset-fc input when the features need no gradient)
+            return paddle.zeros([0, feat.shape[1], self.output_size, self.output_size], feat.dtype)
         return self.pool(feat, rois / float(stride), rois_num)
 
     def forward(self, feats: List[paddle.Tensor], rois: paddle.Tensor, rois_num: paddle.Tensor) -> paddle.Tensor:
