@@ -122,7 +122,8 @@ def draw_detections(image: np.ndarray, bbox: np.ndarray, class_names: Sequence[s
     ``threshold`` drawn, each labelled ``name score``."""
     picture = Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
     draw = ImageDraw.Draw(picture)
-    for c, s, x1, y1, x2, y2 in np.asarray(bbox).reshape(-1, 6).tolist():
+    rows = np.asarray(bbox).reshape(-1, 6)
+    for c, s, x1, y1, x2, y2 in rows[np.argsort(rows[:, 1], kind="stable")].tolist():  # best drawn last, on top
         if s < threshold:
             continue
         colour = _COLOURS[int(c) % len(_COLOURS)]

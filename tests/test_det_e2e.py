@@ -1,0 +1,114 @@
+"""A tiny detection run through the tools with the real configs (shrunk by -o overrides):
+train -> eval (COCOeval) -> infer (boxes drawn) -> export -> Paddle Inference == dygraph."""
+import glob
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine_helpers import REPO, TOOLS
+from paddle_dcn.config import load_config
+from paddle_dcn.data.folder import load_rgb
+from paddle_dcn.engine import det_deploy
+
+KEYS = {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(f"pdcn_det_tool_{name}", os.path.join(TOOLS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def tiny_overrides(cache: str, epochs: int = 2) -> list:
+    """Shrinks a detection config to seconds: 12 train / 6 val images of ~64 px, ResNet-18 of
+    width 8, 16-channel FPN, small heads; every detection kept (score_thresh 0)."""
+    o = [f"epochs={epochs}", "eval_interval=1", "log_interval=1", "loader.batch_size=4", "loader.eval_batch_size=3",
+         "model.backbone.depth=18", "model.backbone.base_channels=8", "model.neck.out_channels=16",
+         "model.rpn.feat_channels=16", "model.test.score_thresh=0.0", "model.test.max_det=20",
+         "visualdl.num_images=1"]
+    for split, n in (("train", 12), ("eval", 6)):
+        o += [f"{split}_dataset.num_images={n}", f"{split}_dataset.image_size=64", f"{split}_dataset.cache_dir={cache}",
+              f"{split}_dataset.transforms.0.target_size=64", f"{split}_dataset.transforms.0.max_size=80"]
+    return o
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("det_e2e")
+    cfg = os.path.join(REPO, "configs", "dcn_faster_rcnn_r50_fpn.yml")
+    o = tiny_overrides(str(tmp / "cache")) + ["model.roi_extractor.fc_channels=32", "model.bbox_head.hidden=32"]
+    metrics = _tool("train")(["-c", cfg, "--output", str(tmp / "out"), "-o", *o])
+    return tmp, cfg, o, metrics
+
+
+def test_training_evaluates_with_cocoeval_and_leaves_records(run):
+    tmp, cfg, o, metrics = run
+    assert set(metrics) == KEYS and all(0.0 <= v <= 100.0 for v in metrics.values())
+    out = tmp / "out"
+    for name in ("epoch_2", "latest", "best"):
+        assert os.path.isfile(out / f"{name}.pdparams")
+    from visualdl import LogReader
+
+    tags = LogReader(file_path=glob.glob(str(out / "vdl" / "vdlrecords.*"))[0]).get_tags()
+    assert {"train/loss", "eval/AP", "eval/AP50", "eval/APl"} <= set(tags["scalar"])
+    assert {"offsets/backbone.res3", "offsets/backbone.res4", "offsets/backbone.res5"} <= set(tags["histogram"])
+    log = open(out / "train.log").read()
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all" in log  # pycocotools' table
+
+
+def test_eval_tool_reproduces_training_metrics(run):
+    tmp, cfg, o, metrics = run
+    again = _tool("eval")(["-c", cfg, "-w", str(tmp / "out" / "latest"), "-o", *o])
+    assert again == pytest.approx(metrics)
+
+
+def _val_images(tmp):
+    return sorted(glob.glob(str(tmp / "cache" / "shapes_det_val_*" / "images" / "*.png")))[:2]
+
+
+def test_infer_draws_boxes(run):
+    tmp, cfg, o, _ = run
+    files = _val_images(tmp)
+    results = _tool("infer")(["-c", cfg, "-w", str(tmp / "out" / "latest"), "-o", *o, "--input", files[0],
+                              "--threshold", "0.0", "--output-dir", str(tmp / "drawn")])
+    (path, bbox), = results
+    assert path == files[0] and bbox.shape[1] == 6 and len(bbox) > 0
+    drawn = np.asarray(Image.open(tmp / "drawn" / os.path.basename(files[0])))
+    original = load_rgb(files[0])
+    assert drawn.shape == original.shape and (drawn != original).any()
+    # the best box's outline is drawn in its class colour
+    c, _, x1, y1, x2, y2 = bbox[0]
+    colour = det_deploy._COLOURS[int(c) % len(det_deploy._COLOURS)]
+    assert (drawn[int(round(y2)) - 1: int(round(y2)) + 1, int(x1) + 3: int(x2) - 3] == colour).all(-1).any()
+    assert glob.glob(str(tmp / "drawn" / "vdl" / "vdlrecords.*"))
+
+
+def _export_matches_dygraph(tmp, cfg_path, overrides, weights, name):
+    _tool("export")(["-c", cfg_path, "-w", weights, "-o", *overrides, "--output", str(tmp / "exported")])
+    cfg = load_config(cfg_path, overrides)
+    exported = det_deploy.InferenceDetector(str(tmp / "exported" / name))
+    dygraph = det_deploy.DygraphDetector(cfg, weights)
+    assert exported.class_names == dygraph.class_names
+    for f in _val_images(tmp):
+        image = load_rgb(f)
+        a, b = exported.detect(image), dygraph.detect(image)
+        assert a.shape == b.shape and len(a) > 0
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_export_runs_in_paddle_inference_like_dygraph(run):
+    tmp, cfg, o, _ = run
+    _export_matches_dygraph(tmp, cfg, o, str(tmp / "out" / "latest"), "dcn_faster_rcnn_r50_fpn")
+
+
+def test_rfcn_trains_and_exports(run):
+    tmp, _, _, _ = run
+    cfg = os.path.join(REPO, "configs", "dcn_rfcn_r50.yml")
+    o = tiny_overrides(str(tmp / "cache"), epochs=1) + ["model.mid_channels=16", "model.group_size=3"]
+    metrics = _tool("train")(["-c", cfg, "--output", str(tmp / "rfcn"), "-o", *o])
+    assert set(metrics) == KEYS
+    _export_matches_dygraph(tmp, cfg, o, str(tmp / "rfcn" / "latest"), "dcn_rfcn_r50")
