@@ -41,12 +41,15 @@ class Registry:
     def get(self, name: str) -> Callable[..., Any]:
         """The class registered as ``name``; KeyError listing the valid names otherwise."""
         if name not in self._entries:
+            _import_builtins()
+        if name not in self._entries:
             raise KeyError(
                 f"unknown {self.kind} {name!r}; valid {self.kind} names: {', '.join(self.names())}"
             )
         return self._entries[name]
 
     def names(self) -> list:
+        _import_builtins()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
@@ -57,6 +60,18 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"
+
+
+_BUILTIN_MODULES = ("paddle_dcn.data", "paddle_dcn.models", "paddle_dcn.engine")
+
+
+def _import_builtins() -> None:
+    """Imports the modules whose classes register themselves (once), so that building from
+    a config works whatever the caller imported."""
+    import importlib
+
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 MODELS = Registry("model")

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 from ..registry import DATASETS
 from .transforms import Compose
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 4
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 SUPERSAMPLE = 4
 
@@ -100,8 +100,8 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         tex += np.sin(2 * np.pi * freq * (np.cos(theta) * xx + np.sin(theta) * yy) + rng.uniform(0, 6.3))
     tex = 0.5 * tex / 2 + 0.5 * _smooth_field(rng, size, 5)
     tex = (tex - tex.min()) / max(float(tex.max() - tex.min()), 1e-6)
-    c0 = rng.uniform(0.1, 0.9, 3)
-    c1 = np.clip(c0 + rng.uniform(-0.3, 0.3, 3), 0, 1)  # texture contrast below the shape's
+    c0 = rng.uniform(0.0, 0.45, 3)  # darker than every shape (shapes are light)
+    c1 = np.clip(c0 + rng.uniform(-0.2, 0.2, 3), 0, 0.5)
     return (c0 * (1 - tex[..., None]) + c1 * tex[..., None]).astype(np.float32)
 
 
@@ -114,9 +114,9 @@ def render_sample(seed: int, split: str, index: int, image_size: int, num_classe
 
     # Random affine: rotation, anisotropic scale, shear, translation.
     angle = rng.uniform(0, 2 * np.pi)
-    scale = rng.uniform(0.3, 0.75) * big / 2
-    aspect = np.exp(rng.uniform(-0.35, 0.35))
-    shear = rng.uniform(-0.5, 0.5)
+    scale = rng.uniform(0.4, 0.85) * big / 2
+    aspect = np.exp(rng.uniform(-0.45, 0.45))
+    shear = rng.uniform(-0.6, 0.6)
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     lin = rot @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([aspect, 1 / aspect]) * scale
     room = max(big / 2 - scale * 1.1, 0.0)
@@ -130,7 +130,7 @@ def render_sample(seed: int, split: str, index: int, image_size: int, num_classe
     mask = np.asarray(mask_img.resize((s, s), Image.BOX), dtype=np.float32) / 255.0
 
     # Elastic warp of the shape (smooth displacement field, amplitude ~10% of the image).
-    alpha = rng.uniform(0.04, 0.12) * s
+    alpha = rng.uniform(0.06, 0.16) * s
     dy = _smooth_field(rng, s, 4) * alpha
     dx = _smooth_field(rng, s, 4) * alpha
     gy, gx = np.mgrid[0:s, 0:s].astype(np.float32)
@@ -144,13 +144,10 @@ def render_sample(seed: int, split: str, index: int, image_size: int, num_classe
         p = rng.uniform(0, s, size=4)
         cdraw.line([tuple(p[:2]), tuple(p[2:])], fill=255, width=1)
     cmask = np.asarray(clutter, np.float32)[..., None] / 255.0 * rng.uniform(0.2, 0.5)
-    bg = bg * (1 - cmask) + rng.uniform(0, 1, 3) * cmask
+    bg = bg * (1 - cmask) + rng.uniform(0.3, 1, 3) * cmask
 
     # Foreground colour clearly different from the background's mean.
-    mean = bg.mean(axis=(0, 1))
-    fg = rng.uniform(0, 1, 3)
-    if np.abs(fg - mean).max() < 0.45:  # shape clearly separable from the background
-        fg = np.where(mean < 0.5, np.minimum(mean + 0.5, 1.0), np.maximum(mean - 0.5, 0.0))
+    fg = rng.uniform(0.65, 1.0, 3)
     fg_tex = fg * (0.85 + 0.15 * _smooth_field(rng, s, 6)[..., None])
     img = bg * (1 - mask[..., None]) + np.clip(fg_tex, 0, 1) * mask[..., None]
     img = img + rng.normal(0, 0.02, size=img.shape)

@@ -130,9 +130,13 @@ class Trainer:
     def load_weights(self, path: str) -> None:
         """Loads model weights from a checkpoint (prefix, file or directory; see checkpoint.resolve)."""
         state, _ = ckpt.load(path, with_state=False)
-        missing, unexpected = self.unwrapped_model.set_state_dict(state), None
-        logger.info(f"loaded weights from {ckpt.resolve(path)}")
-        return missing, unexpected
+        own = self.unwrapped_model.state_dict()
+        missing = sorted(set(own) - set(state))
+        unused = sorted(set(state) - set(own))
+        self.unwrapped_model.set_state_dict(state)
+        logger.info(f"loaded weights from {ckpt.resolve(path)}"
+                    + (f"; {len(missing)} parameters not in the file (kept initial): {missing[:5]}" if missing else "")
+                    + (f"; {len(unused)} entries unused: {unused[:5]}" if unused else ""))
 
     def resume(self, path: str) -> None:
         """Restores model, optimizer, schedule, epoch, step and best metric from ``path``."""
