@@ -13,8 +13,9 @@ name (``pdcn_*``): :func:`create_predictor` registers the op library in this pro
 """
 from __future__ import annotations
 
+import json
 import os
-from typing import Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import paddle
@@ -48,6 +49,52 @@ def uses_paddle_dcn_ops(model_file: str) -> bool:
         return b"pdcn_" in handle.read()
 
 
+# producers whose outputs reach an op in plain layout under oneDNN: parameters ("p"), feeds,
+# and assign (no oneDNN kernel, so Paddle converts its input back to plain NCHW first)
+_PLAIN_PRODUCERS = ("p", "1.data", "1.assign")
+
+
+def _program_ops(node: Any) -> Iterator[dict]:
+    """Every op record of a PIR ``.json`` program (dicts with an op name under ``"#"``)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("#"), str) and ("I" in node or "O" in node):
+            yield node
+        for value in node.values():
+            yield from _program_ops(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _program_ops(value)
+
+
+def _value_ids(entries: Any) -> list:
+    entries = entries if isinstance(entries, list) else [entries]
+    return [e["%"] for e in entries if isinstance(e, dict) and "%" in e]
+
+
+def onednn_safe(model_file: str) -> bool:
+    """Whether the saved model can run with oneDNN on: it has no paddle_dcn ops, or every
+    input of every ``pdcn_*`` op comes from a parameter, a feed or an ``assign`` (what
+    paddle_dcn's layers insert when traced; see ``paddle_dcn.layers._args.plain_layout``).
+    Programs other than PIR ``.json`` count as unsafe when they hold our ops."""
+    if not uses_paddle_dcn_ops(model_file):
+        return True
+    if not model_file.endswith(".json"):
+        return False
+    with open(model_file, "r", encoding="utf-8") as handle:
+        ops_ = list(_program_ops(json.load(handle)))
+    producer = {}
+    for op in ops_:
+        for value_id in _value_ids(op.get("O", [])):
+            producer[value_id] = op["#"]
+    for op in ops_:
+        if "pdcn_" not in op["#"]:
+            continue
+        for value_id in _value_ids(op.get("I", [])):
+            if value_id != 0 and producer.get(value_id) not in _PLAIN_PRODUCERS:
+                return False
+    return True
+
+
 def export_model(layer: paddle.nn.Layer, path_prefix: str, input_spec: Sequence) -> tuple[str, str]:
     """Puts ``layer`` in eval mode and saves it with ``paddle.jit.save``; returns ``model_files``.
 
@@ -78,10 +125,12 @@ def create_predictor(
         cpu_threads: math-library threads on CPU (None: Paddle's default).
         ir_optim: Paddle Inference's graph optimisation passes (our ops pass through them).
         gpu_memory_mb: initial GPU memory pool.
-        onednn: oneDNN (MKL-DNN) kernels on CPU. None (default): off when the model holds
-            paddle_dcn ops, else Paddle's default. Measured with Paddle 3.3.1: with oneDNN on,
-            a tensor that a oneDNN kernel (e.g. conv2d) produces reaches our ops in oneDNN's
-            blocked layout and they compute wrong numbers, so keep it off for such models.
+        onednn: oneDNN kernels on CPU (Paddle's default: on). None (default): on when
+            :func:`onednn_safe` says the model allows it, else off. Measured with Paddle 3.3.1:
+            a oneDNN kernel's output (e.g. conv2d's) going straight into a custom op gives
+            wrong numbers, unless it passes an op without a oneDNN kernel first (paddle_dcn's
+            layers put an ``assign`` there). Off
+            costs speed: a 6-conv 64-channel 56x56 net ran 6.3 ms with oneDNN, 73 ms without.
     """
     ops.load_library()  # the model refers to pdcn_* ops: register them first
     model_file, params_file = model_files(path_prefix)
@@ -89,7 +138,7 @@ def create_predictor(
     if device == "cpu":
         config.disable_gpu()
         if onednn is None:
-            onednn = None if not uses_paddle_dcn_ops(model_file) else False
+            onednn = None if onednn_safe(model_file) else False
         if onednn is True:
             config.enable_onednn()
         elif onednn is False:

@@ -73,10 +73,11 @@ def test_jit_save_writes_files_and_load_matches(exported):
     np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("ir_optim", [True, False])
-def test_inference_predictor_round_trip(exported, ir_optim):
-    net, prefix, _ = exported
-    predictor = inference.create_predictor(prefix, ir_optim=ir_optim, cpu_threads=1)
+@pytest.mark.parametrize("ir_optim, onednn", [(True, None), (False, None), (True, False)])
+def test_inference_predictor_round_trip(exported, ir_optim, onednn):
+    net, prefix, (model_file, _) = exported
+    assert inference.onednn_safe(model_file)  # the layers route activations through assign
+    predictor = inference.create_predictor(prefix, ir_optim=ir_optim, cpu_threads=1, onednn=onednn)
     assert predictor.get_input_names() == ["image"]
     x = np.random.randn(3, 3, 12, 10).astype("float32")
     (out,) = inference.run_predictor(predictor, {"image": x})
@@ -132,3 +133,26 @@ def test_dynamic_spatial_size_round_trip(tmp_path):
         x = np.random.randn(*shape).astype("float32")
         (out,) = inference.run_predictor(predictor, [x])
         np.testing.assert_allclose(out, model(paddle.to_tensor(x)).numpy(), rtol=1e-5, atol=1e-5)
+
+
+class RawOps(paddle.nn.Layer):
+    """Calls the op directly on a conv output (no assign in between: not oneDNN-safe)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = paddle.nn.Conv2D(3, 4, 3, padding=1)
+        self.offsets = paddle.nn.Conv2D(3, 18, 3, padding=1)
+        self.weight = self.create_parameter([4, 4, 3, 3])
+
+    def forward(self, x):
+        return paddle_dcn.ops.deform_conv2d(self.features(x), self.offsets(x), self.weight, padding=1)
+
+
+def test_models_calling_the_ops_directly_run_without_onednn(tmp_path):
+    net = RawOps()
+    prefix = str(tmp_path / "raw")
+    model_file, _ = inference.export_model(net, prefix, [InputSpec([None, 3, 8, 8], "float32", "x")])
+    assert inference.uses_paddle_dcn_ops(model_file) and not inference.onednn_safe(model_file)
+    x = np.random.randn(2, 3, 8, 8).astype("float32")
+    (out,) = inference.run_predictor(inference.create_predictor(prefix), [x])
+    np.testing.assert_allclose(out, net(paddle.to_tensor(x)).numpy(), rtol=1e-5, atol=1e-5)

@@ -226,7 +226,8 @@ def test_roi_layers_to_static_save_load_and_predictor(tmp_path):
     inference.export_model(head, prefix, spec)
     loaded = paddle.jit.load(prefix)
     np.testing.assert_allclose(loaded(x, boxes, boxes_num).numpy(), expected, rtol=1e-5, atol=1e-5)
-    predictor = inference.create_predictor(prefix)
+    assert inference.onednn_safe(inference.model_files(prefix)[0])
+    predictor = inference.create_predictor(prefix)  # with oneDNN
     (out,) = inference.run_predictor(predictor, [x.numpy(), boxes.numpy(), boxes_num.numpy()])
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
     x2, boxes2, boxes_num2 = _inputs(boxes_per_image=(1, 4), seed=3)  # other N and K

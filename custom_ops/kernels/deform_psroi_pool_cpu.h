@@ -1,29 +1,88 @@
 // CPU driver of deformable position-sensitive RoI pooling: OpenMP loops over
-// the per-element functions of deform_psroi_pool.h. Every output element is
-// owned by one thread, so the backward pass is deterministic and atomic-free:
-//   forward      parallel over (box, output channel)
-//   grad x       parallel over input channels: input channel (c, i, j) only
-//                feeds output bin (c, i, j) of each box, so the thread owning
-//                that channel's planes visits the boxes in order
-//   grad offset  parallel over offset entries
+// the sample geometry of deform_psroi_pool.h.
+//
+// The samples of bin (i, j) of a box are the same for every output channel of
+// an offset group, so the CPU builds them once ("taps": in-plane indices,
+// bilinear weights and their derivatives, in the order for_each_psroi_sample
+// visits them) and sweeps the group's channels. Every output element is owned
+// by one thread, so the backward pass is deterministic and atomic-free:
+//   forward      parallel over boxes
+//   grad x       parallel over (bin, offset group): input channel (c, i, j)
+//                only feeds output bin (c, i, j) of each box, so the task
+//                owning bin (i, j) of group g owns the planes of its channels
+//                and visits the boxes in order
+//   grad offset  parallel over boxes
 #pragma once
 
 #include <cstring>
+#include <vector>
 
 #include "deform_psroi_pool.h"
 
 namespace pdcn {
 namespace cpu {
 
+// The kept samples of one bin of one box for one offset group.
+template <typename Acc>
+struct PSRoiTaps {
+  struct Tap {
+    int32_t idx[4];
+    Acc w[4], dy[4], dx[4];
+  };
+  std::vector<Tap> taps;
+
+  template <typename T>
+  void build(const DeformPSRoiPoolGeometry& g, const PSRoiBox<Acc>& b, const T* offset,
+             int64_t k, int64_t group, int64_t i, int64_t j) {
+    taps.clear();
+    Acc oy, ox;
+    psroi_bin_origin(g, b, offset, k, group * g.channels_per_group(), i, j, &oy, &ox);
+    for_each_psroi_sample(g, b, oy, ox, [&](const ClampedStencil<Acc>& s) {
+      Tap t;
+      int64_t idx[4];
+      clamped_indices(s, g.in_w, idx);
+      clamped_weights(s, t.w);
+      clamped_weight_derivatives(s, t.dy, t.dx);
+      for (int q = 0; q < 4; ++q) t.idx[q] = static_cast<int32_t>(idx[q]);
+      taps.push_back(t);
+    });
+  }
+};
+
+// Offset groups that the geometry uses: all channels share one without offset.
+inline int64_t psroi_groups(const DeformPSRoiPoolGeometry& g, const void* offset) {
+  return offset != nullptr ? g.offset_groups : 1;
+}
+
+// out [K, OC, PH, PW]. offset may be nullptr. Requires H * W < 2^31.
 template <typename T>
 void deform_psroi_pool_forward(const DeformPSRoiPoolGeometry& g, const T* x,
                                const acc_t<T>* boxes, const int* roi_batch, const T* offset,
                                T* out) {
-  cpu_parallel_for(g.num_rois * g.out_channels, [&](int64_t kc) {
-    const int64_t k = kc / g.out_channels, c = kc % g.out_channels;
+  using Acc = acc_t<T>;
+  const int64_t groups = psroi_groups(g, offset), cpg = g.out_channels / groups;
+  const int64_t hw = g.in_plane(), bins = g.bins();
+  cpu_parallel_for(g.num_rois, [&](int64_t k) {
+    const PSRoiBox<Acc> b = psroi_box(g, boxes, roi_batch, k);
+    PSRoiTaps<Acc> rt;
     for (int64_t i = 0; i < g.pooled_h; ++i) {
       for (int64_t j = 0; j < g.pooled_w; ++j) {
-        deform_psroi_pool_forward_element(g, x, boxes, roi_batch, offset, out, k, c, i, j);
+        for (int64_t grp = 0; grp < groups; ++grp) {
+          rt.build(g, b, offset, k, grp, i, j);
+          const int64_t kept = static_cast<int64_t>(rt.taps.size());
+          for (int64_t c = grp * cpg; c < (grp + 1) * cpg; ++c) {
+            const T* plane = x + (b.image * g.in_channels + psroi_input_channel(g, c, i, j)) * hw;
+            Acc sum = 0;
+            for (const auto& tp : rt.taps) {
+              sum += tp.w[0] * static_cast<Acc>(plane[tp.idx[0]]) +
+                     tp.w[1] * static_cast<Acc>(plane[tp.idx[1]]) +
+                     tp.w[2] * static_cast<Acc>(plane[tp.idx[2]]) +
+                     tp.w[3] * static_cast<Acc>(plane[tp.idx[3]]);
+            }
+            out[(k * g.out_channels + c) * bins + i * g.pooled_w + j] =
+                static_cast<T>(kept > 0 ? sum / static_cast<Acc>(kept) : Acc(0));
+          }
+        }
       }
     }
   });
@@ -35,19 +94,33 @@ void deform_psroi_pool_backward_x(const DeformPSRoiPoolGeometry& g, const T* gra
                                   const acc_t<T>* boxes, const int* roi_batch, const T* offset,
                                   T* grad_x) {
   using Acc = acc_t<T>;
-  const int64_t hw = g.in_plane();
-  cpu_parallel_for(g.in_channels, [&](int64_t cin) {
+  const int64_t groups = psroi_groups(g, offset), cpg = g.out_channels / groups;
+  const int64_t hw = g.in_plane(), bins = g.bins();
+  cpu_parallel_for(bins * groups, [&](int64_t task) {
+    const int64_t grp = task % groups, bin = task / groups;
+    const int64_t i = bin / g.pooled_w, j = bin % g.pooled_w;
     for (int64_t n = 0; n < g.batch; ++n) {
-      T* plane = grad_x + (n * g.in_channels + cin) * hw;
-      std::memset(plane, 0, sizeof(T) * hw);
+      for (int64_t c = grp * cpg; c < (grp + 1) * cpg; ++c) {
+        std::memset(grad_x + (n * g.in_channels + psroi_input_channel(g, c, i, j)) * hw, 0,
+                    sizeof(T) * hw);
+      }
     }
-    const int64_t j = cin % g.pooled_w, i = (cin / g.pooled_w) % g.pooled_h;
-    const int64_t c = cin / g.bins();
+    PSRoiTaps<Acc> rt;
     for (int64_t k = 0; k < g.num_rois; ++k) {
-      T* plane = grad_x + (static_cast<int64_t>(roi_batch[k]) * g.in_channels + cin) * hw;
-      deform_psroi_pool_backward_x_element(
-          g, grad_out, boxes, roi_batch, offset, k, c, i, j,
-          [plane](int64_t idx, Acc v) { plane[idx] = static_cast<T>(static_cast<Acc>(plane[idx]) + v); });
+      const PSRoiBox<Acc> b = psroi_box(g, boxes, roi_batch, k);
+      rt.build(g, b, offset, k, grp, i, j);
+      if (rt.taps.empty()) continue;
+      const Acc inv_kept = Acc(1) / static_cast<Acc>(rt.taps.size());
+      for (int64_t c = grp * cpg; c < (grp + 1) * cpg; ++c) {
+        const Acc gb = static_cast<Acc>(grad_out[(k * g.out_channels + c) * bins + bin]) * inv_kept;
+        if (gb == Acc(0)) continue;
+        T* plane = grad_x + (b.image * g.in_channels + psroi_input_channel(g, c, i, j)) * hw;
+        for (const auto& tp : rt.taps) {
+          for (int q = 0; q < 4; ++q) {
+            plane[tp.idx[q]] = static_cast<T>(static_cast<Acc>(plane[tp.idx[q]]) + tp.w[q] * gb);
+          }
+        }
+      }
     }
   });
 }
@@ -57,12 +130,53 @@ template <typename T>
 void deform_psroi_pool_backward_offset(const DeformPSRoiPoolGeometry& g, const T* grad_out,
                                        const T* x, const acc_t<T>* boxes, const int* roi_batch,
                                        const T* offset, T* grad_offset) {
-  const int64_t parts = g.parts();
-  cpu_parallel_for(g.num_rois * g.offset_groups * parts, [&](int64_t e) {
-    const int64_t p = e % parts, t = e / parts;
-    const int64_t group = t % g.offset_groups, k = t / g.offset_groups;
-    deform_psroi_pool_offset_grad_entry(g, grad_out, x, boxes, roi_batch, offset, grad_offset, k,
-                                        group, p / g.part_w, p % g.part_w);
+  using Acc = acc_t<T>;
+  const int64_t groups = g.offset_groups, cpg = g.channels_per_group(), parts = g.parts();
+  const int64_t hw = g.in_plane(), bins = g.bins();
+  const Acc ts = static_cast<Acc>(g.trans_std);
+  cpu_parallel_for(g.num_rois, [&](int64_t k) {
+    const PSRoiBox<Acc> b = psroi_box(g, boxes, roi_batch, k);
+    std::vector<Acc> gx(groups * parts, Acc(0)), gy(groups * parts, Acc(0));
+    PSRoiTaps<Acc> rt;
+    for (int64_t i = 0; i < g.pooled_h; ++i) {
+      for (int64_t j = 0; j < g.pooled_w; ++j) {
+        const int64_t cell = (i * g.part_h / g.pooled_h) * g.part_w + j * g.part_w / g.pooled_w;
+        for (int64_t grp = 0; grp < groups; ++grp) {
+          rt.build(g, b, offset, k, grp, i, j);
+          if (rt.taps.empty()) continue;
+          const Acc inv_kept = Acc(1) / static_cast<Acc>(rt.taps.size());
+          Acc ex = 0, ey = 0;
+          for (int64_t c = grp * cpg; c < (grp + 1) * cpg; ++c) {
+            const Acc go = static_cast<Acc>(grad_out[(k * g.out_channels + c) * bins +
+                                                     i * g.pooled_w + j]);
+            if (go == Acc(0)) continue;
+            const T* plane =
+                x + (b.image * g.in_channels + psroi_input_channel(g, c, i, j)) * hw;
+            Acc sx = 0, sy = 0;
+            for (const auto& tp : rt.taps) {
+              for (int q = 0; q < 4; ++q) {
+                const Acc v = static_cast<Acc>(plane[tp.idx[q]]);
+                sy += tp.dy[q] * v;
+                sx += tp.dx[q] * v;
+              }
+            }
+            ex += sx * go * inv_kept;
+            ey += sy * go * inv_kept;
+          }
+          gx[grp * parts + cell] += ex;
+          gy[grp * parts + cell] += ey;
+        }
+      }
+    }
+    // An entry that no kept sample uses has a zero gradient, even for a NaN box.
+    for (int64_t grp = 0; grp < groups; ++grp) {
+      T* o = grad_offset + (k * groups + grp) * 2 * parts;
+      for (int64_t p = 0; p < parts; ++p) {
+        const Acc ex = gx[grp * parts + p], ey = gy[grp * parts + p];
+        o[p] = static_cast<T>(ex == Acc(0) ? Acc(0) : ex * ts * b.width);
+        o[parts + p] = static_cast<T>(ey == Acc(0) ? Acc(0) : ey * ts * b.height);
+      }
+    }
   });
 }
 

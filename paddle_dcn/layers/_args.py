@@ -67,6 +67,22 @@ def _on_gpu(x) -> bool:
     return paddle.device.get_device().startswith("gpu")  # static-graph Value
 
 
+def plain_layout(tensor: Optional[paddle.Tensor]) -> Optional[paddle.Tensor]:
+    """``tensor`` routed through ``paddle.assign`` in a static graph (to_static, export);
+    unchanged (no copy) in dygraph.
+
+    Paddle Inference on CPU with oneDNN (its default) gives wrong results when a oneDNN
+    kernel's output (conv2d, ...) goes straight into a custom op (measured with Paddle 3.3.1;
+    evidently oneDNN's own memory layout reaches the op); through an op without a oneDNN
+    kernel, such as ``assign``, first, the results are right. ``paddle_dcn.inference`` checks
+    that every input of our ops in a saved model comes through such a copy (or is a
+    parameter or a feed) before it leaves oneDNN on.
+    """
+    if tensor is None or paddle.in_dynamic_mode():
+        return tensor
+    return paddle.assign(tensor)
+
+
 def cast(tensor: Optional[paddle.Tensor], dtype) -> Optional[paddle.Tensor]:
     """``tensor`` in ``dtype`` (None stays None; no op when it already is)."""
     if tensor is None or tensor.dtype == dtype:

@@ -17,12 +17,14 @@ MASK_INITS = (0.5, 1.0)
 
 @unified  # runs as plain Python in dygraph and on static Values under to_static
 def _deform_conv(args: _args.OpArgs, x, offset, weight, bias, mask) -> paddle.Tensor:
-    """``ops.deform_conv2d`` in the dtype the op has a kernel for (see ``_args.op_dtype``);
-    the integer arguments come in ``args`` (see ``_args.OpArgs``)."""
+    """``ops.deform_conv2d`` in the dtype the op has a kernel for (see ``_args.op_dtype``),
+    activations in plain layout (``_args.plain_layout``); the integer arguments come in
+    ``args`` (see ``_args.OpArgs``)."""
     dtype = _args.op_dtype(x)
+    plain = _args.plain_layout
     return ops.deform_conv2d(
-        _args.cast(x, dtype),
-        _args.cast(offset, dtype),
+        plain(_args.cast(x, dtype)),
+        plain(_args.cast(offset, dtype)),
         _args.cast(weight, dtype),
         bias=_args.cast(bias, dtype),
         stride=list(args.stride),
@@ -30,7 +32,7 @@ def _deform_conv(args: _args.OpArgs, x, offset, weight, bias, mask) -> paddle.Te
         dilation=list(args.dilation),
         deformable_groups=args.deformable_groups,
         groups=args.groups,
-        mask=_args.cast(mask, dtype),
+        mask=plain(_args.cast(mask, dtype)),
     )
 
 

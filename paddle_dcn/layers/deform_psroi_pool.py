@@ -15,12 +15,12 @@ from ._versioning import VersionedLayer
 def _deform_psroi_pool(args: _args.OpArgs, x, boxes, boxes_num, offset) -> paddle.Tensor:
     dtype = _args.op_dtype(x)
     return ops.deform_psroi_pool(
-        _args.cast(x, dtype),
-        _args.cast(boxes, dtype),
-        boxes_num,
+        _args.plain_layout(_args.cast(x, dtype)),
+        _args.plain_layout(_args.cast(boxes, dtype)),
+        _args.plain_layout(boxes_num),
         args.output_channels,
         list(args.output_size),
-        offset=_args.cast(offset, dtype),
+        offset=_args.plain_layout(_args.cast(offset, dtype)),
         spatial_scale=args.spatial_scale,
         part_size=list(args.part_size),
         sample_per_part=args.sample_per_part,

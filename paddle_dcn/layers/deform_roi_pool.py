@@ -19,11 +19,11 @@ _MASK_INITS = (0.5, 1.0)
 def _deform_roi_pool(args: _args.OpArgs, x, boxes, boxes_num, offset) -> paddle.Tensor:
     dtype = _args.op_dtype(x)
     return ops.deform_roi_pool(
-        _args.cast(x, dtype),
-        _args.cast(boxes, dtype),
-        boxes_num,
+        _args.plain_layout(_args.cast(x, dtype)),
+        _args.plain_layout(_args.cast(boxes, dtype)),
+        _args.plain_layout(boxes_num),
         list(args.output_size),
-        offset=_args.cast(offset, dtype),
+        offset=_args.plain_layout(_args.cast(offset, dtype)),
         spatial_scale=args.spatial_scale,
         sampling_ratio=args.sampling_ratio,
         gamma=args.gamma,
