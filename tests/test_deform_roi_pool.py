@@ -499,3 +499,16 @@ def test_to_static_matches_dygraph():
     wrt = [x, offset, xp, ps_offset]
     for g, e in zip(paddle.grad([static], wrt), paddle.grad([f(*args)], wrt)):
         np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_under_amp_auto_cast_stays_float32_on_cpu():
+    rng = np.random.default_rng(6)
+    x = t(rng.standard_normal((1, 2, 8, 8)), "float32")
+    boxes, counts = t(random_boxes(rng, 3, 8, 8), "float32"), bn([3])
+    offset = t(rng.standard_normal((3, 2, 2, 2)), "float32")
+    want = deform_roi_pool(x, boxes, counts, 2, offset=offset).numpy()
+    for level in ("O1", "O2"):
+        with paddle.amp.auto_cast(level=level, dtype="bfloat16"):
+            got = deform_roi_pool(x, boxes, counts, 2, offset=offset)
+        assert got.dtype == paddle.float32
+        np.testing.assert_array_equal(got.numpy(), want)

@@ -58,12 +58,18 @@ PDCN_HD void clamped_axis(Acc v, int64_t size, int64_t* lo, int64_t* hi, Acc* w_
   *w_hi = Acc(1) - *w_lo;
 }
 
+// Whether a coordinate is inside [-margin, size - 1 + margin] (NaN is not).
+// A sample is valid when both of its coordinates are: validity is separable.
+template <typename Acc>
+PDCN_HD bool clamped_axis_valid(Acc v, int64_t size, Acc margin) {
+  return (v >= -margin) && (v <= Acc(size - 1) + margin);
+}
+
 template <typename Acc>
 PDCN_HD ClampedStencil<Acc> make_clamped_stencil(Acc y, Acc x, int64_t height, int64_t width,
                                                  Acc margin) {
   ClampedStencil<Acc> s;
-  s.valid = (y >= -margin) && (x >= -margin) && (y <= Acc(height - 1) + margin) &&
-            (x <= Acc(width - 1) + margin);
+  s.valid = clamped_axis_valid(y, height, margin) && clamped_axis_valid(x, width, margin);
   if (!s.valid) {
     s.y0 = s.x0 = s.y1 = s.x1 = 0;
     s.hy = s.hx = s.ly = s.lx = Acc(0);

@@ -110,6 +110,19 @@ PDCN_HD void roi_bin_origin(const DeformRoiPoolGeometry& g, const RoiAlignBox<Ac
   *x = ox;
 }
 
+// Coordinate of sample a of bin i along one axis: origin + bin * (i + (a + 0.5) / grid).
+template <typename Acc>
+PDCN_HD Acc roi_sample_coord(Acc origin, Acc bin, int64_t i, int64_t a, int64_t grid) {
+  return origin + bin * (static_cast<Acc>(i) +
+                         (static_cast<Acc>(a) + Acc(0.5)) / static_cast<Acc>(grid));
+}
+
+// roi_align's margin: a sample is zero beyond one pixel outside the map.
+template <typename Acc>
+PDCN_HD Acc roi_align_margin() {
+  return Acc(1);
+}
+
 // Calls f(stencil) for every sample of bin (i, j), row-major over the grid;
 // (oy, ox) is the moved box corner from roi_bin_origin.
 PDCN_HD_CALLS_FUNCTOR
@@ -117,12 +130,10 @@ template <typename Acc, typename F>
 PDCN_HD void for_each_roi_sample(const DeformRoiPoolGeometry& g, const RoiAlignBox<Acc>& b,
                                  Acc oy, Acc ox, int64_t i, int64_t j, const F& f) {
   for (int64_t a = 0; a < b.grid_h; ++a) {
-    const Acc y = oy + b.bin_h * (static_cast<Acc>(i) +
-                                  (static_cast<Acc>(a) + Acc(0.5)) / static_cast<Acc>(b.grid_h));
+    const Acc y = roi_sample_coord(oy, b.bin_h, i, a, b.grid_h);
     for (int64_t c = 0; c < b.grid_w; ++c) {
-      const Acc x = ox + b.bin_w * (static_cast<Acc>(j) + (static_cast<Acc>(c) + Acc(0.5)) /
-                                                               static_cast<Acc>(b.grid_w));
-      f(make_clamped_stencil(y, x, g.in_h, g.in_w, Acc(1)));
+      const Acc x = roi_sample_coord(ox, b.bin_w, j, c, b.grid_w);
+      f(make_clamped_stencil(y, x, g.in_h, g.in_w, roi_align_margin<Acc>()));
     }
   }
 }

@@ -78,7 +78,7 @@ paddle::Tensor roi_batch_index(const paddle::Tensor& boxes_num, int64_t batch, i
     for (int64_t t = 0; t < per_image[n]; ++t) idx[k++] = static_cast<int32_t>(n);
   }
   PD_CHECK(k == num_rois, op, ": boxes_num sums to ", k, " but there are ", num_rois, " boxes");
-  if (!x.is_cpu()) index = index.copy_to(x.place(), true);
+  if (!x.is_cpu() && num_rois > 0) index = index.copy_to(x.place(), true);  // K = 0: never read
   return index;
 }
 
