@@ -5,7 +5,9 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_dcn.ops import deform_conv2d, get_workspace_limit, set_workspace_limit
+from paddle_dcn.ops import (
+    deform_conv2d, get_workspace_limit, images_per_chunk, set_workspace_limit,
+    workspace_bytes_per_image)
 
 TOLERANCE = {"float64": dict(rtol=1e-8, atol=1e-8), "float32": dict(rtol=1e-4, atol=1e-4)}
 
@@ -87,11 +89,12 @@ def test_far_outside_offsets_match_native():
 def test_chunked_batches_equal_unchunked(limit_images):
     """A workspace that holds 1 or 2 images: 5 images do not divide into chunks of 2."""
     inputs = make_inputs(5, 4, 6, 6, 4, (3, 3), padding=1)
-    column_bytes = 4 * 9 * 36 * 8
+    per_image = workspace_bytes_per_image(4, 9, 36, 1, 8)
     full = run_both(inputs, padding=1)[0]
     previous = get_workspace_limit()
-    set_workspace_limit(column_bytes * limit_images + 7)
+    set_workspace_limit(per_image * limit_images + 7)
     try:
+        assert images_per_chunk(5, per_image) == limit_images
         chunked = run_both(inputs, padding=1)[0]
     finally:
         set_workspace_limit(previous)

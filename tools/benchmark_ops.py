@@ -25,7 +25,8 @@ import paddle.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import paddle_dcn  # noqa: E402
-from paddle_dcn.ops import deform_conv2d, get_workspace_limit, images_per_chunk  # noqa: E402
+from paddle_dcn.ops import (  # noqa: E402
+    deform_conv2d, get_workspace_limit, images_per_chunk, workspace_bytes_per_image)
 
 BEGIN, END = "<!-- cpu-ops:begin -->", "<!-- cpu-ops:end -->"
 
@@ -82,9 +83,8 @@ def deform_conv_case(n: int, c: int, hw: int, repeats: int) -> List[dict]:
     candidates = {"ours": ours, "native": native, "conv2d": conv}
     rows = []
     shape = f"{n}x{c}x{hw}x{hw}"
-    per_image = c * 9 * hw * hw
-    chunk = images_per_chunk(n, per_image, 4)
-    workspace_mib = chunk * per_image * 4 / 2**20
+    chunk = images_per_chunk(n, workspace_bytes_per_image(c, 9, hw * hw, 1, 4))
+    workspace_mib = chunk * c * 9 * hw * hw * 4 / 2**20  # the column buffer
     for mode, wrap in (("forward", fwd), ("forward+backward", fwd_bwd)):
         medians = interleaved_medians({k: wrap(v) for k, v in candidates.items()}, repeats)
         rows.append(dict(

@@ -1,11 +1,13 @@
 // CPU driver of the deformable convolution kernels: OpenMP loops over the
 // per-element functions of deform_conv.h.
 //
-// The sample stencils of a chunk (one per image, deformable group, kernel point
-// and output pixel) are built once and reused for every channel of the group
-// and by every pass (im2col, coordinate gradients, col2im). Every output
-// element is owned by exactly one thread: the backward pass is deterministic
-// and atomic-free. Thread count: OpenMP's (Paddle sets OMP_NUM_THREADS=1
+// A pass gets each sample's stencil from a `source`: StencilTable, built once
+// per chunk (one stencil per image, deformable group, kernel point and output
+// pixel) and reused by every channel of the group and by every pass, or
+// StencilOnTheFly, which computes it where it is used (as the CUDA kernels do;
+// the better choice when a group has few channels, since a table entry is
+// several times the size of a column element). Every output element is owned
+// by exactly one thread: the backward pass is deterministic and atomic-free. Thread count: OpenMP's (Paddle sets OMP_NUM_THREADS=1
 // unless the user chose otherwise).
 #pragma once
 
@@ -25,6 +27,46 @@ inline int64_t deform_stencil_count(const DeformConvGeometry& g, int64_t chunk) 
   return chunk * g.deformable_groups * g.kernel_size() * g.out_plane();
 }
 
+// Whether a chunk's stencils are worth a table: an entry serves every channel
+// of its deformable group, and is ~17 column elements in size, so the table
+// pays off only when a group has several channels (per-channel sampling, with
+// one channel per group, computes stencils on the fly).
+template <typename T>
+inline bool deform_use_stencil_table(const DeformConvGeometry& g) {
+  return g.channels_per_dgroup() >= 4;
+}
+
+// CPU workspace per image beyond the columns: the stencil table, if used.
+template <typename T>
+inline int64_t deform_stencil_bytes_per_image(const DeformConvGeometry& g) {
+  return deform_use_stencil_table<T>(g)
+             ? deform_stencil_count(g, 1) * static_cast<int64_t>(sizeof(Stencil<T>))
+             : 0;
+}
+
+// A chunk's stencils, built once (deform_build_stencils).
+template <typename T>
+struct StencilTable {
+  const Stencil<T>* table;
+  const Stencil<T>& operator()(const DeformConvGeometry& g, int64_t b, int64_t dg, int64_t k,
+                               int64_t p) const {
+    return table[deform_stencil_index(g, b, dg, k, p)];
+  }
+};
+
+// Stencils computed where they are used, from the offsets and mask of images
+// [n0, n0 + chunk).
+template <typename T>
+struct StencilOnTheFly {
+  const T* offset;
+  const T* mask;
+  int64_t n0;
+  Stencil<T> operator()(const DeformConvGeometry& g, int64_t b, int64_t dg, int64_t k,
+                        int64_t p) const {
+    return deform_sample_stencil<acc_t<T>>(g, offset, mask, n0 + b, dg, k, p);
+  }
+};
+
 template <typename T>
 void deform_build_stencils(const DeformConvGeometry& g, const T* offset, const T* mask,
                            int64_t n0, int64_t chunk, Stencil<T>* stencils) {
@@ -40,24 +82,23 @@ void deform_build_stencils(const DeformConvGeometry& g, const T* offset, const T
   });
 }
 
-template <typename T>
-void deform_im2col(const DeformConvGeometry& g, const Stencil<T>* stencils, const T* x,
-                   T* columns, int64_t n0, int64_t chunk) {
+template <typename T, typename Source>
+void deform_im2col(const DeformConvGeometry& g, const Source& source, const T* x, T* columns,
+                   int64_t n0, int64_t chunk) {
   const int64_t K = g.kernel_size(), hw = g.out_plane(), cpg = g.channels_per_dgroup();
   cpu_parallel_for(g.in_channels * K * chunk, [&](int64_t row) {
     const int64_t b = row % chunk, ck = row / chunk, k = ck % K, c = ck / K;
-    const Stencil<T>* st = stencils + deform_stencil_index(g, b, c / cpg, k, 0);
     for (int64_t p = 0; p < hw; ++p) {
-      deform_im2col_element(g, st[p], x, columns, n0, chunk, c, k, b, p);
+      deform_im2col_element(g, source(g, b, c / cpg, k, p), x, columns, n0, chunk, c, k, b, p);
     }
   });
 }
 
 // Overwrites the grad_x planes of images [n0, n0 + chunk): one thread owns one
 // (image, channel) plane and adds every column entry of that channel.
-template <typename T>
-void deform_col2im(const DeformConvGeometry& g, const Stencil<T>* stencils,
-                   const T* grad_columns, T* grad_x, int64_t n0, int64_t chunk) {
+template <typename T, typename Source>
+void deform_col2im(const DeformConvGeometry& g, const Source& source, const T* grad_columns,
+                   T* grad_x, int64_t n0, int64_t chunk) {
   using Acc = acc_t<T>;
   const int64_t K = g.kernel_size(), hw = g.out_plane(), cpg = g.channels_per_dgroup();
   cpu_parallel_for(chunk * g.in_channels, [&](int64_t plane_index) {
@@ -66,9 +107,9 @@ void deform_col2im(const DeformConvGeometry& g, const Stencil<T>* stencils,
     std::fill(plane, plane + g.in_plane(), T(0));
     auto add = [plane](int64_t i, Acc v) { plane[i] += static_cast<T>(v); };
     for (int64_t k = 0; k < K; ++k) {
-      const Stencil<T>* st = stencils + deform_stencil_index(g, b, c / cpg, k, 0);
       for (int64_t p = 0; p < hw; ++p) {
-        deform_col2im_element(g, st[p], grad_columns, chunk, c, k, b, p, add);
+        deform_col2im_element(g, source(g, b, c / cpg, k, p), grad_columns, chunk, c, k, b, p,
+                              add);
       }
     }
   });
@@ -76,16 +117,14 @@ void deform_col2im(const DeformConvGeometry& g, const Stencil<T>* stencils,
 
 // Offset and mask gradients of images [n0, n0 + chunk): one thread owns one
 // (image, deformable group, kernel point) row and sums its channels in order.
-template <typename T>
-void deform_coord_grad(const DeformConvGeometry& g, const Stencil<T>* stencils,
-                       const T* grad_columns, const T* x, T* grad_offset, T* grad_mask,
-                       int64_t n0, int64_t chunk) {
+template <typename T, typename Source>
+void deform_coord_grad(const DeformConvGeometry& g, const Source& source, const T* grad_columns,
+                       const T* x, T* grad_offset, T* grad_mask, int64_t n0, int64_t chunk) {
   using Acc = acc_t<T>;
   const int64_t K = g.kernel_size(), hw = g.out_plane(), cpg = g.channels_per_dgroup();
   cpu_parallel_for(chunk * g.deformable_groups * K, [&](int64_t row) {
     const int64_t k = row % K, t = row / K, dg = t % g.deformable_groups,
                   b = t / g.deformable_groups;
-    const Stencil<T>* st = stencils + row * hw;
     std::vector<Acc> acc(3 * hw, Acc(0));
     Acc *gy = acc.data(), *gx = gy + hw, *gm = gx + hw;
     for (int64_t ci = 0; ci < cpg; ++ci) {
@@ -93,13 +132,13 @@ void deform_coord_grad(const DeformConvGeometry& g, const Stencil<T>* stencils,
       const T* plane = x + ((n0 + b) * g.in_channels + c) * g.in_plane();
       const T* gcol = grad_columns + ((c * K + k) * chunk + b) * hw;
       for (int64_t p = 0; p < hw; ++p) {
-        deform_coord_grad_accumulate(st[p], plane, static_cast<Acc>(gcol[p]), gy + p, gx + p,
-                                     gm + p);
+        deform_coord_grad_accumulate(source(g, b, dg, k, p), plane, static_cast<Acc>(gcol[p]),
+                                     gy + p, gx + p, gm + p);
       }
     }
     for (int64_t p = 0; p < hw; ++p) {
-      deform_coord_grad_store(g, st[p], gy[p], gx[p], gm[p], grad_offset, grad_mask, n0 + b, dg,
-                              k, p);
+      deform_coord_grad_store(g, source(g, b, dg, k, p), gy[p], gx[p], gm[p], grad_offset,
+                              grad_mask, n0 + b, dg, k, p);
     }
   });
 }

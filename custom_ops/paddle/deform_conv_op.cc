@@ -74,9 +74,12 @@ void check_offset_mask(const DeformConvGeometry& g, const std::vector<int64_t>& 
   }
 }
 
-// Images per chunk: as many as fit the column workspace budget, at least one.
-int64_t choose_chunk(const DeformConvGeometry& g, int64_t element_bytes, int64_t workspace_bytes) {
-  const int64_t per_image = std::max<int64_t>(1, g.column_elements(1) * element_bytes);
+// Images per chunk: as many as fit the workspace budget (columns plus the
+// kernels' own per-image scratch), at least one.
+int64_t choose_chunk(const DeformConvGeometry& g, int64_t element_bytes, int64_t scratch_bytes,
+                     int64_t workspace_bytes) {
+  const int64_t per_image =
+      std::max<int64_t>(1, g.column_elements(1) * element_bytes + scratch_bytes);
   const int64_t fit = std::max<int64_t>(1, workspace_bytes / per_image);
   return std::max<int64_t>(1, std::min<int64_t>(g.batch, fit));
 }
@@ -86,6 +89,8 @@ int64_t choose_chunk(const DeformConvGeometry& g, int64_t element_bytes, int64_t
 class ConvKernels {
  public:
   virtual ~ConvKernels() = default;
+  // Workspace the kernels need per image of a chunk, beyond the columns.
+  virtual int64_t scratch_bytes_per_image(const DeformConvGeometry& g) const = 0;
   // Fixes the offsets and mask of images [n0, n0 + chunk) for the calls that
   // follow (the CPU kernels build the chunk's sample stencils here).
   virtual void prepare_chunk(const DeformConvGeometry& g, const void* offset, const void* mask,
@@ -108,25 +113,50 @@ class CpuConvKernels final : public ConvKernels {
   static const T* c(const void* p) { return static_cast<const T*>(p); }
   static T* m(void* p) { return static_cast<T*>(p); }
   std::vector<pdcn::cpu::Stencil<T>> stencils_;
+  bool use_table_ = false;
+  pdcn::cpu::StencilOnTheFly<T> on_the_fly_{nullptr, nullptr, 0};
+
+  // Runs pass(source) with the chunk's stencil source.
+  template <typename Pass>
+  void with_stencils(const Pass& pass) const {
+    if (use_table_) {
+      pass(pdcn::cpu::StencilTable<T>{stencils_.data()});
+    } else {
+      pass(on_the_fly_);
+    }
+  }
 
  public:
+  int64_t scratch_bytes_per_image(const DeformConvGeometry& g) const override {
+    return pdcn::cpu::deform_stencil_bytes_per_image<T>(g);
+  }
   void prepare_chunk(const DeformConvGeometry& g, const void* offset, const void* mask,
                      int64_t n0, int64_t chunk) override {
-    stencils_.resize(pdcn::cpu::deform_stencil_count(g, chunk));
-    pdcn::cpu::deform_build_stencils(g, c(offset), c(mask), n0, chunk, stencils_.data());
+    use_table_ = pdcn::cpu::deform_use_stencil_table<T>(g);
+    on_the_fly_ = {c(offset), c(mask), n0};
+    if (use_table_) {
+      stencils_.resize(pdcn::cpu::deform_stencil_count(g, chunk));
+      pdcn::cpu::deform_build_stencils(g, c(offset), c(mask), n0, chunk, stencils_.data());
+    }
   }
   void im2col(const DeformConvGeometry& g, const void* x, void* columns, int64_t n0,
               int64_t chunk) override {
-    pdcn::cpu::deform_im2col(g, stencils_.data(), c(x), m(columns), n0, chunk);
+    with_stencils([&](const auto& source) {
+      pdcn::cpu::deform_im2col(g, source, c(x), m(columns), n0, chunk);
+    });
   }
   void col2im(const DeformConvGeometry& g, const void* grad_columns, void* grad_x, int64_t n0,
               int64_t chunk) override {
-    pdcn::cpu::deform_col2im(g, stencils_.data(), c(grad_columns), m(grad_x), n0, chunk);
+    with_stencils([&](const auto& source) {
+      pdcn::cpu::deform_col2im(g, source, c(grad_columns), m(grad_x), n0, chunk);
+    });
   }
   void coord_grad(const DeformConvGeometry& g, const void* grad_columns, const void* x,
                   void* grad_offset, void* grad_mask, int64_t n0, int64_t chunk) override {
-    pdcn::cpu::deform_coord_grad(g, stencils_.data(), c(grad_columns), c(x), m(grad_offset),
-                                 m(grad_mask), n0, chunk);
+    with_stencils([&](const auto& source) {
+      pdcn::cpu::deform_coord_grad(g, source, c(grad_columns), c(x), m(grad_offset),
+                                   m(grad_mask), n0, chunk);
+    });
   }
   void columns_to_output(const DeformConvGeometry& g, const void* result, void* out, int64_t n0,
                          int64_t chunk) override {
@@ -146,6 +176,7 @@ class CudaConvKernels final : public ConvKernels {
  public:
   CudaConvKernels(pdcn::cuda::DType dtype, void* stream, bool deterministic, const paddle::Place& place)
       : dtype_(dtype), stream_(stream), deterministic_(deterministic), place_(place) {}
+  int64_t scratch_bytes_per_image(const DeformConvGeometry&) const override { return 0; }
   void prepare_chunk(const DeformConvGeometry&, const void* offset, const void* mask, int64_t,
                      int64_t) override {
     offset_ = offset;  // the CUDA kernels compute each stencil where they use it
@@ -241,7 +272,8 @@ std::vector<paddle::Tensor> forward(const paddle::Tensor& x, const paddle::Tenso
   paddle::Tensor out = paddle::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype(), x.place());
   if (g.batch == 0) return {out};
   auto kernels = make_kernels(x, deterministic);
-  const int64_t chunk = choose_chunk(g, element_bytes(x.dtype()), workspace_bytes);
+  const int64_t chunk = choose_chunk(g, element_bytes(x.dtype()),
+                                     kernels->scratch_bytes_per_image(g), workspace_bytes);
   const int64_t G = g.groups, rows_per_group = g.column_rows() / G, hw = g.out_plane();
   paddle::Tensor columns = paddle::empty({g.column_elements(chunk)}, x.dtype(), x.place());
   paddle::Tensor w3 = paddle::experimental::reshape(weight, {G, g.out_channels / G, rows_per_group});
@@ -275,7 +307,8 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x, const paddle::Tens
     grad_w3 = paddle::full({G, out_per_group, rows_per_group}, 0.0, x.dtype(), x.place());
   } else {
     auto kernels = make_kernels(x, deterministic);
-    const int64_t chunk = choose_chunk(g, element_bytes(x.dtype()), workspace_bytes);
+    const int64_t chunk = choose_chunk(g, element_bytes(x.dtype()),
+                                       kernels->scratch_bytes_per_image(g), workspace_bytes);
     paddle::Tensor columns = paddle::empty({g.column_elements(chunk)}, x.dtype(), x.place());
     paddle::Tensor gathered = paddle::empty({g.out_channels * chunk * hw}, x.dtype(), x.place());
     paddle::Tensor w3 = paddle::experimental::reshape(weight, {G, out_per_group, rows_per_group});

@@ -17,22 +17,43 @@ struct Outputs {
   std::vector<double> columns, grad_x, grad_offset, grad_mask;
 };
 
-Outputs run(const DeformConvGeometry& g, const std::vector<double>& x,
-            const std::vector<double>& offset, const std::vector<double>& mask,
-            const std::vector<double>& grad_columns) {
+// All passes with the given stencil source (a table or on-the-fly stencils).
+template <typename Source>
+Outputs run_with(const DeformConvGeometry& g, const Source& table, const std::vector<double>& x,
+                 const std::vector<double>& offset, const std::vector<double>& mask,
+                 const std::vector<double>& grad_columns) {
   Outputs o;
   const int64_t chunk = g.batch;
-  std::vector<pdcn::cpu::Stencil<double>> stencils(pdcn::cpu::deform_stencil_count(g, chunk));
-  pdcn::cpu::deform_build_stencils(g, offset.data(), mask.data(), 0, chunk, stencils.data());
   o.columns.assign(g.column_elements(chunk), 0.0);
   o.grad_x.assign(x.size(), 0.0);
   o.grad_offset.assign(offset.size(), 0.0);
   o.grad_mask.assign(mask.size(), 0.0);
-  pdcn::cpu::deform_im2col(g, stencils.data(), x.data(), o.columns.data(), 0, chunk);
-  pdcn::cpu::deform_coord_grad(g, stencils.data(), grad_columns.data(), x.data(),
+  pdcn::cpu::deform_im2col(g, table, x.data(), o.columns.data(), 0, chunk);
+  pdcn::cpu::deform_coord_grad(g, table, grad_columns.data(), x.data(),
                                o.grad_offset.data(), o.grad_mask.data(), 0, chunk);
-  pdcn::cpu::deform_col2im(g, stencils.data(), grad_columns.data(), o.grad_x.data(), 0, chunk);
+  pdcn::cpu::deform_col2im(g, table, grad_columns.data(), o.grad_x.data(), 0, chunk);
   return o;
+}
+
+bool same(const char* what, const std::vector<double>& a, const std::vector<double>& b);
+
+// Runs with a stencil table and with on-the-fly stencils; both must agree exactly.
+Outputs run(const DeformConvGeometry& g, const std::vector<double>& x,
+            const std::vector<double>& offset, const std::vector<double>& mask,
+            const std::vector<double>& grad_columns) {
+  std::vector<pdcn::cpu::Stencil<double>> stencils(pdcn::cpu::deform_stencil_count(g, g.batch));
+  pdcn::cpu::deform_build_stencils(g, offset.data(), mask.data(), 0, g.batch, stencils.data());
+  const Outputs a = run_with(g, pdcn::cpu::StencilTable<double>{stencils.data()}, x, offset, mask,
+                             grad_columns);
+  const Outputs b = run_with(g, pdcn::cpu::StencilOnTheFly<double>{offset.data(), mask.data(), 0},
+                             x, offset, mask, grad_columns);
+  if (!(same("table vs on-the-fly columns", a.columns, b.columns) &&
+        same("table vs on-the-fly grad_x", a.grad_x, b.grad_x) &&
+        same("table vs on-the-fly grad_offset", a.grad_offset, b.grad_offset) &&
+        same("table vs on-the-fly grad_mask", a.grad_mask, b.grad_mask))) {
+    std::exit(1);
+  }
+  return a;
 }
 
 bool same(const char* what, const std::vector<double>& a, const std::vector<double>& b) {

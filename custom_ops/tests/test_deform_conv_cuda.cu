@@ -128,13 +128,14 @@ void run_case(const char* name, DeformConvGeometry g, DType dtype, Tolerance tol
   // CPU reference in double.
   std::vector<pdcn::cpu::Stencil<double>> stencils(pdcn::cpu::deform_stencil_count(g, chunk));
   pdcn::cpu::deform_build_stencils(g, offset.data(), mask.data(), n0, chunk, stencils.data());
+  const pdcn::cpu::StencilTable<double> table{stencils.data()};
   std::vector<double> ref_columns(g.column_elements(chunk));
-  pdcn::cpu::deform_im2col(g, stencils.data(), x.data(), ref_columns.data(), n0, chunk);
+  pdcn::cpu::deform_im2col(g, table, x.data(), ref_columns.data(), n0, chunk);
   std::vector<double> ref_grad_x(x.size(), 0.0), ref_grad_offset(offset.size(), 0.0),
       ref_grad_mask(mask.size(), 0.0), ref_out(grad_out.size(), 0.0),
       ref_gathered(result.size(), 0.0);
-  pdcn::cpu::deform_col2im(g, stencils.data(), grad_columns.data(), ref_grad_x.data(), n0, chunk);
-  pdcn::cpu::deform_coord_grad(g, stencils.data(), grad_columns.data(), x.data(),
+  pdcn::cpu::deform_col2im(g, table, grad_columns.data(), ref_grad_x.data(), n0, chunk);
+  pdcn::cpu::deform_coord_grad(g, table, grad_columns.data(), x.data(),
                                ref_grad_offset.data(), ref_grad_mask.data(), n0, chunk);
   pdcn::cpu::deform_columns_to_output(g, result.data(), ref_out.data(), n0, chunk);
   pdcn::cpu::deform_output_to_columns(g, grad_out.data(), ref_gathered.data(), n0, chunk);

@@ -10,6 +10,7 @@ from .workspace import (
     images_per_chunk,
     set_deterministic,
     set_workspace_limit,
+    workspace_bytes_per_image,
 )
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "load_library",
     "set_deterministic",
     "set_workspace_limit",
+    "workspace_bytes_per_image",
 ]
 
 from .deform_roi_pool import deform_psroi_pool, deform_roi_pool  # noqa: E402
