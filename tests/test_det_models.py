@@ -177,3 +177,18 @@ def test_model_config_errors_list_valid_keys():
         _tiny(roi_sampling={"fg_fraction": 0.3})
     with pytest.raises(ValueError, match="head_stride"):
         _tiny("RFCN", head_stride=12)
+
+
+def test_backbone_starts_from_a_classification_checkpoint(tmp_path):
+    bb = {"type": "ResNet", "depth": 18, "stem": "small", "stem_stride": 2, "base_channels": 4,
+          "out_stages": [2, 3, 4, 5], "dcn_stages": [5]}
+    classifier = build(MODELS, {"type": "Classifier", "num_classes": 5, "backbone": bb})
+    for p in classifier.parameters():  # not the initial values: make the copy observable
+        p.set_value(paddle.randn(p.shape).astype(p.dtype))
+    paddle.save(classifier.state_dict(), str(tmp_path / "cls.pdparams"))
+    det = _tiny(backbone_weights=str(tmp_path / "cls.pdparams"))
+    src = classifier.backbone.state_dict()
+    for k, v in det.backbone.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), src[k].numpy())
+    with pytest.raises(ValueError, match="does not fit"):
+        _tiny(backbone=dict(bb, base_channels=8), backbone_weights=str(tmp_path / "cls.pdparams"))

@@ -45,8 +45,8 @@ class RFCN(TwoStageDetector):
                  rpn: Optional[Dict[str, Any]] = None, roi_sampling: Optional[Dict[str, Any]] = None,
                  test: Optional[Dict[str, Any]] = None, head_stride: int = 16, mid_channels: int = 256,
                  group_size: int = 7, deformable: bool = True, sample_per_part: int = 4,
-                 trans_std: float = 0.1) -> None:
-        super().__init__(backbone, num_classes, neck, rpn, roi_sampling, test)
+                 trans_std: float = 0.1, backbone_weights: Optional[str] = None) -> None:
+        super().__init__(backbone, num_classes, neck, rpn, roi_sampling, test, backbone_weights)
         if head_stride not in self.neck.out_strides:
             raise ValueError(f"head_stride must be one of the FPN strides {self.neck.out_strides}, got {head_stride}")
         self.level = self.neck.out_strides.index(head_stride)

@@ -37,6 +37,27 @@ def make(cls: Any, cfg: Optional[Dict[str, Any]], section: str, **fixed: Any) ->
     return cls(**cfg, **fixed)
 
 
+def load_backbone_weights(backbone: nn.Layer, path: str) -> int:
+    """Copies the ``backbone.*`` entries of checkpoint ``path`` (see ``engine.checkpoint.resolve``)
+    into ``backbone``; returns how many. Every backbone parameter must be found with its shape
+    (ValueError listing the missing or mismatched names otherwise)."""
+    from ...engine import checkpoint as ckpt
+
+    state, _ = ckpt.load(path, with_state=False)
+    prefix = "backbone."
+    found = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    own = backbone.state_dict()
+    missing = [k for k in own if k not in found]
+    mismatched = [f"{k} {list(found[k].shape)} vs {list(own[k].shape)}" for k in own
+                  if k in found and list(found[k].shape) != list(own[k].shape)]
+    if missing or mismatched:
+        raise ValueError(f"backbone_weights {path}: the checkpoint's backbone does not fit this one "
+                         f"(same depth, stem, base_channels needed); missing: {missing[:5]}"
+                         f"{' ...' if len(missing) > 5 else ''}, shape mismatches: {mismatched[:5]}")
+    backbone.set_state_dict({k: found[k] for k in own})
+    return len(own)
+
+
 class TwoStageDetector(nn.Layer):
     """Shared parts of Faster R-CNN and R-FCN; subclasses define ``box_predictions``.
 
@@ -47,14 +68,18 @@ class TwoStageDetector(nn.Layer):
         rpn: RPN options (anchors, sampling, proposal counts; see ``rpn.RPN``).
         roi_sampling: box-head sampling (``batch_size_per_im``, ``pos_fraction``, ``fg_thr``, ``bg_thr``).
         test: ``score_thresh``, ``nms_thresh``, ``max_det`` of the final detections.
+        backbone_weights: a checkpoint (e.g. a classifier trained by this engine with the same
+            backbone settings) whose ``backbone.*`` parameters initialise the backbone.
     """
 
     def __init__(self, backbone: Dict[str, Any], num_classes: int, neck: Optional[Dict[str, Any]] = None,
                  rpn: Optional[Dict[str, Any]] = None, roi_sampling: Optional[Dict[str, Any]] = None,
-                 test: Optional[Dict[str, Any]] = None) -> None:
+                 test: Optional[Dict[str, Any]] = None, backbone_weights: Optional[str] = None) -> None:
         super().__init__()
         self.num_classes = int(num_classes)
         self.backbone = build(BACKBONES, backbone)
+        if backbone_weights:
+            load_backbone_weights(self.backbone, backbone_weights)
         strides = {2: 4, 3: 8, 4: 16, 5: 32}
         in_strides = [strides[s] for s in self.backbone.out_stages]
         self.neck = make(FPN, neck, "neck", in_channels=self.backbone.out_channels, in_strides=in_strides)
@@ -158,8 +183,8 @@ class FasterRCNN(TwoStageDetector):
     def __init__(self, backbone: Dict[str, Any], num_classes: int, neck: Optional[Dict[str, Any]] = None,
                  rpn: Optional[Dict[str, Any]] = None, roi_extractor: Optional[Dict[str, Any]] = None,
                  bbox_head: Optional[Dict[str, Any]] = None, roi_sampling: Optional[Dict[str, Any]] = None,
-                 test: Optional[Dict[str, Any]] = None) -> None:
-        super().__init__(backbone, num_classes, neck, rpn, roi_sampling, test)
+                 test: Optional[Dict[str, Any]] = None, backbone_weights: Optional[str] = None) -> None:
+        super().__init__(backbone, num_classes, neck, rpn, roi_sampling, test, backbone_weights)
         strides = [s for s in self.neck.out_strides if s <= 32]
         self.roi_extractor = make(RoIExtractor, roi_extractor, "roi_extractor",
                                   in_channels=self.neck.out_channels, strides=strides)
