@@ -5,6 +5,7 @@ import importlib.util
 import os
 
 import numpy as np
+import paddle
 import pytest
 from PIL import Image
 
@@ -64,6 +65,16 @@ def test_eval_tool_reproduces_training_metrics(run):
     tmp, cfg, o, metrics = run
     again = _tool("eval")(["-c", cfg, "-w", str(tmp / "out" / "latest"), "-o", *o])
     assert again == pytest.approx(metrics)
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(run):
+    tmp, cfg, o, metrics = run
+    resumed = _tool("train")(["-c", cfg, "-r", str(tmp / "out" / "epoch_1"), "--output", str(tmp / "resumed"), "-o", *o])
+    a = paddle.load(str(tmp / "out" / "latest.pdparams"))
+    b = paddle.load(str(tmp / "resumed" / "latest.pdparams"))
+    for key in a:
+        np.testing.assert_allclose(b[key].numpy(), a[key].numpy(), rtol=1e-5, atol=1e-6, err_msg=key)
+    assert resumed == pytest.approx(metrics)
 
 
 def _val_images(tmp):
