@@ -24,7 +24,7 @@ def test_two_process_detection_training_and_gathered_eval(tmp_path):
                    for f in os.listdir(tmp_path / "log") if f.startswith("workerlog"))
     assert two.returncode == 0, two.stdout[-2000:] + logs
     line = [ln for ln in open(tmp_path / "two" / "train.log") if "eval epoch 1:" in ln][-1]
-    gathered = {k: float(v) for k, v in re.findall(r"(AP\w*) ([\d.]+)", line)}
+    gathered = {k: float(v) for k, v in re.findall(r"(AP\w*) ([\d.]+|nan)", line)}
     one = subprocess.run([PYTHON, os.path.join(TOOLS, "eval.py"), "-c", cfg, "-w", str(tmp_path / "two" / "latest"),
                           "--json", "-o", *o], env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
@@ -35,4 +35,4 @@ def test_two_process_detection_training_and_gathered_eval(tmp_path):
     assert counts[-1].startswith("6 images")
     assert set(gathered) == set(single)
     for k in single:  # the log prints 2 decimals
-        assert gathered[k] == pytest.approx(single[k], abs=0.006), k
+        assert gathered[k] == pytest.approx(single[k], abs=0.006, nan_ok=True), k

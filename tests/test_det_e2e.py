@@ -48,7 +48,8 @@ def run(tmp_path_factory):
 
 def test_training_evaluates_with_cocoeval_and_leaves_records(run):
     tmp, cfg, o, metrics = run
-    assert set(metrics) == KEYS and all(0.0 <= v <= 100.0 for v in metrics.values())
+    assert set(metrics) == KEYS and 0.0 <= metrics["AP"] <= metrics["AP50"] <= 100.0
+    assert all(0.0 <= v <= 100.0 for v in metrics.values() if not np.isnan(v))  # NaN: no gt of that size
     out = tmp / "out"
     for name in ("epoch_2", "latest", "best"):
         assert os.path.isfile(out / f"{name}.pdparams")
@@ -64,7 +65,7 @@ def test_training_evaluates_with_cocoeval_and_leaves_records(run):
 def test_eval_tool_reproduces_training_metrics(run):
     tmp, cfg, o, metrics = run
     again = _tool("eval")(["-c", cfg, "-w", str(tmp / "out" / "latest"), "-o", *o])
-    assert again == pytest.approx(metrics)
+    assert again == pytest.approx(metrics, nan_ok=True)
 
 
 def test_resume_ends_where_an_uninterrupted_run_ends(run):
@@ -74,7 +75,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(run):
     b = paddle.load(str(tmp / "resumed" / "latest.pdparams"))
     for key in a:
         np.testing.assert_allclose(b[key].numpy(), a[key].numpy(), rtol=1e-5, atol=1e-6, err_msg=key)
-    assert resumed == pytest.approx(metrics)
+    assert resumed == pytest.approx(metrics, nan_ok=True)
 
 
 def _val_images(tmp):

@@ -104,6 +104,7 @@ def test_coco_metric_by_hand(tmp_path):
     metric.bind_dataset(_gt_dataset(tmp_path))
     both = _score(metric, [[0, 0.9, 10, 10, 40, 40], [0, 0.8, 50, 50, 90, 90]])
     assert both["AP"] == pytest.approx(100.0) and both["AP50"] == pytest.approx(100.0)
+    assert both["APs"] == pytest.approx(100.0) and math.isnan(both["APl"])  # 30x30 is small; no large gt
     # one of two found (precision 1 up to recall 0.5): 51 of COCO's 101 recall points
     one = _score(metric, [[0, 0.9, 10, 10, 40, 40]])
     assert one["AP50"] == pytest.approx(100 * 51 / 101, rel=1e-6)

@@ -5,7 +5,8 @@ the annotations the loader accepted, crowd boxes included, and the category ids)
 ``update(outputs, batch)`` collects ``outputs['bbox']`` rows ``(class, score, x1, y1, x2, y2)``
 (original-image pixels) of each ``batch['im_id']``; ``accumulate()`` gathers them from all
 processes, runs ``COCOeval`` on the evaluated images, prints pycocotools' standard table and
-returns ``AP, AP50, AP75, APs, APm, APl`` in percent (``primary``: ``AP``).
+returns ``AP, AP50, AP75, APs, APm, APl`` in percent (``primary``: ``AP``; NaN for an area
+range without ground truth).
 """
 from __future__ import annotations
 
@@ -94,4 +95,5 @@ class COCOMetric:
         if self.print_table:
             logger.info("COCO bbox evaluation (%d images, %d detections):\n%s", len(seen), len(results),
                         table.getvalue().rstrip())
-        return {k: float(100.0 * max(v, 0.0)) for k, v in zip(KEYS, np.asarray(ev.stats[:6]))}
+        # COCOeval's -1 (no ground truth in that area range) becomes NaN, not a fake 0
+        return {k: float(100.0 * v) if v >= 0 else float("nan") for k, v in zip(KEYS, np.asarray(ev.stats[:6]))}
