@@ -183,3 +183,11 @@ def test_no_usable_images_is_an_error(tmp_path):
     ann_file, img_dir = _write(tmp_path, _bad(annotations=[]))
     with pytest.raises(ValueError, match="no usable images"):
         COCODetection(ann_file, img_dir, skip_empty=True)
+
+
+def test_image_size_disagreeing_with_annotation_is_an_error(tmp_path):
+    ann_file, img_dir = _write(tmp_path, ANN)
+    Image.fromarray(np.zeros((41, 60, 3), np.uint8)).save(tmp_path / "img" / "a.png")
+    ds = COCODetection(ann_file, img_dir)
+    with pytest.raises(ValueError, match="a.png: the image is 41x60 .* says 40x60"):
+        ds[0]

@@ -11,7 +11,8 @@ Parsing is separate from the dataset (:func:`load_coco`) and strict about struct
   finite numbers, zero or negative width/height (after clipping to the image), an unknown
   ``image_id`` or ``category_id``; ``iscrowd=1`` boxes are left out of training and counted.
   ``strict=True`` makes any of these a ``ValueError`` instead.
-- An image whose file is missing is skipped (counted, warned); ``strict=True``: error.
+- An image whose file is missing is skipped (counted, warned); ``strict=True``: error. An image
+  whose size differs from its entry's ``height``/``width`` is an error when it is read.
 
 Category ids map to contiguous class indices ``0..C-1`` in the order of ascending id;
 ``class_names`` follow that order. Boxes are converted from COCO ``[x, y, w, h]`` to
@@ -175,7 +176,11 @@ class COCODetection:
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         r = self.records[index]
-        sample = {"image": load_rgb(r["file"]), "gt_boxes": r["boxes"].copy(), "gt_classes": r["classes"].copy(),
+        image = load_rgb(r["file"])
+        if r["height"] and r["width"] and image.shape[:2] != (int(r["height"]), int(r["width"])):
+            raise ValueError(f"{r['file']}: the image is {image.shape[0]}x{image.shape[1]} (h x w) but the "
+                             f"annotation file says {r['height']}x{r['width']}: boxes would not match")
+        sample = {"image": image, "gt_boxes": r["boxes"].copy(), "gt_classes": r["classes"].copy(),
                   "im_id": np.int64(r["id"]), "scale_factor": np.ones(2, np.float32)}
         return self.transforms(sample)
 

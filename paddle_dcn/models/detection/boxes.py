@@ -10,8 +10,9 @@ Delta coding (Faster R-CNN): for a reference box with centre ``(px, py)`` and si
 
 with ``weights = (wx, wy, ww, wh)`` ((1, 1, 1, 1) for the RPN, (10, 10, 5, 5) for the box
 head). This is ``paddle.vision.ops.box_coder(..., prior_box_var=1/weights,
-box_normalized=True)``. Decoding clamps ``dw, dh`` at ``log(1000/16)`` so that huge deltas
-cannot overflow. Targets are computed with NumPy (``*_np``); decoding, which the exported
+box_normalized=True)`` (the tests hold the two equal). Decoding clamps ``dw, dh`` at
+``log(1000/16)`` so that huge deltas cannot overflow; ``box_coder`` does not (a delta of 100
+decodes to +-inf there), which is why :func:`decode` is written out here. Targets are computed with NumPy (``*_np``); decoding, which the exported
 model runs, is in Paddle.
 """
 from __future__ import annotations

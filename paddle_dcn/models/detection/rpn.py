@@ -92,7 +92,8 @@ class RPN(nn.Layer):
                 scores.append(s.reshape([-1]))
             rois, scores = paddle.concat(rois), paddle.concat(scores)
             # the best ``post`` over all levels (k as a tensor: the count is dynamic under to_static)
-            k = paddle.minimum(paddle.shape(scores)[0:1], paddle.full([1], post, "int32").astype(paddle.shape(scores).dtype))
+            count = paddle.shape(scores)[0:1]
+            k = paddle.minimum(count, paddle.full([1], post, dtype=count.dtype))
             _, idx = paddle.topk(scores, k)
             out.append(paddle.gather(rois, idx))
         return out
