@@ -58,6 +58,7 @@ def test_training_evaluates_with_cocoeval_and_leaves_records(run):
     tags = LogReader(file_path=glob.glob(str(out / "vdl" / "vdlrecords.*"))[0]).get_tags()
     assert {"train/loss", "eval/AP", "eval/AP50", "eval/APl"} <= set(tags["scalar"])
     assert {"offsets/backbone.res3", "offsets/backbone.res4", "offsets/backbone.res5"} <= set(tags["histogram"])
+    assert any(t.startswith("sampling_locations/backbone.res5") for t in tags["image"])
     log = open(out / "train.log").read()
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all" in log  # pycocotools' table
 
