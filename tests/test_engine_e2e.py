@@ -110,3 +110,15 @@ def test_export_and_infer_match_dygraph(run):
         assert len(top_e) == 2 and top_e[0][0] in eval_set.class_names
         assert [t[1] for t in top_e] == [t[1] for t in top_d]
         assert top_e[0][2] == pytest.approx(top_d[0][2], abs=1e-4)
+
+
+def test_amp_run_trains_and_checkpoints(tmp_path):
+    backbone = {"type": "ResNet", "depth": 18, "stem": "small", "base_channels": 4, "dcn_stages": [5]}
+    cfg = tiny_config(str(tmp_path / "cache"), backbone, epochs=1)
+    cfg["amp"] = {"enabled": True, "dtype": "bfloat16"}
+    cfg["grad_clip"] = 5.0
+    path = write_config(str(tmp_path), "tiny_amp", cfg)
+    metrics = _tool("train")(["-c", path, "--output", str(tmp_path / "out")])
+    assert 0 <= metrics["top1"] <= 100
+    params = _params(str(tmp_path / "out" / "latest.pdparams"))
+    assert all(np.isfinite(v).all() for v in params.values())

@@ -1,6 +1,7 @@
 """Registries: decorator registration, duplicates refused, unknown names/keys listed; schedules."""
 import math
 
+import numpy as np
 import paddle
 import pytest
 
@@ -91,3 +92,16 @@ def test_optimizers_decay_only_weights():
     assert lin.bias.numpy() == pytest.approx(b0)
     adamw = optim.build_optimizer({"type": "AdamW", "weight_decay": 0.01}, lin.parameters(), sched, grad_clip_norm=1.0)
     assert isinstance(adamw, paddle.optimizer.AdamW)
+
+
+def test_gradient_clipping_by_global_norm():
+    lin = paddle.nn.Linear(4, 1, bias_attr=False)
+    w0 = lin.weight.numpy().copy()
+    sched = build(SCHEDULERS, {"type": "WarmupCosine", "base_lr": 0.5}, epochs=1, iters_per_epoch=10)
+    opt = optim.build_optimizer({"type": "Momentum", "momentum": 0.0, "weight_decay": 0.0},
+                                lin.parameters(), sched, grad_clip_norm=0.1)
+    x = paddle.to_tensor([[3.0, 4.0, 0.0, 0.0]])
+    lin(x).sum().backward()  # gradient of the weight: x^T, norm 5
+    opt.step()
+    expected = w0 - 0.5 * (x.numpy().T / 5.0 * 0.1)
+    np.testing.assert_allclose(lin.weight.numpy(), expected, rtol=1e-5)
