@@ -66,10 +66,10 @@ def expect_dtype(name: str, tensor: paddle.Tensor, reference: paddle.Tensor, ref
 
 
 def expect_supported_dtype(name: str, tensor: paddle.Tensor) -> None:
-    if isinstance(tensor, paddle.Tensor):
-        on_cpu = tensor.place.is_cpu_place()
-    else:  # a static-graph Value: it will run on the current device
+    if isinstance(tensor, paddle.pir.Value):  # static graph: runs on the current device
         on_cpu = not paddle.device.get_device().startswith("gpu")
+    else:
+        on_cpu = tensor.place.is_cpu_place()
     allowed = CPU_DTYPES if on_cpu else GPU_DTYPES
     if tensor.dtype not in allowed:
         where = "CPU" if on_cpu else "GPU"
