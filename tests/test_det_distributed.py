@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from engine_helpers import PYTHON, REPO, TOOLS, tool_env
-from test_det_e2e import tiny_overrides
+from det_helpers import tiny_overrides
 
 
 def test_two_process_detection_training_and_gathered_eval(tmp_path):
