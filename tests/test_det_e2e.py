@@ -118,5 +118,6 @@ def test_rfcn_trains_and_exports(run):
 def test_benchmark_tool_times_the_configs(run):
     tmp, cfg, o, _ = run
     rfcn = os.path.join(REPO, "configs", "dcn_rfcn_r50.yml")
-    times = _tool("benchmark_detection")(["-c", cfg, rfcn, "--iters", "1", "-o", *o])
+    common = tiny_overrides(str(tmp / "cache"))  # keys both configs have
+    times = _tool("benchmark_detection")(["-c", cfg, rfcn, "--iters", "1", "-o", *common])
     assert set(times) == {"dcn_faster_rcnn_r50_fpn", "dcn_rfcn_r50"} and all(t > 0 for t in times.values())
