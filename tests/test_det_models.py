@@ -193,3 +193,11 @@ def test_backbone_starts_from_a_classification_checkpoint(tmp_path):
         np.testing.assert_array_equal(v.numpy(), src[k].numpy())
     with pytest.raises(ValueError, match="does not fit"):
         _tiny(backbone=dict(bb, base_channels=8), backbone_weights=str(tmp_path / "cls.pdparams"))
+
+
+def test_no_detection_above_threshold_gives_empty_rows():
+    model = _tiny(test={"score_thresh": 1.0})
+    model.eval()
+    with paddle.no_grad():
+        out = model(_batch())
+    assert list(out["bbox"].shape) == [0, 6] and out["bbox_num"].numpy().tolist() == [0, 0]
