@@ -13,3 +13,4 @@ from .layers import (
     ModulatedDeformRoIPoolPack,
     SpatialTransformer,
 )
+from .layers import ConvOffset2D, DeformableSampling2D  # noqa: E402

@@ -18,34 +18,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
-from typing import Callable, Dict, List
+from typing import List
 
 import numpy as np
 import paddle
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import compare  # noqa: E402
 from paddle_dcn.ops import deform_psroi_pool, deform_roi_pool  # noqa: E402
 
 NUM_BOXES, CHANNELS, POOLED, IMAGE, STRIDE = 512, 256, 7, 800, 16
 PS_CHANNELS = 10
 
 
-def interleaved_medians(candidates: Dict[str, Callable[[], None]], repeats: int,
-                        warmup: int = 2) -> Dict[str, float]:
-    """Median milliseconds of each candidate, run round-robin ``repeats`` times."""
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn()
-    times: Dict[str, List[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def proposal_boxes(rng: np.random.Generator, k: int, image: int) -> np.ndarray:
@@ -63,28 +50,8 @@ def _tensor(array: np.ndarray, grad: bool) -> paddle.Tensor:
     return t
 
 
-def _passes(fn: Callable[[], paddle.Tensor], leaves: List[paddle.Tensor]):
-    def forward():
-        with paddle.no_grad():
-            fn()
-
-    def forward_backward():
-        fn().sum().backward()
-        for t in leaves:
-            t.clear_gradient()
-
-    return {"forward": forward, "forward+backward": forward_backward}
 
 
-def _compare(op: str, shape: str, peer: str, ours: Callable, theirs: Callable,
-             leaves: List[paddle.Tensor], repeats: int) -> List[dict]:
-    rows = []
-    ours_passes, peer_passes = _passes(ours, leaves), _passes(theirs, leaves)
-    for mode in ("forward", "forward+backward"):
-        m = interleaved_medians({"ours": ours_passes[mode], "peer": peer_passes[mode]}, repeats)
-        rows.append(dict(op=op, shape=shape, mode=mode, ours_ms=m["ours"], peer=peer,
-                         peer_ms=m["peer"], speedup=m["peer"] / m["ours"]))
-    return rows
 
 
 def run(repeats: int = 20) -> List[dict]:
@@ -104,10 +71,10 @@ def run(repeats: int = 20) -> List[dict]:
     def roi_align():
         return paddle.vision.ops.roi_align(x, boxes, boxes_num, POOLED, spatial_scale=scale)
 
-    rows = _compare("deform_roi_pool (no offset)", shape, "roi_align",
+    rows = compare("deform_roi_pool (no offset)", shape, "roi_align",
                     lambda: deform_roi_pool(x, boxes, boxes_num, POOLED, spatial_scale=scale),
                     roi_align, [x], repeats)
-    rows += _compare("deform_roi_pool (offset)", shape, "roi_align",
+    rows += compare("deform_roi_pool (offset)", shape, "roi_align",
                      lambda: deform_roi_pool(x, boxes, boxes_num, POOLED, offset=offset,
                                              spatial_scale=scale),
                      roi_align, [x, offset], repeats)
@@ -117,7 +84,7 @@ def run(repeats: int = 20) -> List[dict]:
     ps_offset = _tensor((rng.standard_normal((NUM_BOXES, 2, POOLED, POOLED)) * 0.5)
                         .astype("float32"), True)
     ps_shape = f"K={NUM_BOXES}, x 1x{ps_in}x{hw}x{hw}, {PS_CHANNELS}x{POOLED}x{POOLED}"
-    rows += _compare("deform_psroi_pool (offset)", ps_shape, "psroi_pool",
+    rows += compare("deform_psroi_pool (offset)", ps_shape, "psroi_pool",
                      lambda: deform_psroi_pool(xp, boxes, boxes_num, PS_CHANNELS, POOLED,
                                                offset=ps_offset, spatial_scale=scale),
                      lambda: paddle.vision.ops.psroi_pool(xp, boxes, boxes_num, POOLED,

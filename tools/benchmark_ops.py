@@ -5,7 +5,9 @@
 Every candidate of a case runs interleaved in one process (round-robin over repeats, after a
 warm-up) and the median wall time is reported, so machine noise hits all alike. Deformable
 convolution: ours against ``paddle.vision.ops.deform_conv2d`` (DCN v2, with mask) and the plain
-``paddle.nn.functional.conv2d`` of the same shape. With ``--write`` the tables replace the
+``paddle.nn.functional.conv2d`` of the same shape; deformable RoI pooling against
+``paddle.vision.ops.roi_align`` (tools/bench_roi_pool.py); the per-channel sampling layer
+against ``grid_sample`` (tools/bench_variants.py). With ``--write`` the tables replace the
 section between the ``<!-- cpu-ops:begin -->`` / ``<!-- cpu-ops:end -->`` markers of the file.
 """
 from __future__ import annotations
@@ -14,36 +16,23 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import sys
-import time
-from typing import Callable, Dict, List
+from typing import List
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import paddle_dcn  # noqa: E402
+from bench_common import interleaved_medians  # noqa: E402
 from paddle_dcn.ops import (  # noqa: E402
     deform_conv2d, get_workspace_limit, images_per_chunk, workspace_bytes_per_image)
 
 BEGIN, END = "<!-- cpu-ops:begin -->", "<!-- cpu-ops:end -->"
 
 
-def interleaved_medians(candidates: Dict[str, Callable[[], None]], repeats: int,
-                        warmup: int = 2) -> Dict[str, float]:
-    """Median milliseconds of each candidate, run round-robin ``repeats`` times."""
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn()
-    times: Dict[str, List[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def deform_conv_case(n: int, c: int, hw: int, repeats: int) -> List[dict]:
@@ -143,21 +132,21 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--write", metavar="MARKDOWN", help="update this file's CPU section")
-    parser.add_argument("--skip-roi", action="store_true", help="only the deformable conv cases")
+    parser.add_argument("--skip-roi", action="store_true",
+                        help="only the deformable conv cases (no RoI pooling, no variants)")
     args = parser.parse_args(argv)
     paddle.set_device("cpu")
     rows = deform_conv_case(2, 64, 56, args.repeats) + deform_conv_case(4, 256, 14, args.repeats)
     body = [f"Measured {machine_line()}; medians of {args.repeats} interleaved repeats.", "",
             conv_table(rows)]
-    roi_rows: List[dict] = []
     if not args.skip_roi:
-        try:
-            from bench_roi_pool import run as run_roi  # tools/bench_roi_pool.py
-        except ImportError:
-            run_roi = None
-        if run_roi is not None:
-            roi_rows = run_roi(args.repeats)
-            body += ["", roi_table(roi_rows)]
+        # Sections of the other op families (tools/bench_*.py, each with run(repeats)).
+        from bench_roi_pool import run as run_roi
+        from bench_variants import run as run_variants
+        body += ["", "Deformable RoI pooling (K = 512 boxes, 256 channels, 7x7, 50x50 map):", "",
+                 roi_table(run_roi(args.repeats))]
+        body += ["", "Deformable variants (per-channel sampling, offsets over outputs):", "",
+                 roi_table(run_variants(args.repeats))]
     text = "\n".join(body)
     print(text)
     if args.write:

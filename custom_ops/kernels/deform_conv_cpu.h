@@ -143,6 +143,35 @@ void deform_coord_grad(const DeformConvGeometry& g, const Source& source, const 
   });
 }
 
+// Both backward passes in one sweep when every deformable group has a single
+// channel (per-channel sampling): the coordinate gradients of (image, group)
+// and the input-gradient plane of that channel belong to the same thread, so
+// each stencil is fetched once for both.
+template <typename T, typename Source>
+void deform_backward_one_channel_groups(const DeformConvGeometry& g, const Source& source,
+                                        const T* grad_columns, const T* x, T* grad_x,
+                                        T* grad_offset, T* grad_mask, int64_t n0, int64_t chunk) {
+  using Acc = acc_t<T>;
+  const int64_t K = g.kernel_size(), hw = g.out_plane();
+  cpu_parallel_for(chunk * g.in_channels, [&](int64_t plane_index) {
+    const int64_t b = plane_index / g.in_channels, c = plane_index % g.in_channels;
+    const T* x_plane = x + ((n0 + b) * g.in_channels + c) * g.in_plane();
+    T* plane = grad_x + ((n0 + b) * g.in_channels + c) * g.in_plane();
+    std::fill(plane, plane + g.in_plane(), T(0));
+    auto add = [plane](int64_t i, Acc v) { plane[i] += static_cast<T>(v); };
+    for (int64_t k = 0; k < K; ++k) {
+      const T* gcol = grad_columns + ((c * K + k) * chunk + b) * hw;
+      for (int64_t p = 0; p < hw; ++p) {
+        const Stencil<T> st = source(g, b, c, k, p);
+        Acc gy = 0, gx = 0, gm = 0;
+        deform_coord_grad_accumulate(st, x_plane, static_cast<Acc>(gcol[p]), &gy, &gx, &gm);
+        deform_coord_grad_store(g, st, gy, gx, gm, grad_offset, grad_mask, n0 + b, c, k, p);
+        deform_col2im_element(g, st, grad_columns, chunk, c, k, b, p, add);
+      }
+    }
+  });
+}
+
 template <typename T>
 void deform_columns_to_output(const DeformConvGeometry& g, const T* result, T* out, int64_t n0,
                               int64_t chunk) {

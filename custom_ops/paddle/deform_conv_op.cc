@@ -106,6 +106,13 @@ class ConvKernels {
   virtual void output_to_columns(const DeformConvGeometry& g, const void* grad_out,
                                  void* gathered, int64_t n0, int64_t chunk) = 0;
   virtual void accumulate(void* dst, const void* src, int64_t n) = 0;
+  // Offset/mask gradients and grad_x of a chunk from its column gradients.
+  virtual void backward_columns(const DeformConvGeometry& g, const void* grad_columns,
+                                const void* x, void* grad_x, void* grad_offset, void* grad_mask,
+                                int64_t n0, int64_t chunk) {
+    coord_grad(g, grad_columns, x, grad_offset, grad_mask, n0, chunk);
+    col2im(g, grad_columns, grad_x, n0, chunk);
+  }
 };
 
 template <typename T>
@@ -168,6 +175,18 @@ class CpuConvKernels final : public ConvKernels {
   }
   void accumulate(void* dst, const void* src, int64_t n) override {
     pdcn::cpu::accumulate(m(dst), c(src), n);
+  }
+  void backward_columns(const DeformConvGeometry& g, const void* grad_columns, const void* x,
+                        void* grad_x, void* grad_offset, void* grad_mask, int64_t n0,
+                        int64_t chunk) override {
+    if (g.channels_per_dgroup() != 1) {
+      ConvKernels::backward_columns(g, grad_columns, x, grad_x, grad_offset, grad_mask, n0, chunk);
+      return;
+    }
+    with_stencils([&](const auto& source) {
+      pdcn::cpu::deform_backward_one_channel_groups(g, source, c(grad_columns), c(x), m(grad_x),
+                                                    m(grad_offset), m(grad_mask), n0, chunk);
+    });
   }
 };
 
@@ -326,9 +345,8 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x, const paddle::Tens
         kernels->accumulate(grad_w3.data(), gw.data(), gw.numel());
       }
       paddle::Tensor grad_columns = paddle::experimental::matmul(w3, gout, true, false);
-      kernels->coord_grad(g, grad_columns.data(), x.data(), grad_offset.data(),
-                          mask ? grad_mask.data() : nullptr, n0, b);
-      kernels->col2im(g, grad_columns.data(), grad_x.data(), n0, b);
+      kernels->backward_columns(g, grad_columns.data(), x.data(), grad_x.data(),
+                                grad_offset.data(), mask ? grad_mask.data() : nullptr, n0, b);
     }
   }
   paddle::Tensor grad_weight = paddle::experimental::reshape(grad_w3, weight.shape());

@@ -45,8 +45,8 @@ Outputs run(const DeformConvGeometry& g, const std::vector<double>& x,
   pdcn::cpu::deform_build_stencils(g, offset.data(), mask.data(), 0, g.batch, stencils.data());
   const Outputs a = run_with(g, pdcn::cpu::StencilTable<double>{stencils.data()}, x, offset, mask,
                              grad_columns);
-  const Outputs b = run_with(g, pdcn::cpu::StencilOnTheFly<double>{offset.data(), mask.data(), 0},
-                             x, offset, mask, grad_columns);
+  const pdcn::cpu::StencilOnTheFly<double> on_the_fly{offset.data(), mask.data(), 0};
+  const Outputs b = run_with(g, on_the_fly, x, offset, mask, grad_columns);
   if (!(same("table vs on-the-fly columns", a.columns, b.columns) &&
         same("table vs on-the-fly grad_x", a.grad_x, b.grad_x) &&
         same("table vs on-the-fly grad_offset", a.grad_offset, b.grad_offset) &&
@@ -102,6 +102,27 @@ int main() {
     std::printf("offset %-8g %s\n", poison, ok && ok_offset ? "ok" : "FAIL");
     failures += !(ok && ok_offset);
   }
+  // One channel per deformable group: the fused backward equals the two passes.
+  DeformConvGeometry one = g;
+  one.deformable_groups = one.in_channels;
+  const auto offset1 = randoms(one.batch * one.deformable_groups * 2 * K * hw, 2.0);
+  auto poisoned1 = offset1;
+  for (size_t i = 0; i < poisoned1.size(); i += 5) poisoned1[i] = poisons[(i / 5) % 8];
+  const auto mask1 = randoms(one.batch * one.deformable_groups * K * hw, 1.0);
+  const pdcn::cpu::StencilOnTheFly<double> source{poisoned1.data(), mask1.data(), 0};
+  const Outputs separate = run_with(one, source, x, poisoned1, mask1, grad_columns);
+  Outputs fused = separate;
+  std::fill(fused.grad_x.begin(), fused.grad_x.end(), -7.0);
+  std::fill(fused.grad_offset.begin(), fused.grad_offset.end(), -7.0);
+  std::fill(fused.grad_mask.begin(), fused.grad_mask.end(), -7.0);
+  pdcn::cpu::deform_backward_one_channel_groups(one, source, grad_columns.data(), x.data(),
+                                                fused.grad_x.data(), fused.grad_offset.data(),
+                                                fused.grad_mask.data(), 0, one.batch);
+  const bool fused_ok = same("fused grad_x", fused.grad_x, separate.grad_x) &&
+                        same("fused grad_offset", fused.grad_offset, separate.grad_offset) &&
+                        same("fused grad_mask", fused.grad_mask, separate.grad_mask);
+  std::printf("one channel per group, fused backward %s\n", fused_ok ? "ok" : "FAIL");
+  failures += !fused_ok;
   std::printf(failures ? "FAILED\n" : "CPU kernels: poisoned offsets stay in bounds and give zero samples\n");
   return failures ? 1 : 0;
 }

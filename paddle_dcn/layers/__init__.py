@@ -20,3 +20,7 @@ __all__ = [
     "load_state_dict",
     "upgrade_state_dict",
 ]
+
+from .deformable_sampling import ConvOffset2D, DeformableSampling2D  # noqa: E402
+
+__all__ += ["ConvOffset2D", "DeformableSampling2D"]

@@ -9,10 +9,11 @@ from paddle.jit.marker import unified
 from paddle.nn.initializer import Constant, Normal
 
 from .. import ops
-from . import _args
+from . import _args, _offset_bound, _output_groups
 from ._versioning import VersionedLayer
 
 MASK_INITS = (0.5, 1.0)
+DEFORMABLE_GROUPS_OVER = ("input", "output")
 
 
 @unified  # runs as plain Python in dygraph and on static Values under to_static
@@ -75,7 +76,9 @@ class DeformConv2D(VersionedLayer):
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups: as
             ``paddle.nn.Conv2D`` (int or (h, w); zero padding only).
-        deformable_groups: number of offset fields; in_channels must divide by it.
+        deformable_groups: number of offset fields; None (default) means 1 when
+            ``deformable_groups_over='input'`` and out_channels (one field per output
+            channel, TensorFlow's default) when ``'output'``.
         modulated: DCN v2 (sigmoid mask) when True, DCN v1 when False.
         weight_attr, bias_attr: ``ParamAttr`` of ``weight`` / ``bias``; ``bias_attr=False``
             means no bias.
@@ -84,6 +87,20 @@ class DeformConv2D(VersionedLayer):
         offset_branch: False drops ``conv_offset`` (offsets must be passed to forward).
         padding_mode: only ``'zeros'``.
         data_format: only ``'NCHW'``.
+        deformable_groups_over: which channels the offset fields split. ``'input'`` (the DCN
+            papers, mmcv, Paddle): field g serves input channels
+            ``[g*C_in/dg, (g+1)*C_in/dg)`` for all outputs; in_channels must divide by
+            deformable_groups. ``'output'`` (TensorFlow ``DeformableConvLayer``'s
+            ``num_deformable_group``): field s serves output channels
+            ``[s*C_out/dg, (s+1)*C_out/dg)``, sampling all their input channels;
+            out_channels must divide by deformable_groups. Runs as one op call over a
+            repeated input (see ``paddle_dcn/layers/_output_groups.py``; sampling work and
+            column memory grow ``lcm(dg, groups)/groups`` times).
+        offset_bound: None (unbounded) or a bound in pixels: the offsets predicted by
+            ``conv_offset`` are squashed into ``(-offset_bound, offset_bound)`` by
+            ``offset_bound_fn`` (explicit offsets are used as given).
+        offset_bound_fn: ``'tanh'`` (``bound * tanh(o)``) or ``'sigmoid'``
+            (``bound * (2 * sigmoid(o) - 1)``).
 
     Shapes: x ``[N, C_in, H, W]`` -> ``[N, C_out, H_out, W_out]`` with the usual conv arithmetic.
     """
@@ -97,7 +114,7 @@ class DeformConv2D(VersionedLayer):
         padding: _args.IntPair = 0,
         dilation: _args.IntPair = 1,
         groups: int = 1,
-        deformable_groups: int = 1,
+        deformable_groups: Optional[int] = None,
         modulated: bool = True,
         weight_attr=None,
         bias_attr=None,
@@ -106,6 +123,9 @@ class DeformConv2D(VersionedLayer):
         offset_branch: bool = True,
         padding_mode: str = "zeros",
         data_format: str = "NCHW",
+        deformable_groups_over: str = "input",
+        offset_bound: Optional[float] = None,
+        offset_bound_fn: str = "tanh",
     ) -> None:
         super().__init__()
         self.in_channels = _args.positive_int(in_channels, "in_channels")
@@ -115,10 +135,23 @@ class DeformConv2D(VersionedLayer):
         self.padding = _args.int_pair(padding, "padding", 0)
         self.dilation = _args.int_pair(dilation, "dilation", 1)
         self.groups = _args.positive_int(groups, "groups")
+        if deformable_groups_over not in DEFORMABLE_GROUPS_OVER:
+            raise ValueError(
+                f"deformable_groups_over must be one of {DEFORMABLE_GROUPS_OVER}, "
+                f"got {deformable_groups_over!r}"
+            )
+        self.deformable_groups_over = deformable_groups_over
+        over_output = deformable_groups_over == "output"
+        if deformable_groups is None:
+            deformable_groups = self.out_channels if over_output else 1
         self.deformable_groups = _args.positive_int(deformable_groups, "deformable_groups")
         _args.divisible(in_channels, "in_channels", groups, "groups")
         _args.divisible(out_channels, "out_channels", groups, "groups")
-        _args.divisible(in_channels, "in_channels", deformable_groups, "deformable_groups")
+        if over_output:
+            _args.divisible(out_channels, "out_channels", deformable_groups, "deformable_groups")
+        else:
+            _args.divisible(in_channels, "in_channels", deformable_groups, "deformable_groups")
+        self.offset_bound, self.offset_bound_fn = _offset_bound.check(offset_bound, offset_bound_fn)
         if not isinstance(modulated, bool):
             raise ValueError(f"modulated must be a bool, got {modulated!r}")
         self.modulated = modulated
@@ -143,9 +176,13 @@ class DeformConv2D(VersionedLayer):
         )
         self.bias = self.create_parameter(shape=[out_channels], attr=bias_attr, is_bias=True)
 
+        op_groups, repeat = self.groups, 1
+        if over_output:  # one op call over a repeated input, see _output_groups
+            op_groups, repeat = _output_groups.op_groups(self.deformable_groups, self.groups)
         self._op_args = _args.OpArgs(
             stride=tuple(self.stride), padding=tuple(self.padding), dilation=tuple(self.dilation),
-            deformable_groups=self.deformable_groups, groups=self.groups,
+            deformable_groups=self.deformable_groups, groups=op_groups,
+            repeat=repeat, conv_groups=self.groups,
         )
         self.num_points = self.deformable_groups * kh * kw
         if offset_branch:
@@ -203,12 +240,12 @@ class DeformConv2D(VersionedLayer):
             )
         out = self.conv_offset(x)
         if not self.modulated:
-            return out, None
+            return _offset_bound.apply(out, self.offset_bound, self.offset_bound_fn), None
         offset, logits = paddle.split(out, [2 * self.num_points, self.num_points], axis=1)
         mask = paddle.nn.functional.sigmoid(logits)
         if self.mask_init != 0.5:
             mask = mask * (2.0 * self.mask_init)
-        return offset, mask
+        return _offset_bound.apply(offset, self.offset_bound, self.offset_bound_fn), mask
 
     def forward(
         self,
@@ -232,6 +269,8 @@ class DeformConv2D(VersionedLayer):
             )
         elif not self.modulated and mask is not None:
             raise ValueError("mask must be None for a DeformConv2D with modulated=False (v1)")
+        if self.deformable_groups_over == "output":
+            x = _output_groups.repeat_groups(self._op_args, x)
         return _deform_conv(self._op_args, x, offset, self.weight, self.bias, mask)
 
     def extra_repr(self) -> str:
@@ -248,7 +287,9 @@ class DeformConv2D(VersionedLayer):
             text += ", bias=False"
         if self.conv_offset is None:
             text += ", offset_branch=False"
-        return text
+        if self.deformable_groups_over != "input":
+            text += f", deformable_groups_over={self.deformable_groups_over!r}"
+        return text + _offset_bound.describe(self.offset_bound, self.offset_bound_fn)
 
 
 def _conv2d_padding(conv: nn.Conv2D) -> list[int]:

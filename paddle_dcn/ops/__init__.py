@@ -28,3 +28,7 @@ __all__ = [
 from .deform_roi_pool import deform_psroi_pool, deform_roi_pool  # noqa: E402
 
 __all__ += ["deform_psroi_pool", "deform_roi_pool"]
+
+from .deform_sample import deform_sample2d  # noqa: E402
+
+__all__ += ["deform_sample2d"]
