@@ -30,6 +30,12 @@ def main(argv=None) -> dict:
     print(f"exported {cfg['_name_']} to {out_dir}:")
     for key, path in paths.items():
         print(f"  {key}: {path}")
+    if cfg.get("task") == "detection":
+        print("load it with:\n"
+              "  from paddle_dcn.engine.det_deploy import InferenceDetector\n"
+              f"  bbox = InferenceDetector('{out_dir}').detect(image_uint8_hwc)  # rows (class, score, x1, y1, x2, y2)\n"
+              f"or: python tools/infer.py --model-dir {out_dir} --input IMAGE_OR_FOLDER --threshold 0.5")
+        return paths
     print("load it with:\n"
           "  import paddle_dcn.inference as inf; import paddle_dcn\n"
           f"  predictor = inf.create_predictor('{os.path.join(out_dir, deploy.MODEL_PREFIX)}')"

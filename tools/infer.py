@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Classify images: top-k classes with names and probabilities.
+"""Classify images (top-k classes with names and probabilities), or detect objects
+(``task: detection``: boxes, labels and scores drawn into --output-dir and its VisualDL log).
 
     python tools/infer.py -c configs/dcn_r50.yml -w output/dcn_r50/best --input img.png|folder
     python tools/infer.py --model-dir output_inference/dcn_r50 --input img.png|folder   # exported
@@ -16,6 +17,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
+import yaml  # noqa: E402
 
 from paddle_dcn.config import load_config  # noqa: E402
 from paddle_dcn.data.folder import IMAGE_EXTENSIONS, load_rgb  # noqa: E402
@@ -33,6 +35,18 @@ def list_images(path: str) -> list:
     return [path]
 
 
+def _detection_runner(args):
+    """A detector for ``task: detection`` configs / exported detectors, else None."""
+    from paddle_dcn.engine import det_deploy
+
+    if args.model_dir:
+        with open(os.path.join(args.model_dir, deploy.INFER_CFG), "r", encoding="utf-8") as f:
+            task = (yaml.safe_load(f) or {}).get("task")
+        return det_deploy.InferenceDetector(args.model_dir) if task == "detection" else None
+    cfg = load_config(args.config, args.opt)
+    return det_deploy.DygraphDetector(cfg, args.weights) if cfg.get("task") == "detection" else None
+
+
 def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", help="YAML config (with -w)")
@@ -42,11 +56,18 @@ def main(argv=None) -> list:
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
     parser.add_argument("--topk", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threshold", type=float, default=0.5, help="detection: lowest score drawn")
+    parser.add_argument("--output-dir", default="output/infer", help="detection: where drawn images go (+ vdl/)")
     args = parser.parse_args(argv)
     if bool(args.model_dir) == bool(args.config and args.weights):
         parser.error("give either --model-dir, or -c and -w")
 
     files = list_images(args.input)
+    detection = _detection_runner(args)
+    if detection is not None:
+        from paddle_dcn.engine.det_deploy import run_infer
+
+        return run_infer(detection, files, args.output_dir, args.threshold, load_rgb)
     if args.model_dir:
         runner = deploy.InferenceClassifier(args.model_dir)
         names = runner.class_names

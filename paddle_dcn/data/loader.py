@@ -64,10 +64,13 @@ class EpochBatchSampler(paddle.io.BatchSampler):
 def build_dataloader(dataset: Any, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0,
                      world_size: int = 1, drop_last: bool = True,
                      num_workers: int = 0) -> paddle.io.DataLoader:
-    """A DataLoader over ``dataset`` with an :class:`EpochBatchSampler` (``loader.batch_sampler``)."""
+    """A DataLoader over ``dataset`` with an :class:`EpochBatchSampler` (``loader.batch_sampler``).
+
+    A dataset with a ``collate_fn`` method (detection: images of different sizes, varying
+    numbers of boxes) batches with it; others with Paddle's default stacking."""
     if drop_last and len(dataset) < batch_size * world_size:
         raise ValueError(f"dataset has {len(dataset)} samples, fewer than one global batch of "
                          f"{batch_size * world_size}: lower loader.batch_size")
     sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, seed, rank, world_size, drop_last)
     return paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                                use_shared_memory=False)
+                                use_shared_memory=False, collate_fn=getattr(dataset, "collate_fn", None))

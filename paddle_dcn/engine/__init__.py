@@ -1,5 +1,5 @@
 """Training engine: trainer (loop + callbacks), checkpoints, metrics, optimizers, schedules."""
-from . import metrics, optim  # noqa: F401 - registration
+from . import coco_metric, metrics, optim  # noqa: F401 - registration
 from .callbacks import Callback, CheckpointSaver, ProgressLogger, VisualDLLogger
 from .checkpoint import CheckpointManager, atomic_save
 from .trainer import Trainer, seed_everything

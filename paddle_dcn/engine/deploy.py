@@ -55,6 +55,10 @@ def build_model_with_weights(cfg: Dict[str, Any], weights: str) -> paddle.nn.Lay
 
 def export(cfg: Dict[str, Any], weights: str, output_dir: str) -> Dict[str, str]:
     """Writes the inference model and ``infer_cfg.yml`` to ``output_dir``; returns their paths."""
+    if cfg.get("task") == "detection":
+        from .det_deploy import export_detector
+
+        return export_detector(cfg, weights, output_dir)
     model = build_model_with_weights(cfg, weights)
     shape = [int(v) for v in cfg["export"]["image_shape"]]
     spec = [paddle.static.InputSpec([None] + shape, "float32", "image")]

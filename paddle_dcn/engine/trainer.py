@@ -87,6 +87,8 @@ class Trainer:
                 self.eval_dataset, int(loader_cfg.get("eval_batch_size", loader_cfg["batch_size"])),
                 shuffle=False, rank=self.rank, world_size=self.world_size, drop_last=False,
                 num_workers=int(loader_cfg.get("num_workers", 0)))
+            if hasattr(self.metric, "bind_dataset"):  # e.g. COCO metric: the ground truth it scores against
+                self.metric.bind_dataset(self.eval_dataset)
         if mode != "train":
             return
 
@@ -151,6 +153,8 @@ class Trainer:
         """The first ``n`` eval samples as a batch (the same images every epoch)."""
         dataset = self.eval_dataset if self.eval_dataset is not None else self.train_dataset
         items = [dataset[i] for i in range(min(n, len(dataset)))]
+        if hasattr(dataset, "collate_fn"):  # e.g. detection: padded images, padded boxes
+            return {k: paddle.to_tensor(v) for k, v in dataset.collate_fn(items).items()}
         return {k: paddle.to_tensor(np.stack([it[k] for it in items])) for k in items[0]}
 
     # ----------------------------------------------------------------- loops

@@ -3,3 +3,4 @@ from .classifier import Classifier, SimpleConvNet, build_model
 from .resnet import ResNet
 
 __all__ = ["Classifier", "ResNet", "SimpleConvNet", "build_model"]
+from . import detection  # noqa: F401,E402 - registers FasterRCNN, RFCN
