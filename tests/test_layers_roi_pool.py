@@ -232,3 +232,17 @@ def test_roi_layers_to_static_save_load_and_predictor(tmp_path):
     x2, boxes2, boxes_num2 = _inputs(boxes_per_image=(1, 4), seed=3)  # other N and K
     (out2,) = inference.run_predictor(predictor, [x2.numpy(), boxes2.numpy(), boxes_num2.numpy()])
     np.testing.assert_allclose(out2, head(x2, boxes2, boxes_num2).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("x_needs_grad", [True, False])
+@pytest.mark.parametrize("cls", [DeformRoIPoolPack, ModulatedDeformRoIPoolPack])
+def test_pack_layers_with_no_boxes(cls, x_needs_grad):
+    """K = 0 gives an empty output and a backward pass that runs (zero gradient for x)."""
+    x = paddle.randn([2, 4, 16, 16])
+    x.stop_gradient = not x_needs_grad
+    layer = cls(4, 3, fc_channels=8)
+    out = layer(x, paddle.zeros([0, 4]), paddle.to_tensor([0, 0], dtype="int32"))
+    assert out.shape == [0, 4, 3, 3]
+    out.sum().backward()
+    if x_needs_grad:
+        np.testing.assert_array_equal(x.grad.numpy(), 0)

@@ -149,9 +149,17 @@ class DeformRoIPoolPack(DeformRoIPool):
     def _offsets(self, flat: paddle.Tensor) -> paddle.Tensor:
         return self.offset_fc(flat).reshape([-1, 2, *self.output_size])
 
+    @staticmethod
+    def _no_boxes(boxes: paddle.Tensor) -> bool:
+        """K = 0 in dygraph: the fc heads are skipped (the empty result needs no offsets, and
+        Paddle 3.3.1's Linear backward fails on an empty batch when x needs no gradient)."""
+        return paddle.in_dynamic_mode() and boxes.shape[0] == 0
+
     def forward(self, x, boxes, boxes_num) -> paddle.Tensor:  # type: ignore[override]
         """x ``[N, C, H, W]``, boxes ``[K, 4]``, boxes_num ``[N]`` -> ``[K, C, ph, pw]``."""
-        _, flat = self._features(x, boxes, boxes_num)
+        plain, flat = self._features(x, boxes, boxes_num)
+        if self._no_boxes(boxes):
+            return plain
         return self.pool(x, boxes, boxes_num, self._offsets(flat))
 
     def extra_repr(self) -> str:
@@ -204,7 +212,9 @@ class ModulatedDeformRoIPoolPack(DeformRoIPoolPack):
 
     def forward(self, x, boxes, boxes_num) -> paddle.Tensor:  # type: ignore[override]
         """x ``[N, C, H, W]``, boxes ``[K, 4]``, boxes_num ``[N]`` -> ``[K, C, ph, pw]``."""
-        _, flat = self._features(x, boxes, boxes_num)
+        plain, flat = self._features(x, boxes, boxes_num)
+        if self._no_boxes(boxes):
+            return plain
         pooled = self.pool(x, boxes, boxes_num, self._offsets(flat))
         mask = paddle.nn.functional.sigmoid(self.mask_fc(flat).reshape([-1, 1, *self.output_size]))
         if self.mask_init != 0.5:
