@@ -96,18 +96,18 @@ class DeformRoIPool(VersionedLayer):
         )
 
 
-def _fc_head(in_features: int, hidden: int, out_features: int, lr_mult: float) -> nn.Sequential:
-    """Linear-ReLU-Linear-ReLU-Linear; the last Linear is zero-initialised (output 0 at init)."""
+def _fc_head(in_features: int, hidden: int, out_features: int, lr_mult: float,
+             hidden_layers: int = 2) -> nn.Sequential:
+    """``hidden_layers`` x (Linear-ReLU), then a zero-initialised Linear (output 0 at init);
+    every parameter with learning-rate multiplier ``lr_mult``."""
     attr = lambda init=None: paddle.ParamAttr(initializer=init, learning_rate=lr_mult)  # noqa: E731
-    return nn.Sequential(
-        nn.Linear(in_features, hidden, weight_attr=attr(), bias_attr=attr()),
-        nn.ReLU(),
-        nn.Linear(hidden, hidden, weight_attr=attr(), bias_attr=attr()),
-        nn.ReLU(),
-        nn.Linear(
-            hidden, out_features, weight_attr=attr(Constant(0.0)), bias_attr=attr(Constant(0.0))
-        ),
+    layers = []
+    for width_in in [in_features] + [hidden] * (hidden_layers - 1):
+        layers += [nn.Linear(width_in, hidden, weight_attr=attr(), bias_attr=attr()), nn.ReLU()]
+    layers.append(
+        nn.Linear(hidden, out_features, weight_attr=attr(Constant(0.0)), bias_attr=attr(Constant(0.0)))
     )
+    return nn.Sequential(*layers)
 
 
 class DeformRoIPoolPack(DeformRoIPool):
@@ -199,16 +199,8 @@ class ModulatedDeformRoIPoolPack(DeformRoIPoolPack):
             raise ValueError(f"mask_init must be 0.5 (sigmoid) or 1.0 (2*sigmoid), got {mask_init!r}")
         self.mask_init = float(mask_init)
         ph, pw = self.output_size
-        attr = lambda init=None: paddle.ParamAttr(  # noqa: E731
-            initializer=init, learning_rate=self.offset_lr_mult
-        )
-        self.mask_fc = nn.Sequential(
-            nn.Linear(in_channels * ph * pw, fc_channels, weight_attr=attr(), bias_attr=attr()),
-            nn.ReLU(),
-            nn.Linear(
-                fc_channels, ph * pw, weight_attr=attr(Constant(0.0)), bias_attr=attr(Constant(0.0))
-            ),
-        )
+        self.mask_fc = _fc_head(in_channels * ph * pw, fc_channels, ph * pw, self.offset_lr_mult,
+                                hidden_layers=1)
 
     def forward(self, x, boxes, boxes_num) -> paddle.Tensor:  # type: ignore[override]
         """x ``[N, C, H, W]``, boxes ``[K, 4]``, boxes_num ``[N]`` -> ``[K, C, ph, pw]``."""
