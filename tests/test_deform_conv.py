@@ -208,6 +208,37 @@ def test_cpu_backward_is_deterministic():
         np.testing.assert_array_equal(a, b)
 
 
+def _forward_and_grads(inputs, **conv_args):
+    out = deform_conv2d(inputs["x"], inputs["offset"], inputs["weight"], inputs["bias"],
+                        mask=inputs["mask"], **conv_args)
+    names = ("x", "offset", "weight", "bias", "mask")
+    grads = paddle.grad([(out * out).sum()], [inputs[k] for k in names])
+    return [out.numpy()] + [g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize("limit_images", [None, 1], ids=["one-chunk", "chunk-per-image"])
+def test_onednn_and_paddle_matmul_gemms_agree(monkeypatch, limit_images):
+    """float32 CPU GEMMs run on oneDNN's sgemm (PADDLE_DCN_CPU_GEMM=onednn fails if Paddle has
+    not loaded it) or on paddle.matmul; both give the same numbers, also with groups and with
+    the weight gradient accumulated over several chunks."""
+    inputs = make_inputs(3, 6, 7, 8, 9, (3, 3), padding=1, groups=3, deformable_groups=2,
+                         dtype="float32")
+    previous = get_workspace_limit()
+    if limit_images:
+        set_workspace_limit(workspace_bytes_per_image(6, 9, 56, 2, 4) * limit_images + 7)
+    try:
+        results = {}
+        for backend in ("onednn", "paddle"):
+            monkeypatch.setenv("PADDLE_DCN_CPU_GEMM", backend)
+            results[backend] = _forward_and_grads(inputs, padding=1, groups=3,
+                                                  deformable_groups=2)
+    finally:
+        set_workspace_limit(previous)
+    for name, a, b in zip(("out", "x", "offset", "weight", "bias", "mask"),
+                          results["onednn"], results["paddle"]):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5, err_msg=name)
+
+
 def test_to_static_matches_dygraph():
     inputs = make_inputs(2, 4, 8, 8, 6, (3, 3), stride=2, padding=1, dtype="float32")
 
@@ -283,7 +314,8 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
     """The CPU kernels follow OMP_NUM_THREADS; 1 and 2 threads give bitwise equal results.
 
     Not compared: the weight gradient, a GEMM reduction over batch x pixels that the math
-    library (MKL, also following OMP_NUM_THREADS) splits differently with 2 threads."""
+    library (oneDNN or MKL, both following the thread count) may split differently with 2
+    threads."""
     import subprocess
     import sys
     script = tmp_path / "run.py"

@@ -1,6 +1,7 @@
 // Paddle binding of deformable convolution v1 (pdcn_deform_conv2d) and v2
 // (pdcn_modulated_deform_conv2d): geometry and checks, workspace chunking,
-// GEMMs through Paddle's matmul, dispatch to the CPU or CUDA kernels.
+// GEMMs (oneDNN's sgemm for float32 on CPU, see host_sgemm.h; Paddle's matmul
+// otherwise), dispatch to the CPU or CUDA kernels.
 //
 // The Python wrapper (paddle_dcn/ops/deform_conv.py) validates user input
 // with readable errors; the checks here are the second line of defence.
@@ -13,6 +14,7 @@
 #include "paddle/extension.h"
 
 #include "../kernels/deform_conv_cpu.h"
+#include "host_sgemm.h"
 #include "plain_layout.h"
 #if defined(PADDLE_WITH_CUDA)
 #include "../kernels/deform_conv_cuda.h"
@@ -331,6 +333,33 @@ paddle::Tensor view(const paddle::Tensor& buffer, std::vector<int64_t> shape) {
                            phi::DataLayout::NCHW, buffer.place());
 }
 
+// Per group g: out[g] = op(a[g]) @ op(b[g]), plus out[g] when `accumulate`.
+// a, b and out are [G, rows, cols]; out supplies the storage. Returns the
+// tensor that holds the result (out, or what Paddle's matmul returned).
+paddle::Tensor grouped_matmul(const paddle::Tensor& a, bool trans_a, const paddle::Tensor& b,
+                              bool trans_b, paddle::Tensor out, bool accumulate,
+                              ConvKernels& kernels) {
+  bool onednn_missing = false;
+  const bool onednn = a.is_cpu() && a.dtype() == paddle::DataType::FLOAT32 &&
+                      pdcn::host_gemm_backend(&onednn_missing) == pdcn::HostGemmBackend::kOneDnn;
+  PD_CHECK(!onednn_missing,
+           "pdcn deform_conv2d: PADDLE_DCN_CPU_GEMM=onednn, but Paddle has not loaded oneDNN "
+           "(libdnnl.so.3); unset it or set it to 'paddle'");
+  if (onednn) {
+    const std::vector<int64_t> as = a.shape(), bs = b.shape(), cs = out.shape();
+    const int64_t M = cs[1], N = cs[2], K = trans_a ? as[1] : as[2];
+    const bool ok = pdcn::onednn_sgemm_batched(
+        trans_a, trans_b, cs[0], M, N, K, a.data<float>(), as[2], as[1] * as[2], b.data<float>(),
+        bs[2], bs[1] * bs[2], accumulate ? 1.0f : 0.0f, out.data<float>(), N, M * N);
+    PD_CHECK(ok, "pdcn deform_conv2d: oneDNN sgemm failed");
+    return out;
+  }
+  if (!accumulate) return paddle::experimental::matmul(a, b, trans_a, trans_b, &out);
+  paddle::Tensor product = paddle::experimental::matmul(a, b, trans_a, trans_b);
+  kernels.accumulate(out.data(), product.data(), product.numel());
+  return out;
+}
+
 // The op's inputs in the plain layout (see plain_layout.h); mask may be absent.
 struct PlainInputs {
   paddle::Tensor x, offset, mask, weight;
@@ -368,8 +397,8 @@ std::vector<paddle::Tensor> forward(const paddle::Tensor& x_in, const paddle::Te
     kernels->prepare_chunk(g, offset.data(), optional_data(mask), n0, b);
     kernels->im2col(g, x.data(), columns.data(), n0, b);
     paddle::Tensor result = view(results, {G, g.out_channels / G, b * hw});
-    result = paddle::experimental::matmul(w3, view(columns, {G, rows_per_group, b * hw}), false,
-                                          false, &result);
+    result = grouped_matmul(w3, false, view(columns, {G, rows_per_group, b * hw}), false, result,
+                            false, *kernels);
     kernels->columns_to_output(g, result.data(), out.data(), n0, b);
   }
   return {out};
@@ -398,6 +427,7 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
   if (g.batch == 0) {
     grad_w3 = paddle::full({G, out_per_group, rows_per_group}, 0.0, x.dtype(), x.place());
   } else {
+    grad_w3 = paddle::empty({G, out_per_group, rows_per_group}, x.dtype(), x.place());
     auto kernels = make_kernels(x, deterministic);
     const int64_t chunk = choose_chunk(g, element_bytes(x.dtype()),
                                        kernels->scratch_bytes_per_image(g), workspace_bytes);
@@ -415,14 +445,10 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
       kernels->output_to_columns(g, grad_out.data(), gathered.data(), n0, b);
       paddle::Tensor cols = view(columns, {G, rows_per_group, b * hw});
       paddle::Tensor gout = view(gathered, {G, out_per_group, b * hw});
-      paddle::Tensor gw = paddle::experimental::matmul(gout, cols, false, true);
-      if (n0 == 0) {
-        grad_w3 = gw;
-      } else {
-        kernels->accumulate(grad_w3.data(), gw.data(), gw.numel());
-      }
-      paddle::Tensor grad_columns = view(grad_columns_buffer, {G, rows_per_group, b * hw});
-      grad_columns = paddle::experimental::matmul(w3, gout, true, false, &grad_columns);
+      grad_w3 = grouped_matmul(gout, false, cols, true, grad_w3, n0 > 0, *kernels);
+      paddle::Tensor grad_columns = grouped_matmul(
+          w3, true, gout, false, view(grad_columns_buffer, {G, rows_per_group, b * hw}), false,
+          *kernels);
       kernels->backward_columns(g, grad_columns.data(), x.data(), grad_x.data(),
                                 grad_offset.data(), mask ? grad_mask.data() : nullptr, n0, b);
     }
