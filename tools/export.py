@@ -13,6 +13,10 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
+from paddle_dcn.runtime import prefer_fast_mkl_path  # noqa: E402
+
+prefer_fast_mkl_path()  # before the first MKL call: see paddle_dcn/runtime.py
+
 from paddle_dcn.engine import deploy  # noqa: E402
 from paddle_dcn.engine.cli import add_config_args, config_from_args  # noqa: E402
 

@@ -15,6 +15,10 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
+from paddle_dcn.runtime import prefer_fast_mkl_path  # noqa: E402
+
+prefer_fast_mkl_path()  # before the first MKL call: see paddle_dcn/runtime.py
+
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 import yaml  # noqa: E402
