@@ -109,3 +109,24 @@ def test_image_folder_and_list(tmp_path):
         ImageList(str(lst), root=str(tmp_path))
     with pytest.raises(FileNotFoundError):
         ImageFolder(str(tmp_path / "nope"))
+
+
+def test_geometric_shapes_scale_and_warp_ranges(tmp_path):
+    """scale_range sets the shape size: tiny shapes light far fewer pixels than large ones;
+    the ranges are part of the cache key and are validated."""
+    kw = dict(num_samples=16, image_size=32, num_classes=4, cache_dir=str(tmp_path))
+    small = GeometricShapes("train", scale_range=[0.2, 0.22], warp_range=[0.0, 0.0], **kw)
+    large = GeometricShapes("train", scale_range=[0.9, 0.95], warp_range=[0.0, 0.0], **kw)
+    assert small.cache_path() != large.cache_path()
+
+    def lit_fraction(images):  # the shapes are lighter than every background (>= 0.65 vs <= 0.5)
+        return float((images.min(axis=-1) > 0.6 * 255).mean())
+
+    # area grows with the square of the radius: (0.9 / 0.22)^2 ~ 17
+    assert lit_fraction(large.images) > 6 * lit_fraction(small.images) > 0
+    np.testing.assert_array_equal(small.labels, large.labels)  # same draws, other geometry
+    for bad in ([0.0, 0.5], [0.6, 0.5], [0.5, 1.2], [0.5]):
+        with pytest.raises(ValueError, match="scale_range"):
+            GeometricShapes("train", scale_range=bad, **kw)
+    with pytest.raises(ValueError, match="warp_range"):
+        GeometricShapes("train", warp_range=[0.2, 0.1], **kw)

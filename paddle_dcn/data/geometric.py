@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 from ..registry import DATASETS
 from .transforms import Compose
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 SUPERSAMPLE = 4
 
@@ -105,8 +105,18 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return (c0 * (1 - tex[..., None]) + c1 * tex[..., None]).astype(np.float32)
 
 
-def render_sample(seed: int, split: str, index: int, image_size: int, num_classes: int) -> tuple:
-    """Sample ``index`` of ``split``: ``(image uint8 [S, S, 3], label int)``; pure function."""
+DEFAULT_SCALE_RANGE = (0.4, 0.85)
+DEFAULT_WARP_RANGE = (0.06, 0.16)
+
+
+def render_sample(seed: int, split: str, index: int, image_size: int, num_classes: int,
+                  scale_range: tuple = DEFAULT_SCALE_RANGE,
+                  warp_range: tuple = DEFAULT_WARP_RANGE) -> tuple:
+    """Sample ``index`` of ``split``: ``(image uint8 [S, S, 3], label int)``; pure function.
+
+    ``scale_range``: the shape's radius as a fraction of half the image, drawn log-uniformly
+    (so small and large shapes are equally common); ``warp_range``: the elastic displacement
+    amplitude as a fraction of the image side."""
     rng = np.random.default_rng([GENERATOR_VERSION, seed, SPLIT_CODES[split], index])
     label = int(rng.integers(num_classes))
     s = image_size
@@ -114,7 +124,7 @@ def render_sample(seed: int, split: str, index: int, image_size: int, num_classe
 
     # Random affine: rotation, anisotropic scale, shear, translation.
     angle = rng.uniform(0, 2 * np.pi)
-    scale = rng.uniform(0.4, 0.85) * big / 2
+    scale = np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))) * big / 2
     aspect = np.exp(rng.uniform(-0.45, 0.45))
     shear = rng.uniform(-0.6, 0.6)
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
@@ -130,7 +140,7 @@ def render_sample(seed: int, split: str, index: int, image_size: int, num_classe
     mask = np.asarray(mask_img.resize((s, s), Image.BOX), dtype=np.float32) / 255.0
 
     # Elastic warp of the shape (smooth displacement field, amplitude ~10% of the image).
-    alpha = rng.uniform(0.06, 0.16) * s
+    alpha = rng.uniform(warp_range[0], warp_range[1]) * s
     dy = _smooth_field(rng, s, 4) * alpha
     dx = _smooth_field(rng, s, 4) * alpha
     gy, gx = np.mgrid[0:s, 0:s].astype(np.float32)
@@ -160,11 +170,14 @@ def default_cache_dir() -> str:
     )
 
 
-def generate(seed: int, split: str, num_samples: int, image_size: int, num_classes: int) -> tuple:
+def generate(seed: int, split: str, num_samples: int, image_size: int, num_classes: int,
+             scale_range: tuple = DEFAULT_SCALE_RANGE,
+             warp_range: tuple = DEFAULT_WARP_RANGE) -> tuple:
     images = np.empty((num_samples, image_size, image_size, 3), np.uint8)
     labels = np.empty((num_samples,), np.int64)
     for i in range(num_samples):
-        images[i], labels[i] = render_sample(seed, split, i, image_size, num_classes)
+        images[i], labels[i] = render_sample(seed, split, i, image_size, num_classes,
+                                             scale_range, warp_range)
     return images, labels
 
 
@@ -178,6 +191,9 @@ class GeometricShapes:
         image_size: side S of the square RGB images.
         num_classes: how many of the shape classes to use (2..len(CLASS_NAMES)).
         seed: generator seed (a different seed is a different data set).
+        scale_range: [min, max] shape radius as a fraction of half the image side, drawn
+            log-uniformly; 0 < min <= max <= 1.
+        warp_range: [min, max] elastic displacement amplitude as a fraction of the side.
         cache_dir: where the ``.npz`` goes; default ``$PDCN_DATA_HOME`` or ~/.cache/paddle_dcn.
         transforms: list of transform configs applied to the HWC uint8 image.
 
@@ -191,6 +207,8 @@ class GeometricShapes:
         image_size: int = 32,
         num_classes: int = 10,
         seed: int = 0,
+        scale_range: Sequence[float] = DEFAULT_SCALE_RANGE,
+        warp_range: Sequence[float] = DEFAULT_WARP_RANGE,
         cache_dir: Optional[str] = None,
         transforms: Optional[List[Dict[str, Any]]] = None,
     ) -> None:
@@ -200,6 +218,13 @@ class GeometricShapes:
             raise ValueError(f"num_classes must be in [2, {len(CLASS_NAMES)}], got {num_classes}")
         if int(num_samples) < 1 or int(image_size) < 8:
             raise ValueError(f"need num_samples >= 1 and image_size >= 8, got {num_samples}, {image_size}")
+        scale_range = tuple(float(v) for v in scale_range)
+        warp_range = tuple(float(v) for v in warp_range)
+        if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1] <= 1:
+            raise ValueError(f"scale_range must be [min, max] with 0 < min <= max <= 1, got {scale_range}")
+        if len(warp_range) != 2 or not 0 <= warp_range[0] <= warp_range[1] <= 0.5:
+            raise ValueError(f"warp_range must be [min, max] with 0 <= min <= max <= 0.5, got {warp_range}")
+        self.scale_range, self.warp_range = scale_range, warp_range
         self.split, self.num_samples = split, int(num_samples)
         self.image_size, self.num_classes, self.seed = int(image_size), int(num_classes), int(seed)
         self.class_names = CLASS_NAMES[: self.num_classes]
@@ -208,8 +233,11 @@ class GeometricShapes:
         self.images, self.labels = self._load_or_generate()
 
     def cache_path(self) -> str:
-        key = json.dumps([GENERATOR_VERSION, self.seed, self.split, self.num_samples,
-                          self.image_size, self.num_classes])
+        key = [GENERATOR_VERSION, self.seed, self.split, self.num_samples, self.image_size,
+               self.num_classes]
+        if (self.scale_range, self.warp_range) != (DEFAULT_SCALE_RANGE, DEFAULT_WARP_RANGE):
+            key += [list(self.scale_range), list(self.warp_range)]
+        key = json.dumps(key)
         digest = hashlib.sha1(key.encode()).hexdigest()[:12]
         return os.path.join(self.cache_dir, f"geometric_shapes_{self.split}_{digest}.npz")
 
@@ -219,7 +247,7 @@ class GeometricShapes:
             with np.load(path) as data:
                 return data["images"], data["labels"]
         images, labels = generate(self.seed, self.split, self.num_samples, self.image_size,
-                                  self.num_classes)
+                                  self.num_classes, self.scale_range, self.warp_range)
         os.makedirs(self.cache_dir, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp.npz"
         np.savez(tmp, images=images, labels=labels)
