@@ -1,6 +1,6 @@
 """Times paddle_dcn's operators side by side with their peers and records the figures.
 
-    python tools/benchmark_ops.py [--repeats 15] [--write docs/benchmarks.md]
+    python tools/benchmark_ops.py [--repeats 15] [--write docs/benchmarks.md] [--mkl-avx2]
 
 Every candidate of a case runs interleaved in one process (round-robin over repeats, after a
 warm-up) and the median wall time is reported, so machine noise hits all alike. Deformable
@@ -9,6 +9,9 @@ convolution: ours against ``paddle.vision.ops.deform_conv2d`` (DCN v2, with mask
 ``paddle.vision.ops.roi_align`` (tools/bench_roi_pool.py); the per-channel sampling layer
 against ``grid_sample`` (tools/bench_variants.py). With ``--write`` the tables replace the
 section between the ``<!-- cpu-ops:begin -->`` / ``<!-- cpu-ops:end -->`` markers of the file.
+``--mkl-avx2`` first sets ``MKL_DEBUG_CPU_TYPE=5`` on AMD CPUs (``paddle_dcn.runtime``: MKL's AVX2
+path instead of its generic one, which speeds up Paddle's conv2d, matmul and native op) and
+writes the ``cpu-ops-mkl-avx2`` section instead.
 """
 from __future__ import annotations
 
@@ -30,7 +33,11 @@ from bench_common import interleaved_medians  # noqa: E402
 from paddle_dcn.ops import (  # noqa: E402
     deform_conv2d, get_workspace_limit, images_per_chunk, workspace_bytes_per_image)
 
-BEGIN, END = "<!-- cpu-ops:begin -->", "<!-- cpu-ops:end -->"
+SECTION, SECTION_MKL_AVX2 = "cpu-ops", "cpu-ops-mkl-avx2"
+
+
+def markers(section: str) -> tuple:
+    return f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
 
 
 
@@ -127,7 +134,8 @@ def machine_line() -> str:
             f"workspace limit {get_workspace_limit() // 2**20} MiB")
 
 
-def write_section(path: str, body: str) -> None:
+def write_section(path: str, body: str, section: str = SECTION) -> None:
+    BEGIN, END = markers(section)
     text = open(path).read() if os.path.exists(path) else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text or END not in text:
         text += f"\n{BEGIN}\n{END}\n"
@@ -145,10 +153,18 @@ def main(argv=None) -> None:
     parser.add_argument("--write", metavar="MARKDOWN", help="update this file's CPU section")
     parser.add_argument("--skip-roi", action="store_true",
                         help="only the deformable conv cases (no RoI pooling, no variants)")
+    parser.add_argument("--mkl-avx2", action="store_true",
+                        help="MKL's AVX2 path on AMD CPUs (MKL_DEBUG_CPU_TYPE=5) for everyone")
     args = parser.parse_args(argv)
+    if args.mkl_avx2:
+        from paddle_dcn.runtime import prefer_fast_mkl_path
+        if not prefer_fast_mkl_path():
+            print("--mkl-avx2: not an AMD CPU or MKL_DEBUG_CPU_TYPE already set; MKL unchanged")
     paddle.set_device("cpu")
     rows = deform_conv_case(2, 64, 56, args.repeats) + deform_conv_case(4, 256, 14, args.repeats)
-    body = [f"Measured {machine_line()}; medians of {args.repeats} interleaved repeats.", "",
+    mkl = os.environ.get("MKL_DEBUG_CPU_TYPE")
+    mkl_note = f", MKL_DEBUG_CPU_TYPE={mkl}" if mkl is not None else ""
+    body = [f"Measured {machine_line()}{mkl_note}; medians of {args.repeats} interleaved repeats.", "",
             conv_table(rows)]
     if not args.skip_roi:
         # Sections of the other op families (tools/bench_*.py, each with run(repeats)).
@@ -161,7 +177,7 @@ def main(argv=None) -> None:
     text = "\n".join(body)
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, text, SECTION_MKL_AVX2 if args.mkl_avx2 else SECTION)
 
 
 if __name__ == "__main__":
