@@ -21,6 +21,10 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
+from paddle_dcn.runtime import prefer_fast_mkl_path  # noqa: E402
+
+prefer_fast_mkl_path()  # as tools/train.py does, so the step times match training
+
 import paddle  # noqa: E402
 
 import paddle_dcn.engine  # noqa: E402,F401 - registration
