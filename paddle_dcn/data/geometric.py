@@ -2,10 +2,11 @@
 
 Every image shows one filled shape of a class (triangle, square, star, cross, L, ...) under
 a random rotation, scale (log-uniform over a 4x range by default: the same shape appears
-tiny or filling the image), anisotropic stretch, shear and translation, then a smooth elastic warp (the
-distortions of the STN paper's distorted-MNIST experiments), composited over a textured
+tiny or filling the image), anisotropic stretch, shear and translation, then a smooth
+elastic warp (the distortions of the STN paper's distorted-MNIST experiments), over a textured
 background with low-contrast clutter strokes. The class is decided by the shape alone, so a
-model must be robust to geometric variation: the setting where deformable convolution helps.
+model must be robust to geometric variation: the setting deformable convolution is meant for
+(what it measured: docs/results.md).
 
 Determinism: sample ``i`` of split ``s`` is a pure function of ``(seed, s, i)`` and the
 generator version, so every process and every machine produces the same bytes. The set is
