@@ -239,6 +239,18 @@ def test_onednn_and_paddle_matmul_gemms_agree(monkeypatch, limit_images):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5, err_msg=name)
 
 
+def test_unknown_gemm_backend_is_an_error(monkeypatch):
+    inputs = make_inputs(1, 2, 5, 5, 2, (3, 3), padding=1, dtype="float32")
+    monkeypatch.setenv("PADDLE_DCN_CPU_GEMM", "onedn")
+    with pytest.raises(Exception, match="PADDLE_DCN_CPU_GEMM must be 'auto', 'paddle' or 'onednn'"):
+        deform_conv2d(inputs["x"], inputs["offset"], inputs["weight"], padding=1,
+                      mask=inputs["mask"])
+    monkeypatch.setenv("PADDLE_DCN_CPU_GEMM", "auto")
+    out = deform_conv2d(inputs["x"], inputs["offset"], inputs["weight"], padding=1,
+                        mask=inputs["mask"])
+    assert out.shape == [1, 2, 5, 5]
+
+
 def test_to_static_matches_dygraph():
     inputs = make_inputs(2, 4, 8, 8, 6, (3, 3), stride=2, padding=1, dtype="float32")
 

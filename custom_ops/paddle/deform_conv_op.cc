@@ -339,12 +339,11 @@ paddle::Tensor view(const paddle::Tensor& buffer, std::vector<int64_t> shape) {
 paddle::Tensor grouped_matmul(const paddle::Tensor& a, bool trans_a, const paddle::Tensor& b,
                               bool trans_b, paddle::Tensor out, bool accumulate,
                               ConvKernels& kernels) {
-  bool onednn_missing = false;
+  const char* error = nullptr;
+  const pdcn::HostGemmBackend backend = pdcn::host_gemm_backend(&error);
+  PD_CHECK(error == nullptr, "pdcn deform_conv2d: ", error);
   const bool onednn = a.is_cpu() && a.dtype() == paddle::DataType::FLOAT32 &&
-                      pdcn::host_gemm_backend(&onednn_missing) == pdcn::HostGemmBackend::kOneDnn;
-  PD_CHECK(!onednn_missing,
-           "pdcn deform_conv2d: PADDLE_DCN_CPU_GEMM=onednn, but Paddle has not loaded oneDNN "
-           "(libdnnl.so.3); unset it or set it to 'paddle'");
+                      backend == pdcn::HostGemmBackend::kOneDnn;
   if (onednn) {
     const std::vector<int64_t> as = a.shape(), bs = b.shape(), cs = out.shape();
     const int64_t M = cs[1], N = cs[2], K = trans_a ? as[1] : as[2];

@@ -48,16 +48,26 @@ inline DnnlSgemm find_dnnl_sgemm() {
 
 }  // namespace detail
 
-// The backend a float32 CPU GEMM uses now (see the file comment).
-// `onednn_missing` is set when the variable asks for oneDNN and Paddle has not
-// loaded it; the caller turns that into an error.
-inline HostGemmBackend host_gemm_backend(bool* onednn_missing) {
+// The backend a float32 CPU GEMM uses now (see the file comment). `error` is
+// set, and the caller raises it, when the variable holds an unknown value or
+// asks for oneDNN while Paddle has not loaded it.
+inline HostGemmBackend host_gemm_backend(const char** error) {
   const char* choice = std::getenv("PADDLE_DCN_CPU_GEMM");
-  *onednn_missing = false;
-  if (choice != nullptr && std::strcmp(choice, "paddle") == 0) return HostGemmBackend::kPaddle;
+  *error = nullptr;
   const bool have = detail::find_dnnl_sgemm() != nullptr;
-  if (choice != nullptr && std::strcmp(choice, "onednn") == 0 && !have) *onednn_missing = true;
-  return have ? HostGemmBackend::kOneDnn : HostGemmBackend::kPaddle;
+  if (choice == nullptr || std::strcmp(choice, "auto") == 0) {
+    return have ? HostGemmBackend::kOneDnn : HostGemmBackend::kPaddle;
+  }
+  if (std::strcmp(choice, "paddle") == 0) return HostGemmBackend::kPaddle;
+  if (std::strcmp(choice, "onednn") == 0) {
+    if (!have) {
+      *error = "PADDLE_DCN_CPU_GEMM=onednn, but Paddle has not loaded oneDNN (libdnnl.so.3); "
+               "unset it or set it to 'paddle'";
+    }
+    return HostGemmBackend::kOneDnn;
+  }
+  *error = "PADDLE_DCN_CPU_GEMM must be 'auto', 'paddle' or 'onednn' (or unset)";
+  return HostGemmBackend::kPaddle;
 }
 
 // Row-major C = alpha * op(A) * op(B) + beta * C for `batch` independent
