@@ -130,3 +130,22 @@ def test_geometric_shapes_scale_and_warp_ranges(tmp_path):
             GeometricShapes("train", scale_range=bad, **kw)
     with pytest.raises(ValueError, match="warp_range"):
         GeometricShapes("train", warp_range=[0.2, 0.1], **kw)
+
+
+def test_geometric_shapes_warp_scales_with_the_shape(tmp_path):
+    """v6: the elastic warp lives in the shape's frame, so it displaces a tiny shape by as
+    many of its own radii as a large one (v5's image-relative warp tore small shapes apart)."""
+    kw = dict(num_samples=24, image_size=48, num_classes=10, cache_dir=str(tmp_path))
+
+    def lit(scale, warp):
+        ds = GeometricShapes("train", scale_range=[scale, scale], warp_range=[warp, warp], **kw)
+        return ds.images.min(axis=-1) > 0.6 * 255  # shapes are lighter than every background
+
+    def mean_iou(a, b):
+        inter = (a & b).sum(axis=(1, 2))
+        union = (a | b).sum(axis=(1, 2))
+        return float(np.mean(inter / np.maximum(union, 1)))
+
+    iou = {scale: mean_iou(lit(scale, 0.0), lit(scale, 0.35)) for scale in (0.3, 0.9)}
+    assert 0.3 < iou[0.3] < 0.95 and 0.3 < iou[0.9] < 0.95  # the warp moves the shape, but not off
+    assert abs(iou[0.3] - iou[0.9]) < 0.15, iou             # and by the same relative amount
