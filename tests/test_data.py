@@ -149,3 +149,15 @@ def test_geometric_shapes_warp_scales_with_the_shape(tmp_path):
     iou = {scale: mean_iou(lit(scale, 0.0), lit(scale, 0.35)) for scale in (0.3, 0.9)}
     assert 0.3 < iou[0.3] < 0.95 and 0.3 < iou[0.9] < 0.95  # the warp moves the shape, but not off
     assert abs(iou[0.3] - iou[0.9]) < 0.15, iou             # and by the same relative amount
+
+
+def test_shape_scales_are_the_rendered_sizes(tmp_path):
+    """shape_scales() reads the radius each sample was drawn with, without rendering: it lies in
+    scale_range and orders the samples by lit area (area ~ radius^2)."""
+    ds = GeometricShapes("train", num_samples=40, image_size=48, num_classes=10, cache_dir=str(tmp_path))
+    scales = ds.shape_scales()
+    assert scales.shape == (40,) and scales.min() >= 0.25 and scales.max() <= 0.95
+    # backgrounds are <= 0.5 in every channel; shapes mostly above (their texture dips lower)
+    lit = (ds.images.min(axis=-1) > 0.5 * 255).sum(axis=(1, 2)).astype(float)
+    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+    assert np.corrcoef(rank(scales), rank(lit))[0, 1] > 0.8  # Spearman rank correlation

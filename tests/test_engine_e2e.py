@@ -122,3 +122,29 @@ def test_amp_run_trains_and_checkpoints(tmp_path):
     assert 0 <= metrics["top1"] <= 100
     params = _params(str(tmp_path / "out" / "latest.pdparams"))
     assert all(np.isfinite(v).all() for v in params.values())
+
+
+def test_accuracy_by_scale_splits_the_eval_metric(run):
+    """The per-size groups partition the eval set: their count-weighted top-1 is the engine's."""
+    tmp, cfg_path, metrics = run
+    rows = _tool("accuracy_by_scale")(["-c", cfg_path, "-w", str(tmp / "full" / "latest"), "--bins", "3"])
+    assert len(rows) == 3
+    assert [r["scale_min"] <= r["scale_max"] for r in rows] == [True] * 3
+    assert rows[0]["scale_max"] <= rows[1]["scale_min"] and rows[1]["scale_max"] <= rows[2]["scale_min"]
+    total = sum(r["count"] for r in rows)
+    assert sum(r["top1"] * r["count"] for r in rows) / total == pytest.approx(metrics["top1"], abs=1e-6)
+
+
+def test_accuracy_by_bins_groups_by_scale():
+    mod_main = _tool("accuracy_by_scale")
+    bins = mod_main.__globals__["accuracy_by_bins"]
+    rng = np.random.default_rng(0)
+    scales = rng.permutation(np.linspace(0.25, 0.95, 12))
+    correct = scales > np.median(scales)  # only the larger half is right
+    rows = bins(scales, correct, 2)
+    assert [r["count"] for r in rows] == [6, 6] and [r["top1"] for r in rows] == [0.0, 100.0]
+    assert rows[0]["scale_min"] == pytest.approx(0.25) and rows[1]["scale_max"] == pytest.approx(0.95)
+    with pytest.raises(ValueError, match="bins"):
+        bins(scales, correct, 13)
+    with pytest.raises(ValueError, match="scales and correct"):
+        bins(scales, correct[:5], 2)

@@ -118,6 +118,25 @@ WARP_GRID = 5             # coarse displacement grid nodes per axis...
 WARP_SPAN = 1.5           # ...spanning +-1.5 shape radii around the shape centre
 
 
+def _sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([GENERATOR_VERSION, seed, SPLIT_CODES[split], index])
+
+
+def _draw_label_angle_scale(rng: np.random.Generator, num_classes: int, scale_range: tuple) -> tuple:
+    """The first draws of every sample: ``(label, rotation angle, radius / half side)``."""
+    label = int(rng.integers(num_classes))
+    angle = rng.uniform(0, 2 * np.pi)
+    radius_fraction = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
+    return label, angle, radius_fraction
+
+
+def sample_scale(seed: int, split: str, index: int, num_classes: int,
+                 scale_range: tuple = DEFAULT_SCALE_RANGE) -> float:
+    """The shape radius of sample ``index`` as a fraction of half the image side (as rendered
+    by :func:`render_sample`, before the stretch and warp), without rendering it."""
+    return _draw_label_angle_scale(_sample_rng(seed, split, index), num_classes, scale_range)[2]
+
+
 def render_sample(seed: int, split: str, index: int, image_size: int, num_classes: int,
                   scale_range: tuple = DEFAULT_SCALE_RANGE,
                   warp_range: tuple = DEFAULT_WARP_RANGE) -> tuple:
@@ -126,14 +145,13 @@ def render_sample(seed: int, split: str, index: int, image_size: int, num_classe
     ``scale_range``: the shape's radius as a fraction of half the image, drawn log-uniformly
     (so small and large shapes are equally common); ``warp_range``: the elastic displacement
     amplitude as a fraction of the shape radius (the warp scales with the shape)."""
-    rng = np.random.default_rng([GENERATOR_VERSION, seed, SPLIT_CODES[split], index])
-    label = int(rng.integers(num_classes))
+    rng = _sample_rng(seed, split, index)
+    label, angle, radius_fraction = _draw_label_angle_scale(rng, num_classes, scale_range)
     s = image_size
     big = s * SUPERSAMPLE
 
     # Random affine: rotation, anisotropic scale, shear, translation.
-    angle = rng.uniform(0, 2 * np.pi)
-    scale = np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))) * big / 2
+    scale = radius_fraction * big / 2
     aspect = np.exp(rng.uniform(-MAX_LOG_ASPECT, MAX_LOG_ASPECT))
     shear = rng.uniform(-MAX_SHEAR, MAX_SHEAR)
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
@@ -269,6 +287,12 @@ class GeometricShapes:
         np.savez(tmp, images=images, labels=labels)
         os.replace(tmp, path)
         return images, labels
+
+    def shape_scales(self) -> np.ndarray:
+        """``float64 [num_samples]``: each sample's shape radius as a fraction of half the image
+        side (the size the model must cope with; see ``tools/accuracy_by_scale.py``)."""
+        return np.array([sample_scale(self.seed, self.split, i, self.num_classes, self.scale_range)
+                         for i in range(self.num_samples)])
 
     def __len__(self) -> int:
         return self.num_samples
