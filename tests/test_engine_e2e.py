@@ -148,3 +148,38 @@ def test_accuracy_by_bins_groups_by_scale():
         bins(scales, correct, 13)
     with pytest.raises(ValueError, match="scales and correct"):
         bins(scales, correct[:5], 2)
+
+
+def test_accuracy_by_scale_dilation(run, tmp_path):
+    """--dilation: a trained model's deformable stages report their footprint per size group;
+    a freshly built one (zero-initialised offsets) is exactly a plain conv's, 1.0."""
+    tmp, cfg_path, _ = run
+    rows = _tool("accuracy_by_scale")(["-c", cfg_path, "-w", str(tmp / "full" / "latest"), "--bins", "2",
+                                       "--dilation"])
+    dil = [r for r in rows if "stage" in r]
+    assert [r["stage"] for r in dil] == ["backbone.res4"] * 2 + ["backbone.res5"] * 2
+    assert all(r["on_shape"] > 0 and r["background"] > 0 for r in dil)
+    # 8 steps move the zero-initialised offsets only a little (about 1e-5 px here), but they move
+    assert max(max(abs(r["on_shape"] - 1.0), abs(r["background"] - 1.0)) for r in dil) > 1e-7
+
+    main = _tool("accuracy_by_scale")
+    from paddle_dcn.engine import Trainer
+    trainer = Trainer(load_config(cfg_path), mode="eval")
+    ds = trainer.eval_dataset
+    fresh = main.__globals__["dilation_by_bins"](trainer.unwrapped_model, ds, ds.shape_scales(), 2)
+    np.testing.assert_allclose([[r["on_shape"], r["background"]] for r in fresh], 1.0, rtol=1e-12)
+    with pytest.raises(ValueError, match="deformable"):
+        plain = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3))
+        main.__globals__["dilation_by_bins"](plain, ds, ds.shape_scales(), 2)
+
+
+def test_box_average_is_the_area_mean():
+    """Shape coverage on a layer's grid: each cell is the mean over its area, also when the
+    grid does not divide the image (7 px -> 3 cells: compared with a 3x-upsampled exact mean)."""
+    box = _tool("accuracy_by_scale").__globals__["_box_average"]
+    rng = np.random.default_rng(1)
+    even = rng.uniform(size=(2, 6, 6))
+    np.testing.assert_allclose(box(even, 3, 2), even.reshape(2, 3, 2, 2, 3).mean(axis=(2, 4)))
+    odd = rng.uniform(size=(2, 7, 7))
+    exact = np.repeat(np.repeat(odd, 3, axis=1), 3, axis=2).reshape(2, 3, 7, 3, 7).mean(axis=(2, 4))
+    np.testing.assert_allclose(box(odd, 3, 3), exact, atol=1e-5)

@@ -102,3 +102,29 @@ def test_command_line_demo_writes_a_png(tmp_path, monkeypatch):
     runpy.run_path(TOOL, run_name="__main__")
     with Image.open(out) as image:
         assert image.size == (256, 256) and image.mode == "RGB"
+
+
+def test_effective_dilation_measures_the_sampling_grid():
+    """DCN v1's footprint measure: a plain grid gives its dilation, a grid stretched by k about
+    any point gives k times it, and shapes are checked."""
+    from paddle_dcn.engine.offsets import effective_dilation
+
+    rng = np.random.default_rng(0)
+    n, dg, kh, kw, h, w = 2, 2, 3, 3, 4, 5
+    zero = np.zeros((n, dg * kh * kw, 2, h, w), np.float32)
+    np.testing.assert_allclose(effective_dilation(zero, (kh, kw), (1, 1)), 1.0)
+    np.testing.assert_allclose(effective_dilation(zero, (kh, kw), (2, 2)), 2.0)
+    # stretch the grid by k about a random centre: offset = (k - 1) * (position - centre)
+    k = rng.uniform(0.5, 3.0, size=(n, 1, 1, 1, h, w))
+    centre = rng.normal(size=(n, 1, 1, 1, 2, h, w))
+    pos = np.stack(np.meshgrid(np.arange(kh) * 2.0, np.arange(kw) * 2.0, indexing="ij"), -1)  # dilation 2
+    pos = pos[None, None, :, :, :, None, None]
+    off = ((k[:, :, :, :, None] - 1) * (pos - centre)) * np.ones((1, dg, 1, 1, 1, 1, 1))
+    got = effective_dilation(off.reshape(n, dg * kh * kw, 2, h, w), (kh, kw), (2, 2))
+    np.testing.assert_allclose(got, 2.0 * k[:, 0, 0, 0], rtol=1e-10)
+    # a 1x3 kernel has horizontal neighbours only
+    one_row = np.zeros((1, 3, 2, 1, 1))
+    one_row[0, 2, 1] = 2.0  # last point moves 2 px right: distances 1 and 3
+    np.testing.assert_allclose(effective_dilation(one_row, (1, 3)), 2.0)
+    with pytest.raises(ValueError, match="offsets must be"):
+        effective_dilation(zero[:, :5], (kh, kw))

@@ -1,13 +1,20 @@
 #!/usr/bin/env python
 """Top-1 accuracy of a classifier on the built-in data, split by the size of the shape.
 
-    python tools/accuracy_by_scale.py -c configs/dcn_r50.yml -w output/dcn_r50/best [--bins 4]
+    python tools/accuracy_by_scale.py -c configs/dcn_r50.yml -w output/dcn_r50/best [--bins 4] [--dilation]
 
 The eval set must be ``GeometricShapes``: every sample's shape radius (a fraction of half the
 image side, drawn log-uniformly from ``scale_range``) is known without rendering it. The
 samples are split into ``--bins`` groups of equal count by that radius (quantiles), and the
 top-1 of each group is printed (``--json``: as JSON), so one sees where a model's errors sit:
 on tiny shapes, on large ones, or evenly.
+
+``--dilation`` adds, for a model with deformable convs, the DCN v1 paper's footprint measure
+per stage and group (``paddle_dcn.engine.offsets.effective_dilation``: mean distance between
+adjacent sampling locations, in pixels of the layer's input; 1.0 for a plain 3x3 conv),
+averaged over the pixels on the shape and over the background separately (the shape's
+coverage, box-averaged to each layer's output grid, weights the pixels). A filter that adapts
+its footprint to the object shows a dilation on the shape that grows with the shape's size.
 """
 from __future__ import annotations
 
@@ -26,8 +33,9 @@ prefer_fast_mkl_path()  # before the first MKL call: see paddle_dcn/runtime.py
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from paddle_dcn.data.geometric import GeometricShapes  # noqa: E402
+from paddle_dcn.data.geometric import GeometricShapes, render_shape_mask  # noqa: E402
 from paddle_dcn.engine import Trainer  # noqa: E402
+from paddle_dcn.engine.offsets import capture_offsets, deformable_layers, effective_dilation, group_name  # noqa: E402
 from paddle_dcn.engine.cli import add_config_args, config_from_args  # noqa: E402
 
 
@@ -58,12 +66,71 @@ def predict_labels(model: paddle.nn.Layer, dataset: GeometricShapes, batch_size:
     return np.concatenate(preds)
 
 
+def _area_weights(size: int, cells: int) -> np.ndarray:
+    """``[cells, size]``: the share of pixel ``p`` (the interval [p, p+1)) in cell ``i`` (the
+    interval [i*size/cells, (i+1)*size/cells)), divided by the cell's length; rows sum to 1."""
+    edges = np.arange(cells + 1) * size / cells
+    lo = np.maximum(edges[:-1, None], np.arange(size)[None, :])
+    hi = np.minimum(edges[1:, None], np.arange(size)[None, :] + 1)
+    return np.clip(hi - lo, 0, None) / (size / cells)
+
+
+def _box_average(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``[N, H, W]`` coverage -> ``[N, height, width]``, each cell the exact mean over its area
+    (also when the grid does not divide the image)."""
+    wy = _area_weights(mask.shape[1], height)
+    wx = _area_weights(mask.shape[2], width)
+    return np.einsum("ip,npq,jq->nij", wy, mask.astype(np.float64), wx)
+
+
+def dilation_by_bins(model: paddle.nn.Layer, dataset: GeometricShapes, scales: np.ndarray, bins: int,
+                     batch_size: int = 100) -> List[Dict[str, float]]:
+    """Rows ``{'stage', 'scale_min', 'scale_max', 'on_shape', 'background'}``: the mean
+    effective dilation of each deformable stage's layers, per equal-count group by
+    ``scales [N]``, on the shape's pixels and on the background (see the module doc)."""
+    layers = deformable_layers(model)
+    if not layers:
+        raise ValueError("--dilation needs a model with deformable convs (dcn_stages), found none")
+    n = len(dataset)
+    masks = np.stack([render_shape_mask(dataset.seed, dataset.split, i, dataset.image_size, dataset.num_classes,
+                                        dataset.scale_range, dataset.warp_range) for i in range(n)]).astype(np.float64)
+    stages = sorted({group_name(name) for name in layers}, key=list(map(group_name, layers)).index)
+    # per stage: summed (dilation x weight) and weights per sample, shape and background
+    sums: Dict[str, np.ndarray] = {st: np.zeros((n, 4)) for st in stages}
+    model.eval()
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        images = paddle.to_tensor(np.stack([dataset[i]["image"] for i in range(start, stop)]))
+        offsets = capture_offsets(model, lambda: model({"image": images}))
+        for name, off in offsets.items():
+            layer = layers[name]
+            d = effective_dilation(off, layer.kernel_size, layer.dilation)
+            cover = _box_average(masks[start:stop], d.shape[1], d.shape[2])
+            acc = sums[group_name(name)][start:stop]
+            acc[:, 0] += (d * cover).sum(axis=(1, 2))
+            acc[:, 1] += cover.sum(axis=(1, 2))
+            acc[:, 2] += (d * (1 - cover)).sum(axis=(1, 2))
+            acc[:, 3] += (1 - cover).sum(axis=(1, 2))
+    order = np.argsort(scales, kind="stable")
+    rows = []
+    for st in stages:
+        for group in np.array_split(order, bins):
+            acc = sums[st][group]
+            rows.append({"stage": st, "scale_min": float(scales[group].min()),
+                         "scale_max": float(scales[group].max()),
+                         "on_shape": float(acc[:, 0].sum() / max(acc[:, 1].sum(), 1e-12)),
+                         "background": float(acc[:, 2].sum() / max(acc[:, 3].sum(), 1e-12))})
+    return rows
+
+
 def main(argv=None) -> List[Dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
     parser.add_argument("-w", "--weights", required=True,
                         help="checkpoint (prefix, .pdparams file, or output directory)")
     parser.add_argument("--bins", type=int, default=4, help="equal-count groups by shape size (default 4)")
+    parser.add_argument("--dilation", action="store_true",
+                        help="also the effective dilation of the deformable stages per group")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
     trainer = Trainer(config_from_args(args), mode="eval")
@@ -73,15 +140,23 @@ def main(argv=None) -> List[Dict[str, float]]:
                          f"got {type(dataset).__name__}")
     trainer.load_weights(args.weights)
     correct = predict_labels(trainer.unwrapped_model, dataset) == dataset.labels
-    rows = accuracy_by_bins(dataset.shape_scales(), correct, args.bins)
+    scales = dataset.shape_scales()
+    rows = accuracy_by_bins(scales, correct, args.bins)
+    dilation = dilation_by_bins(trainer.unwrapped_model, dataset, scales, args.bins) if args.dilation else []
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps(rows + dilation))
     else:
-        print("radius / half side   images   top-1 (%)")
+        print(f"{'radius / half side':<20}{'images':>8}{'top-1 (%)':>12}")
         for r in rows:
-            print(f"{r['scale_min']:.2f} - {r['scale_max']:.2f}   {r['count']:>9d}   {r['top1']:9.2f}")
-        print(f"all                  {len(correct):>9d}   {100.0 * correct.mean():9.2f}")
-    return rows
+            print(f"{r['scale_min']:.2f} - {r['scale_max']:.2f}{'':<9}{r['count']:>8d}{r['top1']:>12.2f}")
+        print(f"{'all':<20}{len(correct):>8d}{100.0 * correct.mean():>12.2f}")
+        if dilation:
+            print("\neffective dilation (1.0 = plain 3x3 conv)")
+            print(f"{'stage':<20}{'radius / half side':<20}{'on shape':>10}{'background':>12}")
+            for r in dilation:
+                print(f"{r['stage']:<20}{r['scale_min']:.2f} - {r['scale_max']:.2f}{'':<9}"
+                      f"{r['on_shape']:>10.3f}{r['background']:>12.3f}")
+    return rows + dilation
 
 
 if __name__ == "__main__":

@@ -145,6 +145,21 @@ def render_sample(seed: int, split: str, index: int, image_size: int, num_classe
     ``scale_range``: the shape's radius as a fraction of half the image, drawn log-uniformly
     (so small and large shapes are equally common); ``warp_range``: the elastic displacement
     amplitude as a fraction of the shape radius (the warp scales with the shape)."""
+    image, label, _ = _render(seed, split, index, image_size, num_classes, scale_range, warp_range)
+    return image, label
+
+
+def render_shape_mask(seed: int, split: str, index: int, image_size: int, num_classes: int,
+                      scale_range: tuple = DEFAULT_SCALE_RANGE,
+                      warp_range: tuple = DEFAULT_WARP_RANGE) -> np.ndarray:
+    """The shape's coverage in sample ``index``: float32 ``[S, S]`` in [0, 1] (1 on the shape,
+    fractional on its anti-aliased edge), exactly as :func:`render_sample` composites it."""
+    return _render(seed, split, index, image_size, num_classes, scale_range, warp_range)[2].astype(np.float32)
+
+
+def _render(seed: int, split: str, index: int, image_size: int, num_classes: int,
+            scale_range: tuple, warp_range: tuple) -> tuple:
+    """``(image uint8 [S, S, 3], label, shape coverage float32 [S, S])``."""
     rng = _sample_rng(seed, split, index)
     label, angle, radius_fraction = _draw_label_angle_scale(rng, num_classes, scale_range)
     s = image_size
@@ -196,7 +211,7 @@ def render_sample(seed: int, split: str, index: int, image_size: int, num_classe
     fg_tex = fg * (0.85 + 0.15 * _smooth_field(rng, s, 6)[..., None])
     img = bg * (1 - mask[..., None]) + np.clip(fg_tex, 0, 1) * mask[..., None]
     img = img + rng.normal(0, 0.02, size=img.shape)
-    return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), label
+    return np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), label, mask
 
 
 def default_cache_dir() -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import paddle
@@ -60,3 +60,31 @@ def magnitudes_by_group(offsets: Dict[str, np.ndarray]) -> "OrderedDict[str, np.
     for name, off in offsets.items():
         groups.setdefault(group_name(name), []).append(np.sqrt((off ** 2).sum(axis=2)).ravel())
     return OrderedDict((g, np.concatenate(v)) for g, v in groups.items())
+
+
+def effective_dilation(offsets: np.ndarray, kernel_size: Tuple[int, int],
+                       dilation: Tuple[int, int] = (1, 1)) -> np.ndarray:
+    """The DCN v1 paper's measure of a deformable filter's footprint (its section 4.1): per
+    output pixel, the mean distance between adjacent sampling locations of the kernel grid
+    (horizontal and vertical neighbours, averaged over the deformable groups), in pixels of
+    the layer's input. A plain conv of dilation ``d`` gives ``d``; offsets that stretch the
+    grid by ``k`` give ``k * d``.
+
+    offsets: ``[N, dg * kh * kw, 2, H_out, W_out]`` (y then x, as :func:`capture_offsets`
+    returns them). Returns float64 ``[N, H_out, W_out]``."""
+    kh, kw = (int(v) for v in kernel_size)
+    dh, dw = (float(v) for v in dilation)
+    if offsets.ndim != 5 or offsets.shape[2] != 2 or offsets.shape[1] % (kh * kw):
+        raise ValueError(f"offsets must be [N, dg*{kh}*{kw}, 2, H, W], got {list(offsets.shape)}")
+    if kh * kw < 2:
+        raise ValueError(f"kernel_size must have at least 2 points, got {(kh, kw)}")
+    n, points, _, h, w = offsets.shape
+    grid = offsets.astype(np.float64).reshape(n, points // (kh * kw), kh, kw, 2, h, w)
+    grid[:, :, :, :, 0] += (np.arange(kh) * dh)[None, None, :, None, None, None]
+    grid[:, :, :, :, 1] += (np.arange(kw) * dw)[None, None, None, :, None, None]
+    dists = []
+    if kw > 1:
+        dists.append(np.sqrt((np.diff(grid, axis=3) ** 2).sum(axis=4)).reshape(n, -1, h, w))
+    if kh > 1:
+        dists.append(np.sqrt((np.diff(grid, axis=2) ** 2).sum(axis=4)).reshape(n, -1, h, w))
+    return np.concatenate(dists, axis=1).mean(axis=1)
