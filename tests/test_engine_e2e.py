@@ -162,15 +162,17 @@ def test_accuracy_by_scale_dilation(run, tmp_path):
     # 8 steps move the zero-initialised offsets only a little (about 1e-5 px here), but they move
     assert max(max(abs(r["on_shape"] - 1.0), abs(r["background"] - 1.0)) for r in dil) > 1e-7
 
-    main = _tool("accuracy_by_scale")
+    tool = _tool("accuracy_by_scale").__globals__
     from paddle_dcn.engine import Trainer
     trainer = Trainer(load_config(cfg_path), mode="eval")
-    ds = trainer.eval_dataset
-    fresh = main.__globals__["dilation_by_bins"](trainer.unwrapped_model, ds, ds.shape_scales(), 2)
+    ds, model = trainer.eval_dataset, trainer.unwrapped_model
+    footprint = tool["DilationBySize"](model, ds)
+    labels = tool["predict_labels"](model, ds, batch_size=7, offsets_sink=footprint)
+    np.testing.assert_array_equal(labels, tool["predict_labels"](model, ds))  # the sink changes nothing
+    fresh = footprint.rows(ds.shape_scales(), 2)
     np.testing.assert_allclose([[r["on_shape"], r["background"]] for r in fresh], 1.0, rtol=1e-12)
     with pytest.raises(ValueError, match="deformable"):
-        plain = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3))
-        main.__globals__["dilation_by_bins"](plain, ds, ds.shape_scales(), 2)
+        tool["DilationBySize"](paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3)), ds)
 
 
 def test_box_average_is_the_area_mean():

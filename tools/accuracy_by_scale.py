@@ -22,7 +22,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
@@ -39,30 +39,48 @@ from paddle_dcn.engine.offsets import capture_offsets, deformable_layers, effect
 from paddle_dcn.engine.cli import add_config_args, config_from_args  # noqa: E402
 
 
+def equal_count_groups(scales: np.ndarray, bins: int) -> List[np.ndarray]:
+    """Sample indices split into ``bins`` groups of (nearly) equal count by ``scales [N]``,
+    smallest first."""
+    if not 1 <= bins <= len(scales):
+        raise ValueError(f"bins must be in [1, {len(scales)}] (the number of samples), got {bins}")
+    return np.array_split(np.argsort(scales, kind="stable"), bins)
+
+
 def accuracy_by_bins(scales: np.ndarray, correct: np.ndarray, bins: int) -> List[Dict[str, float]]:
     """Splits the samples into ``bins`` equal-count groups by ``scales [N]`` and returns, per
     group, ``{'scale_min', 'scale_max', 'count', 'top1'}`` (top-1 in %) of ``correct [N]``."""
     if scales.shape != correct.shape or scales.ndim != 1:
         raise ValueError(f"scales and correct must be [N] each, got {scales.shape} and {correct.shape}")
-    if not 1 <= bins <= len(scales):
-        raise ValueError(f"bins must be in [1, {len(scales)}] (the number of samples), got {bins}")
-    order = np.argsort(scales, kind="stable")
-    rows = []
-    for group in np.array_split(order, bins):
-        rows.append({"scale_min": float(scales[group].min()), "scale_max": float(scales[group].max()),
-                     "count": int(len(group)), "top1": float(100.0 * correct[group].mean())})
-    return rows
+    return [{"scale_min": float(scales[g].min()), "scale_max": float(scales[g].max()),
+             "count": int(len(g)), "top1": float(100.0 * correct[g].mean())}
+            for g in equal_count_groups(scales, bins)]
 
 
-def predict_labels(model: paddle.nn.Layer, dataset: GeometricShapes, batch_size: int = 100) -> np.ndarray:
-    """``int64 [N]``: the arg-max class of every sample of ``dataset``, in order."""
+OffsetSink = Callable[[int, int, Dict[str, np.ndarray]], None]
+
+
+def predict_labels(model: paddle.nn.Layer, dataset: GeometricShapes, batch_size: int = 100,
+                   offsets_sink: Optional[OffsetSink] = None) -> np.ndarray:
+    """``int64 [N]``: the arg-max class of every sample of ``dataset``, in order. With
+    ``offsets_sink``, the same forward pass also hands it ``(start, stop, {layer name:
+    offsets [B, P, 2, H, W]})`` for every batch of samples ``start:stop``."""
     model.eval()
     preds = []
-    with paddle.no_grad():
-        for start in range(0, len(dataset), batch_size):
-            images = np.stack([dataset[i]["image"] for i in range(start, min(start + batch_size, len(dataset)))])
-            logits = model({"image": paddle.to_tensor(images)})["logits"]
-            preds.append(logits.numpy().argmax(axis=1))
+    for start in range(0, len(dataset), batch_size):
+        stop = min(start + batch_size, len(dataset))
+        images = paddle.to_tensor(np.stack([dataset[i]["image"] for i in range(start, stop)]))
+        out = {}
+
+        def forward():
+            out["logits"] = model({"image": images})["logits"]
+
+        if offsets_sink is None:
+            with paddle.no_grad():
+                forward()
+        else:
+            offsets_sink(start, stop, capture_offsets(model, forward))
+        preds.append(out["logits"].numpy().argmax(axis=1))
     return np.concatenate(preds)
 
 
@@ -83,44 +101,45 @@ def _box_average(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.einsum("ip,npq,jq->nij", wy, mask.astype(np.float64), wx)
 
 
-def dilation_by_bins(model: paddle.nn.Layer, dataset: GeometricShapes, scales: np.ndarray, bins: int,
-                     batch_size: int = 100) -> List[Dict[str, float]]:
-    """Rows ``{'stage', 'scale_min', 'scale_max', 'on_shape', 'background'}``: the mean
-    effective dilation of each deformable stage's layers, per equal-count group by
-    ``scales [N]``, on the shape's pixels and on the background (see the module doc)."""
-    layers = deformable_layers(model)
-    if not layers:
-        raise ValueError("--dilation needs a model with deformable convs (dcn_stages), found none")
-    n = len(dataset)
-    masks = np.stack([render_shape_mask(dataset.seed, dataset.split, i, dataset.image_size, dataset.num_classes,
-                                        dataset.scale_range, dataset.warp_range) for i in range(n)]).astype(np.float64)
-    stages = sorted({group_name(name) for name in layers}, key=list(map(group_name, layers)).index)
-    # per stage: summed (dilation x weight) and weights per sample, shape and background
-    sums: Dict[str, np.ndarray] = {st: np.zeros((n, 4)) for st in stages}
-    model.eval()
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        images = paddle.to_tensor(np.stack([dataset[i]["image"] for i in range(start, stop)]))
-        offsets = capture_offsets(model, lambda: model({"image": images}))
+class DilationBySize:
+    """Accumulates the effective dilation of a model's deformable stages over the eval set
+    (an ``offsets_sink`` for :func:`predict_labels`), weighted by the shape's coverage of each
+    output pixel (on the shape) and by its complement (background); :meth:`rows` groups it."""
+
+    def __init__(self, model: paddle.nn.Layer, dataset: GeometricShapes) -> None:
+        self.layers = deformable_layers(model)
+        if not self.layers:
+            raise ValueError("--dilation needs a model with deformable convs (dcn_stages), found none")
+        self.masks = np.stack([
+            render_shape_mask(dataset.seed, dataset.split, i, dataset.image_size, dataset.num_classes,
+                              dataset.scale_range, dataset.warp_range) for i in range(len(dataset))
+        ]).astype(np.float64)
+        self.stages = list(dict.fromkeys(group_name(name) for name in self.layers))
+        # per stage and sample: sum(d * cover), sum(cover), sum(d * (1 - cover)), sum(1 - cover)
+        self.sums = {st: np.zeros((len(dataset), 4)) for st in self.stages}
+
+    def __call__(self, start: int, stop: int, offsets: Dict[str, np.ndarray]) -> None:
         for name, off in offsets.items():
-            layer = layers[name]
+            layer = self.layers[name]
             d = effective_dilation(off, layer.kernel_size, layer.dilation)
-            cover = _box_average(masks[start:stop], d.shape[1], d.shape[2])
-            acc = sums[group_name(name)][start:stop]
+            cover = _box_average(self.masks[start:stop], d.shape[1], d.shape[2])
+            acc = self.sums[group_name(name)][start:stop]
             acc[:, 0] += (d * cover).sum(axis=(1, 2))
             acc[:, 1] += cover.sum(axis=(1, 2))
             acc[:, 2] += (d * (1 - cover)).sum(axis=(1, 2))
             acc[:, 3] += (1 - cover).sum(axis=(1, 2))
-    order = np.argsort(scales, kind="stable")
-    rows = []
-    for st in stages:
-        for group in np.array_split(order, bins):
-            acc = sums[st][group]
-            rows.append({"stage": st, "scale_min": float(scales[group].min()),
-                         "scale_max": float(scales[group].max()),
-                         "on_shape": float(acc[:, 0].sum() / max(acc[:, 1].sum(), 1e-12)),
-                         "background": float(acc[:, 2].sum() / max(acc[:, 3].sum(), 1e-12))})
-    return rows
+
+    def rows(self, scales: np.ndarray, bins: int) -> List[Dict[str, float]]:
+        """``{'stage', 'scale_min', 'scale_max', 'on_shape', 'background'}`` per deformable
+        stage and equal-count group by ``scales [N]``."""
+        rows = []
+        for st in self.stages:
+            for g in equal_count_groups(scales, bins):
+                acc = self.sums[st][g].sum(axis=0)
+                rows.append({"stage": st, "scale_min": float(scales[g].min()), "scale_max": float(scales[g].max()),
+                             "on_shape": float(acc[0] / max(acc[1], 1e-12)),
+                             "background": float(acc[2] / max(acc[3], 1e-12))})
+        return rows
 
 
 def main(argv=None) -> List[Dict[str, float]]:
@@ -139,10 +158,12 @@ def main(argv=None) -> List[Dict[str, float]]:
         raise SystemExit(f"eval_dataset must be GeometricShapes (sizes known per sample), "
                          f"got {type(dataset).__name__}")
     trainer.load_weights(args.weights)
-    correct = predict_labels(trainer.unwrapped_model, dataset) == dataset.labels
+    model = trainer.unwrapped_model
+    footprint = DilationBySize(model, dataset) if args.dilation else None
+    correct = predict_labels(model, dataset, offsets_sink=footprint) == dataset.labels
     scales = dataset.shape_scales()
     rows = accuracy_by_bins(scales, correct, args.bins)
-    dilation = dilation_by_bins(trainer.unwrapped_model, dataset, scales, args.bins) if args.dilation else []
+    dilation = footprint.rows(scales, args.bins) if footprint is not None else []
     if args.json:
         print(json.dumps(rows + dilation))
     else:
