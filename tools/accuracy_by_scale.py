@@ -113,7 +113,7 @@ class DilationBySize:
         self.masks = np.stack([
             render_shape_mask(dataset.seed, dataset.split, i, dataset.image_size, dataset.num_classes,
                               dataset.scale_range, dataset.warp_range) for i in range(len(dataset))
-        ]).astype(np.float64)
+        ])  # float32 [N, S, S]; _box_average computes in float64
         self.stages = list(dict.fromkeys(group_name(name) for name in self.layers))
         # per stage and sample: sum(d * cover), sum(cover), sum(d * (1 - cover)), sum(1 - cover)
         self.sums = {st: np.zeros((len(dataset), 4)) for st in self.stages}
