@@ -39,13 +39,13 @@ PDCN_HD void clamped_axis(Acc v, int64_t size, int64_t* lo, int64_t* hi, Acc* w_
   int64_t h;
   if (l >= size - 1) {
     l = h = size - 1;
-    c = static_cast<Acc>(l);
+    c = cast<Acc>(l);
   } else {
     h = l + 1;
   }
   *lo = l;
   *hi = h;
-  *w_lo = static_cast<Acc>(h) - c;  // h - c: as Paddle's roi_align computes it
+  *w_lo = cast<Acc>(h) - c;  // h - c: as Paddle's roi_align computes it
   *w_hi = Acc(1) - *w_lo;
 }
 
@@ -76,10 +76,10 @@ PDCN_HD ClampedStencil<Acc> make_clamped_stencil(Acc y, Acc x, int64_t height, i
 template <typename Acc, typename T>
 PDCN_HD void clamped_values(const ClampedStencil<Acc>& s, const T* plane, int64_t width,
                             Acc v[4]) {
-  v[0] = static_cast<Acc>(plane[s.y0 * width + s.x0]);
-  v[1] = static_cast<Acc>(plane[s.y0 * width + s.x1]);
-  v[2] = static_cast<Acc>(plane[s.y1 * width + s.x0]);
-  v[3] = static_cast<Acc>(plane[s.y1 * width + s.x1]);
+  v[0] = cast<Acc>(plane[s.y0 * width + s.x0]);
+  v[1] = cast<Acc>(plane[s.y0 * width + s.x1]);
+  v[2] = cast<Acc>(plane[s.y1 * width + s.x0]);
+  v[3] = cast<Acc>(plane[s.y1 * width + s.x1]);
 }
 
 // Bilinear weights of v[0..3]; all zero for an invalid stencil.

@@ -40,6 +40,21 @@ struct AccType {
 template <typename T>
 using acc_t = typename AccType<T>::type;
 
+// Conversion between a storage type and its accumulation type, written
+// pdcn::cast<To>(v) in every per-element function. The generic form is a
+// static_cast; cuda_common.cuh specialises it for __half and __nv_bfloat16
+// with the explicit intrinsics, so that the kernels compile under
+// -D__CUDA_NO_HALF_CONVERSIONS__ / -D__CUDA_NO_BFLOAT16_CONVERSIONS__ (which
+// Paddle's and PyTorch's extension builders may pass).
+template <typename To, typename From>
+struct Cast {
+  static PDCN_HD To apply(From v) { return static_cast<To>(v); }
+};
+template <typename To, typename From>
+PDCN_HD To cast(From v) {
+  return Cast<To, From>::apply(v);
+}
+
 PDCN_HD float floor_acc(float v) { return floorf(v); }
 PDCN_HD double floor_acc(double v) { return ::floor(v); }
 

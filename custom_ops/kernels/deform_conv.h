@@ -41,15 +41,15 @@ PDCN_HD void deform_sample_position(const DeformConvGeometry& g, const T* offset
   const T* off = offset + ((n * g.deformable_groups + dg) * 2 * g.kernel_size() + 2 * k) * hw + p;
   const int64_t i = p / g.out_w, j = p - (p / g.out_w) * g.out_w;
   const int64_t a = k / g.kernel_w, b = k - (k / g.kernel_w) * g.kernel_w;
-  *y = static_cast<Acc>(i * g.stride_h - g.pad_h + a * g.dilation_h) + static_cast<Acc>(off[0]);
-  *x = static_cast<Acc>(j * g.stride_w - g.pad_w + b * g.dilation_w) + static_cast<Acc>(off[hw]);
+  *y = cast<Acc>(i * g.stride_h - g.pad_h + a * g.dilation_h) + cast<Acc>(off[0]);
+  *x = cast<Acc>(j * g.stride_w - g.pad_w + b * g.dilation_w) + cast<Acc>(off[hw]);
 }
 
 template <typename Acc, typename T>
 PDCN_HD Acc deform_mask_value(const DeformConvGeometry& g, const T* mask, int64_t n, int64_t dg,
                               int64_t k, int64_t p) {
   if (mask == nullptr) return Acc(1);
-  return static_cast<Acc>(
+  return cast<Acc>(
       mask[((n * g.deformable_groups + dg) * g.kernel_size() + k) * g.out_plane() + p]);
 }
 
@@ -101,10 +101,10 @@ PDCN_HD int64_t deform_stencil_index(const DeformConvGeometry& g, int64_t b, int
 
 template <typename Acc, typename T>
 PDCN_HD Acc stencil_sample(const DeformSampleStencil<Acc>& st, const T* plane) {
-  return st.w[0] * static_cast<Acc>(plane[st.index[0]]) +
-         st.w[1] * static_cast<Acc>(plane[st.index[1]]) +
-         st.w[2] * static_cast<Acc>(plane[st.index[2]]) +
-         st.w[3] * static_cast<Acc>(plane[st.index[3]]);
+  return st.w[0] * cast<Acc>(plane[st.index[0]]) +
+         st.w[1] * cast<Acc>(plane[st.index[1]]) +
+         st.w[2] * cast<Acc>(plane[st.index[2]]) +
+         st.w[3] * cast<Acc>(plane[st.index[3]]);
 }
 
 // columns[c*K + k, b*HWo + p] = mask * bilinear(x[n0 + b, c], position).
@@ -114,7 +114,7 @@ PDCN_HD void deform_im2col_element(const DeformConvGeometry& g, const DeformSamp
                                    int64_t k, int64_t b, int64_t p) {
   const T* plane = x + ((n0 + b) * g.in_channels + c) * g.in_plane();
   columns[((c * g.kernel_size() + k) * chunk + b) * g.out_plane() + p] =
-      static_cast<T>(st.mask * stencil_sample(st, plane));
+      cast<T>(st.mask * stencil_sample(st, plane));
 }
 
 // Scatters one column gradient into the input-gradient plane of (n0 + b, c):
@@ -125,7 +125,7 @@ template <typename T, typename Acc, typename Add>
 PDCN_HD void deform_col2im_element(const DeformConvGeometry& g, const DeformSampleStencil<Acc>& st,
                                    const T* grad_columns, int64_t chunk, int64_t c, int64_t k,
                                    int64_t b, int64_t p, const Add& add) {
-  const Acc gcol = static_cast<Acc>(
+  const Acc gcol = cast<Acc>(
       grad_columns[((c * g.kernel_size() + k) * chunk + b) * g.out_plane() + p]) * st.mask;
   if (gcol == Acc(0)) return;
   for (int i = 0; i < 4; ++i) {
@@ -140,7 +140,7 @@ template <typename Acc, typename T>
 PDCN_HD void deform_coord_grad_accumulate(const DeformSampleStencil<Acc>& st, const T* plane,
                                           Acc gcol, Acc* gy, Acc* gx, Acc* gm) {
   Acc v[4];
-  for (int i = 0; i < 4; ++i) v[i] = static_cast<Acc>(plane[st.index[i]]);
+  for (int i = 0; i < 4; ++i) v[i] = cast<Acc>(plane[st.index[i]]);
   *gy += gcol * (st.wy[0] * v[0] + st.wy[1] * v[1] + st.wy[2] * v[2] + st.wy[3] * v[3]);
   *gx += gcol * (st.wx[0] * v[0] + st.wx[1] * v[1] + st.wx[2] * v[2] + st.wx[3] * v[3]);
   *gm += gcol * (st.w[0] * v[0] + st.w[1] * v[1] + st.w[2] * v[2] + st.w[3] * v[3]);
@@ -153,10 +153,10 @@ PDCN_HD void deform_coord_grad_store(const DeformConvGeometry& g, const DeformSa
                                      int64_t n, int64_t dg, int64_t k, int64_t p) {
   const int64_t hw = g.out_plane(), K = g.kernel_size();
   T* go = grad_offset + ((n * g.deformable_groups + dg) * 2 * K + 2 * k) * hw + p;
-  go[0] = static_cast<T>(gy * st.mask);
-  go[hw] = static_cast<T>(gx * st.mask);
+  go[0] = cast<T>(gy * st.mask);
+  go[hw] = cast<T>(gx * st.mask);
   if (grad_mask != nullptr) {
-    grad_mask[((n * g.deformable_groups + dg) * K + k) * hw + p] = static_cast<T>(gm);
+    grad_mask[((n * g.deformable_groups + dg) * K + k) * hw + p] = cast<T>(gm);
   }
 }
 
@@ -174,7 +174,7 @@ PDCN_HD void deform_coord_grad_element(const DeformConvGeometry& g, const Deform
   Acc gy = 0, gx = 0, gm = 0;
   for (int64_t ci = 0; ci < cpg; ++ci) {
     deform_coord_grad_accumulate(st, plane + ci * g.in_plane(),
-                                 static_cast<Acc>(gcol[ci * row_stride]), &gy, &gx, &gm);
+                                 cast<Acc>(gcol[ci * row_stride]), &gy, &gx, &gm);
   }
   deform_coord_grad_store(g, st, gy, gx, gm, grad_offset, grad_mask, n0 + b, dg, k, p);
 }

@@ -54,23 +54,44 @@ __global__ void deform_col2im_atomic_kernel(DeformConvGeometry g, const T* grad_
   }
 }
 
-// One thread owns one (image, channel) plane: a fixed summation order.
-template <typename T, typename Acc>
-__global__ void deform_col2im_deterministic_kernel(DeformConvGeometry g, const T* grad_columns,
-                                                   const T* offset, const T* mask, Acc* acc,
-                                                   int64_t n0, int64_t chunk) {
+// Deterministic col2im, pass 1: the largest |grad_column * mask| of the chunk
+// (every contribution is that times a bilinear weight <= 1).
+template <typename T>
+__global__ void deform_col2im_max_kernel(DeformConvGeometry g, const T* grad_columns,
+                                         const T* mask, unsigned long long* max_bits, int64_t n0,
+                                         int64_t chunk) {
+  using Acc = acc_t<T>;
   const int64_t K = g.kernel_size(), hw = g.out_plane();
-  PDCN_CUDA_LOOP(plane_index, chunk * g.in_channels) {
-    const int64_t b = plane_index / g.in_channels, c = plane_index % g.in_channels;
-    Acc* plane = acc + plane_index * g.in_plane();
-    auto add = [plane](int64_t i, Acc v) { plane[i] += v; };
-    const int64_t dg = c / g.channels_per_dgroup();
-    for (int64_t k = 0; k < K; ++k) {
-      for (int64_t p = 0; p < hw; ++p) {
-        const auto st = deform_sample_stencil<Acc>(g, offset, mask, n0 + b, dg, k, p);
-        deform_col2im_element(g, st, grad_columns, chunk, c, k, b, p, add);
-      }
-    }
+  const int64_t total = g.in_channels * K * chunk * hw;
+  unsigned long long local = 0;
+  PDCN_CUDA_LOOP(e, total) {
+    const ColumnIndex ix(e, K, chunk, hw);
+    const Acc v = cast<Acc>(grad_columns[e]) *
+                  deform_mask_value<Acc>(g, mask, n0 + ix.b, ix.c / g.channels_per_dgroup(),
+                                         ix.k, ix.p);
+    const unsigned long long bits = fixed_point::ordered_bits(v < Acc(0) ? -v : v);
+    local = bits > local ? bits : local;
+  }
+  fold_max(max_bits, local);
+}
+
+// Deterministic col2im, pass 2: the atomic kernel's scatter with fixed-point
+// integer adds into sink (elements [chunk, C, H, W]).
+template <typename T>
+__global__ void deform_col2im_fixed_point_kernel(DeformConvGeometry g, const T* grad_columns,
+                                                 const T* offset, const T* mask,
+                                                 FixedPointSink sink, int64_t n0, int64_t chunk) {
+  using Acc = acc_t<T>;
+  const int exponent = sink.exponent();
+  const int64_t K = g.kernel_size(), hw = g.out_plane();
+  const int64_t total = g.in_channels * K * chunk * hw;
+  PDCN_CUDA_LOOP(e, total) {
+    const ColumnIndex ix(e, K, chunk, hw);
+    const int64_t plane = (ix.b * g.in_channels + ix.c) * g.in_plane();
+    const auto st = deform_sample_stencil<Acc>(g, offset, mask, n0 + ix.b,
+                                               ix.c / g.channels_per_dgroup(), ix.k, ix.p);
+    deform_col2im_element(g, st, grad_columns, chunk, ix.c, ix.k, ix.b, ix.p,
+                          [&](int64_t i, Acc v) { sink.add(plane + i, v, exponent); });
   }
 }
 
@@ -112,12 +133,11 @@ __global__ void deform_output_to_columns_kernel(DeformConvGeometry g, const T* g
   }
 }
 
+// acc[i] += Acc(src[i]): the weight gradient of a chunk added in the
+// accumulation type (float32 for the half types).
 template <typename T>
-__global__ void accumulate_kernel(T* dst, const T* src, int64_t n) {
-  using Acc = acc_t<T>;
-  PDCN_CUDA_LOOP(i, n) {
-    dst[i] = static_cast<T>(static_cast<Acc>(dst[i]) + static_cast<Acc>(src[i]));
-  }
+__global__ void accumulate_kernel(acc_t<T>* acc, const T* src, int64_t n) {
+  PDCN_CUDA_LOOP(i, n) { acc[i] += cast<acc_t<T>>(src[i]); }
 }
 
 }  // namespace cuda

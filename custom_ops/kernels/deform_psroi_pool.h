@@ -59,7 +59,7 @@ template <typename Acc>
 PDCN_HD PSRoiBox<Acc> psroi_box(const DeformPSRoiPoolGeometry& g, const Acc* boxes,
                                 const int* roi_batch, int64_t k) {
   PSRoiBox<Acc> b;
-  const Acc scale = static_cast<Acc>(g.spatial_scale);
+  const Acc scale = cast<Acc>(g.spatial_scale);
   const Acc* box = boxes + 4 * k;
   b.start_x = round_acc(box[0]) * scale - Acc(0.5);
   b.start_y = round_acc(box[1]) * scale - Acc(0.5);
@@ -67,11 +67,15 @@ PDCN_HD PSRoiBox<Acc> psroi_box(const DeformPSRoiPoolGeometry& g, const Acc* box
   const Acc h = (round_acc(box[3]) + Acc(1)) * scale - Acc(0.5) - b.start_y;
   b.width = w < Acc(0.1) ? Acc(0.1) : w;  // a NaN size stays NaN: no sample is kept
   b.height = h < Acc(0.1) ? Acc(0.1) : h;
-  b.bin_h = b.height / static_cast<Acc>(g.pooled_h);
-  b.bin_w = b.width / static_cast<Acc>(g.pooled_w);
-  b.sub_h = b.bin_h / static_cast<Acc>(g.sample_per_part);
-  b.sub_w = b.bin_w / static_cast<Acc>(g.sample_per_part);
+  b.bin_h = b.height / cast<Acc>(g.pooled_h);
+  b.bin_w = b.width / cast<Acc>(g.pooled_w);
+  b.sub_h = b.bin_h / cast<Acc>(g.sample_per_part);
+  b.sub_w = b.bin_w / cast<Acc>(g.sample_per_part);
   b.image = roi_batch[k];
+  if (b.image < 0) {  // a box that boxes_num does not cover (GPU): no sample is kept
+    b.image = 0;
+    b.start_x = b.start_y = cast<Acc>(NAN);
+  }
   return b;
 }
 
@@ -88,13 +92,13 @@ template <typename Acc, typename T>
 PDCN_HD void psroi_bin_origin(const DeformPSRoiPoolGeometry& g, const PSRoiBox<Acc>& b,
                               const T* offset, int64_t k, int64_t c, int64_t i, int64_t j,
                               Acc* y, Acc* x) {
-  Acc oy = static_cast<Acc>(i) * b.bin_h + b.start_y;
-  Acc ox = static_cast<Acc>(j) * b.bin_w + b.start_x;
+  Acc oy = cast<Acc>(i) * b.bin_h + b.start_y;
+  Acc ox = cast<Acc>(j) * b.bin_w + b.start_x;
   if (offset != nullptr) {
     const T* o = offset + psroi_offset_index(g, k, c, i, j);
-    const Acc ts = static_cast<Acc>(g.trans_std);
-    ox += static_cast<Acc>(o[0]) * ts * b.width;
-    oy += static_cast<Acc>(o[g.parts()]) * ts * b.height;
+    const Acc ts = cast<Acc>(g.trans_std);
+    ox += cast<Acc>(o[0]) * ts * b.width;
+    oy += cast<Acc>(o[g.parts()]) * ts * b.height;
   }
   *y = oy;
   *x = ox;
@@ -108,9 +112,9 @@ PDCN_HD int64_t for_each_psroi_sample(const DeformPSRoiPoolGeometry& g, const PS
                                       Acc oy, Acc ox, const F& f) {
   int64_t kept = 0;
   for (int64_t a = 0; a < g.sample_per_part; ++a) {
-    const Acc y = oy + static_cast<Acc>(a) * b.sub_h;
+    const Acc y = oy + cast<Acc>(a) * b.sub_h;
     for (int64_t c = 0; c < g.sample_per_part; ++c) {
-      const Acc x = ox + static_cast<Acc>(c) * b.sub_w;
+      const Acc x = ox + cast<Acc>(c) * b.sub_w;
       const ClampedStencil<Acc> s = make_clamped_stencil(y, x, g.in_h, g.in_w, Acc(0.5));
       if (!s.valid) continue;
       ++kept;
@@ -140,7 +144,7 @@ PDCN_HD void deform_psroi_pool_forward_element(const DeformPSRoiPoolGeometry& g,
   const int64_t kept = for_each_psroi_sample(
       g, b, oy, ox, [&](const ClampedStencil<Acc>& s) { sum += clamped_sample(s, plane, g.in_w); });
   out[((k * g.out_channels + c) * g.pooled_h + i) * g.pooled_w + j] =
-      static_cast<T>(kept > 0 ? sum / static_cast<Acc>(kept) : Acc(0));
+      cast<T>(kept > 0 ? sum / cast<Acc>(kept) : Acc(0));
 }
 
 // Scatters grad_out[k, c, i, j] into the gradient plane of input channel
@@ -153,14 +157,14 @@ PDCN_HD void deform_psroi_pool_backward_x_element(const DeformPSRoiPoolGeometry&
                                                   int64_t k, int64_t c, int64_t i, int64_t j,
                                                   const Add& add) {
   const Acc go =
-      static_cast<Acc>(grad_out[((k * g.out_channels + c) * g.pooled_h + i) * g.pooled_w + j]);
+      cast<Acc>(grad_out[((k * g.out_channels + c) * g.pooled_h + i) * g.pooled_w + j]);
   if (go == Acc(0)) return;
   const PSRoiBox<Acc> b = psroi_box(g, boxes, roi_batch, k);
   Acc oy, ox;
   psroi_bin_origin(g, b, offset, k, c, i, j, &oy, &ox);
   const int64_t kept = for_each_psroi_sample(g, b, oy, ox, [](const ClampedStencil<Acc>&) {});
   if (kept == 0) return;
-  const Acc gb = go / static_cast<Acc>(kept);
+  const Acc gb = go / cast<Acc>(kept);
   for_each_psroi_sample(g, b, oy, ox, [&](const ClampedStencil<Acc>& s) {
     Acc w[4];
     int64_t idx[4];
@@ -182,7 +186,7 @@ PDCN_HD void deform_psroi_pool_offset_grad_element(const DeformPSRoiPoolGeometry
                                                    Acc* gx, Acc* gy) {
   *gx = *gy = Acc(0);
   const Acc go =
-      static_cast<Acc>(grad_out[((k * g.out_channels + c) * g.pooled_h + i) * g.pooled_w + j]);
+      cast<Acc>(grad_out[((k * g.out_channels + c) * g.pooled_h + i) * g.pooled_w + j]);
   if (go == Acc(0)) return;
   Acc oy, ox;
   psroi_bin_origin(g, b, offset, k, c, i, j, &oy, &ox);
@@ -196,7 +200,7 @@ PDCN_HD void deform_psroi_pool_offset_grad_element(const DeformPSRoiPoolGeometry
     sx += dx[0] * v[0] + dx[1] * v[1] + dx[2] * v[2] + dx[3] * v[3];
   });
   if (kept == 0) return;
-  const Acc scale = go / static_cast<Acc>(kept);
+  const Acc scale = go / cast<Acc>(kept);
   *gx = sx * scale;
   *gy = sy * scale;
 }
@@ -226,10 +230,10 @@ PDCN_HD void deform_psroi_pool_offset_grad_entry(const DeformPSRoiPoolGeometry& 
     }
   }
   // An entry that no kept sample uses has a zero gradient, even for a NaN box.
-  const Acc ts = static_cast<Acc>(g.trans_std);
+  const Acc ts = cast<Acc>(g.trans_std);
   T* o = grad_offset + (k * g.offset_groups + group) * 2 * g.parts() + py * g.part_w + px;
-  o[0] = static_cast<T>(gx == Acc(0) ? Acc(0) : gx * ts * b.width);
-  o[g.parts()] = static_cast<T>(gy == Acc(0) ? Acc(0) : gy * ts * b.height);
+  o[0] = cast<T>(gx == Acc(0) ? Acc(0) : gx * ts * b.width);
+  o[g.parts()] = cast<T>(gy == Acc(0) ? Acc(0) : gy * ts * b.height);
 }
 
 }  // namespace pdcn

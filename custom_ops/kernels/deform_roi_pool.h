@@ -62,7 +62,7 @@ struct RoiAlignBox {
 template <typename Acc>
 PDCN_HD int64_t adaptive_grid(Acc ratio, int64_t cap) {
   if (!(ratio > Acc(0))) return 0;
-  if (!(ratio < static_cast<Acc>(cap))) return cap;
+  if (!(ratio < cast<Acc>(cap))) return cap;
   return static_cast<int64_t>(ceil(ratio));
 }
 
@@ -70,7 +70,7 @@ template <typename Acc>
 PDCN_HD RoiAlignBox<Acc> roi_align_box(const DeformRoiPoolGeometry& g, const Acc* boxes,
                                        const int* roi_batch, int64_t k) {
   RoiAlignBox<Acc> b;
-  const Acc scale = static_cast<Acc>(g.spatial_scale);
+  const Acc scale = cast<Acc>(g.spatial_scale);
   const Acc shift = g.aligned ? Acc(0.5) : Acc(0);
   const Acc* box = boxes + 4 * k;
   b.start_x = box[0] * scale - shift;
@@ -81,17 +81,21 @@ PDCN_HD RoiAlignBox<Acc> roi_align_box(const DeformRoiPoolGeometry& g, const Acc
     b.width = b.width < Acc(1) ? Acc(1) : b.width;
     b.height = b.height < Acc(1) ? Acc(1) : b.height;
   }
-  b.bin_h = b.height / static_cast<Acc>(g.pooled_h);
-  b.bin_w = b.width / static_cast<Acc>(g.pooled_w);
+  b.bin_h = b.height / cast<Acc>(g.pooled_h);
+  b.bin_w = b.width / cast<Acc>(g.pooled_w);
   if (g.sampling_ratio > 0) {
     b.grid_h = b.grid_w = g.sampling_ratio;
   } else {
-    b.grid_h = adaptive_grid(b.height / static_cast<Acc>(g.pooled_h), g.max_grid);
-    b.grid_w = adaptive_grid(b.width / static_cast<Acc>(g.pooled_w), g.max_grid);
+    b.grid_h = adaptive_grid(b.height / cast<Acc>(g.pooled_h), g.max_grid);
+    b.grid_w = adaptive_grid(b.width / cast<Acc>(g.pooled_w), g.max_grid);
   }
   const int64_t count = b.grid_h * b.grid_w;
-  b.inv_count = Acc(1) / static_cast<Acc>(count > 0 ? count : 1);
+  b.inv_count = Acc(1) / cast<Acc>(count > 0 ? count : 1);
   b.image = roi_batch[k];
+  if (b.image < 0) {  // a box that boxes_num does not cover (GPU): no samples, zero output
+    b.image = 0;
+    b.grid_h = b.grid_w = 0;
+  }
   return b;
 }
 
@@ -102,9 +106,9 @@ PDCN_HD void roi_bin_origin(const DeformRoiPoolGeometry& g, const RoiAlignBox<Ac
   Acc oy = b.start_y, ox = b.start_x;
   if (offset != nullptr) {
     const T* o = offset + k * 2 * g.bins() + i * g.pooled_w + j;
-    const Acc gamma = static_cast<Acc>(g.gamma);
-    ox += gamma * b.width * static_cast<Acc>(o[0]);
-    oy += gamma * b.height * static_cast<Acc>(o[g.bins()]);
+    const Acc gamma = cast<Acc>(g.gamma);
+    ox += gamma * b.width * cast<Acc>(o[0]);
+    oy += gamma * b.height * cast<Acc>(o[g.bins()]);
   }
   *y = oy;
   *x = ox;
@@ -113,8 +117,8 @@ PDCN_HD void roi_bin_origin(const DeformRoiPoolGeometry& g, const RoiAlignBox<Ac
 // Coordinate of sample a of bin i along one axis: origin + bin * (i + (a + 0.5) / grid).
 template <typename Acc>
 PDCN_HD Acc roi_sample_coord(Acc origin, Acc bin, int64_t i, int64_t a, int64_t grid) {
-  return origin + bin * (static_cast<Acc>(i) +
-                         (static_cast<Acc>(a) + Acc(0.5)) / static_cast<Acc>(grid));
+  return origin + bin * (cast<Acc>(i) +
+                         (cast<Acc>(a) + Acc(0.5)) / cast<Acc>(grid));
 }
 
 // roi_align's margin: a sample is zero beyond one pixel outside the map.
@@ -153,7 +157,7 @@ PDCN_HD void deform_roi_pool_forward_element(const DeformRoiPoolGeometry& g, con
   for_each_roi_sample(g, b, oy, ox, i, j, [&](const ClampedStencil<Acc>& s) {
     sum += clamped_sample(s, plane, g.in_w);
   });
-  out[((k * g.channels + c) * g.pooled_h + i) * g.pooled_w + j] = static_cast<T>(sum * b.inv_count);
+  out[((k * g.channels + c) * g.pooled_h + i) * g.pooled_w + j] = cast<T>(sum * b.inv_count);
 }
 
 // Scatters grad_out[k, c, i, j] into the input-gradient plane of (image, c):
@@ -165,7 +169,7 @@ PDCN_HD void deform_roi_pool_backward_x_element(const DeformRoiPoolGeometry& g, 
                                                 const T* offset, int64_t k, int64_t c, int64_t i,
                                                 int64_t j, const Add& add) {
   const Acc go =
-      static_cast<Acc>(grad_out[((k * g.channels + c) * g.pooled_h + i) * g.pooled_w + j]);
+      cast<Acc>(grad_out[((k * g.channels + c) * g.pooled_h + i) * g.pooled_w + j]);
   if (go == Acc(0)) return;
   const RoiAlignBox<Acc> b = roi_align_box(g, boxes, roi_batch, k);
   const Acc gb = go * b.inv_count;
@@ -187,7 +191,7 @@ template <typename Acc>
 PDCN_HD Acc roi_offset_grad_scale(const DeformRoiPoolGeometry& g, Acc summed, Acc roi_size,
                                   Acc inv_count) {
   if (summed == Acc(0)) return Acc(0);
-  return summed * static_cast<Acc>(g.gamma) * roi_size * inv_count;
+  return summed * cast<Acc>(g.gamma) * roi_size * inv_count;
 }
 
 // grad_offset[k, :, i, j]: sums over the channels; each call owns its outputs.
@@ -211,11 +215,11 @@ PDCN_HD void deform_roi_pool_offset_grad_element(const DeformRoiPoolGeometry& g,
     clamped_weight_derivatives(s, dy, dx);
     clamped_indices(s, g.in_w, idx);
     for (int64_t c = 0; c < g.channels; ++c) {
-      const Acc go = static_cast<Acc>(gout[c * g.bins()]);
+      const Acc go = cast<Acc>(gout[c * g.bins()]);
       const T* plane = image + c * g.in_plane();
       Acc vy = 0, vx = 0;
       for (int t = 0; t < 4; ++t) {
-        const Acc v = static_cast<Acc>(plane[idx[t]]);
+        const Acc v = cast<Acc>(plane[idx[t]]);
         vy += dy[t] * v;
         vx += dx[t] * v;
       }
@@ -224,8 +228,8 @@ PDCN_HD void deform_roi_pool_offset_grad_element(const DeformRoiPoolGeometry& g,
     }
   });
   T* o = grad_offset + k * 2 * g.bins() + bin;
-  o[0] = static_cast<T>(roi_offset_grad_scale(g, gx, b.width, b.inv_count));
-  o[g.bins()] = static_cast<T>(roi_offset_grad_scale(g, gy, b.height, b.inv_count));
+  o[0] = cast<T>(roi_offset_grad_scale(g, gx, b.width, b.inv_count));
+  o[g.bins()] = cast<T>(roi_offset_grad_scale(g, gy, b.height, b.inv_count));
 }
 
 }  // namespace pdcn

@@ -11,6 +11,26 @@
 namespace pdcn {
 namespace cuda {
 
+// roi_batch[k] from boxes_num (see roi_batch_from_counts); batch is small, so
+// each box walks the running counts.
+template <typename Count>
+__global__ void roi_batch_kernel(const Count* counts, int64_t batch, int64_t num_rois,
+                                 int* roi_batch) {
+  PDCN_CUDA_LOOP(k, num_rois) {
+    int image = -1;
+    int64_t end = 0;
+    for (int64_t n = 0; n < batch; ++n) {
+      const int64_t c = static_cast<int64_t>(counts[n]);
+      end += c > 0 ? c : 0;
+      if (k < end) {
+        image = static_cast<int>(n);
+        break;
+      }
+    }
+    roi_batch[k] = image;
+  }
+}
+
 // Output index e over (k, c, i, j), j fastest.
 struct RoiOutputIndex {
   int64_t k, c, i, j;
@@ -42,33 +62,49 @@ __global__ void deform_roi_pool_backward_x_kernel(DeformRoiPoolGeometry g, const
                                                   const T* offset, Acc* acc) {
   PDCN_CUDA_LOOP(e, g.out_elements()) {
     const RoiOutputIndex ix(e, g.channels, g.pooled_h, g.pooled_w);
+    if (roi_batch[ix.k] < 0) continue;
     Acc* plane = acc + (static_cast<int64_t>(roi_batch[ix.k]) * g.channels + ix.c) * g.in_plane();
     deform_roi_pool_backward_x_element(g, grad_out, boxes, roi_batch, offset, ix.k, ix.c, ix.i,
                                        ix.j, [plane](int64_t i, Acc v) { atomicAdd(plane + i, v); });
   }
 }
 
-// One thread owns one (image, channel) plane and visits the boxes of that
-// image in order: a fixed summation order, bitwise reproducible.
-template <typename T, typename Acc>
-__global__ void deform_roi_pool_backward_x_deterministic_kernel(DeformRoiPoolGeometry g,
-                                                                const T* grad_out,
-                                                                const Acc* boxes,
-                                                                const int* roi_batch,
-                                                                const T* offset, Acc* acc) {
-  PDCN_CUDA_LOOP(plane_index, g.batch * g.channels) {
-    const int64_t n = plane_index / g.channels, c = plane_index % g.channels;
-    Acc* plane = acc + plane_index * g.in_plane();
-    auto add = [plane](int64_t i, Acc v) { plane[i] += v; };
-    for (int64_t k = 0; k < g.num_rois; ++k) {
-      if (roi_batch[k] != n) continue;
-      for (int64_t i = 0; i < g.pooled_h; ++i) {
-        for (int64_t j = 0; j < g.pooled_w; ++j) {
-          deform_roi_pool_backward_x_element(g, grad_out, boxes, roi_batch, offset, k, c, i, j,
-                                             add);
-        }
-      }
-    }
+// Deterministic backward, pass 1 (both RoI ops): the largest |grad_out| of the
+// boxes that an image covers (each contribution is at most that).
+template <typename T>
+__global__ void roi_grad_out_max_kernel(const T* grad_out, const int* roi_batch,
+                                        int64_t per_box, int64_t total,
+                                        unsigned long long* max_bits) {
+  using Acc = acc_t<T>;
+  unsigned long long local = 0;
+  PDCN_CUDA_LOOP(e, total) {
+    if (roi_batch[e / per_box] < 0) continue;
+    const Acc v = cast<Acc>(grad_out[e]);
+    const unsigned long long bits = fixed_point::ordered_bits(v < Acc(0) ? -v : v);
+    local = bits > local ? bits : local;
+  }
+  fold_max(max_bits, local);
+}
+
+// Deterministic backward, pass 2: the atomic kernel's scatter with fixed-point
+// integer adds into sink (elements [N, C, H, W]).
+template <typename T>
+__global__ void deform_roi_pool_backward_x_fixed_point_kernel(DeformRoiPoolGeometry g,
+                                                              const T* grad_out,
+                                                              const acc_t<T>* boxes,
+                                                              const int* roi_batch,
+                                                              const T* offset,
+                                                              FixedPointSink sink) {
+  using Acc = acc_t<T>;
+  const int exponent = sink.exponent();
+  PDCN_CUDA_LOOP(e, g.out_elements()) {
+    const RoiOutputIndex ix(e, g.channels, g.pooled_h, g.pooled_w);
+    const int image = roi_batch[ix.k];
+    if (image < 0) continue;
+    const int64_t plane = (static_cast<int64_t>(image) * g.channels + ix.c) * g.in_plane();
+    deform_roi_pool_backward_x_element(
+        g, grad_out, boxes, roi_batch, offset, ix.k, ix.c, ix.i, ix.j,
+        [&](int64_t i, Acc v) { sink.add(plane + i, v, exponent); });
   }
 }
 
@@ -101,6 +137,7 @@ __global__ void deform_psroi_pool_backward_x_kernel(DeformPSRoiPoolGeometry g, c
                                                     const T* offset, Acc* acc) {
   PDCN_CUDA_LOOP(e, g.out_elements()) {
     const RoiOutputIndex ix(e, g.out_channels, g.pooled_h, g.pooled_w);
+    if (roi_batch[ix.k] < 0) continue;
     const int64_t cin = psroi_input_channel(g, ix.c, ix.i, ix.j);
     Acc* plane = acc + (static_cast<int64_t>(roi_batch[ix.k]) * g.in_channels + cin) * g.in_plane();
     deform_psroi_pool_backward_x_element(g, grad_out, boxes, roi_batch, offset, ix.k, ix.c, ix.i,
@@ -109,23 +146,24 @@ __global__ void deform_psroi_pool_backward_x_kernel(DeformPSRoiPoolGeometry g, c
   }
 }
 
-// One thread owns one (image, input channel) plane; input channel (c, i, j)
-// only receives from output bin (c, i, j) of the image's boxes.
-template <typename T, typename Acc>
-__global__ void deform_psroi_pool_backward_x_deterministic_kernel(DeformPSRoiPoolGeometry g,
-                                                                  const T* grad_out,
-                                                                  const Acc* boxes,
-                                                                  const int* roi_batch,
-                                                                  const T* offset, Acc* acc) {
-  PDCN_CUDA_LOOP(plane_index, g.batch * g.in_channels) {
-    const int64_t n = plane_index / g.in_channels, cin = plane_index % g.in_channels;
-    const int64_t j = cin % g.pooled_w, i = (cin / g.pooled_w) % g.pooled_h, c = cin / g.bins();
-    Acc* plane = acc + plane_index * g.in_plane();
-    auto add = [plane](int64_t idx, Acc v) { plane[idx] += v; };
-    for (int64_t k = 0; k < g.num_rois; ++k) {
-      if (roi_batch[k] != n) continue;
-      deform_psroi_pool_backward_x_element(g, grad_out, boxes, roi_batch, offset, k, c, i, j, add);
-    }
+template <typename T>
+__global__ void deform_psroi_pool_backward_x_fixed_point_kernel(DeformPSRoiPoolGeometry g,
+                                                                const T* grad_out,
+                                                                const acc_t<T>* boxes,
+                                                                const int* roi_batch,
+                                                                const T* offset,
+                                                                FixedPointSink sink) {
+  using Acc = acc_t<T>;
+  const int exponent = sink.exponent();
+  PDCN_CUDA_LOOP(e, g.out_elements()) {
+    const RoiOutputIndex ix(e, g.out_channels, g.pooled_h, g.pooled_w);
+    const int image = roi_batch[ix.k];
+    if (image < 0) continue;
+    const int64_t cin = psroi_input_channel(g, ix.c, ix.i, ix.j);
+    const int64_t plane = (static_cast<int64_t>(image) * g.in_channels + cin) * g.in_plane();
+    deform_psroi_pool_backward_x_element(
+        g, grad_out, boxes, roi_batch, offset, ix.k, ix.c, ix.i, ix.j,
+        [&](int64_t i, Acc v) { sink.add(plane + i, v, exponent); });
   }
 }
 

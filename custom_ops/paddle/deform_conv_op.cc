@@ -16,13 +16,13 @@
 #include "../kernels/deform_conv_cpu.h"
 #include "host_sgemm.h"
 #include "plain_layout.h"
-#if defined(PADDLE_WITH_CUDA)
-#include "../kernels/deform_conv_cuda.h"
-#endif
+#include "op_common.h"
 
 namespace {
 
 using pdcn::DeformConvGeometry;
+
+constexpr const char* kOp = "pdcn deform_conv2d";
 
 struct ConvAttrs {
   std::vector<int> strides, paddings, dilations;
@@ -150,7 +150,14 @@ class ConvKernels {
                                  int64_t n0, int64_t chunk) = 0;
   virtual void output_to_columns(const DeformConvGeometry& g, const void* grad_out,
                                  void* gathered, int64_t n0, int64_t chunk) = 0;
-  virtual void accumulate(void* dst, const void* src, int64_t n) = 0;
+  // Weight gradient over chunks: acc[i] += src[i] in the accumulation type.
+  // With a separate accumulator (half types on GPU: float32), the caller keeps
+  // acc of n float32 and converts it once at the end.
+  virtual void accumulate(void* acc, const void* src, int64_t n) = 0;
+  virtual bool separate_weight_grad_accumulator() const { return false; }
+  virtual void convert_from_acc(const void* acc, void* dst, int64_t n) {
+    (void)acc, (void)dst, (void)n;
+  }
   // Offset/mask gradients and grad_x of a chunk from its column gradients.
   virtual void backward_columns(const DeformConvGeometry& g, const void* grad_columns,
                                 const void* x, void* grad_x, void* grad_offset, void* grad_mask,
@@ -243,11 +250,16 @@ class CpuConvKernels final : public ConvKernels {
 };
 
 #if defined(PADDLE_WITH_CUDA)
+// Every launch is checked: a CUDA error becomes a Python error naming the op,
+// the step and the error (e.g. "no kernel image is available for execution
+// on the device" when the library was not built for this GPU).
 class CudaConvKernels final : public ConvKernels {
  public:
   CudaConvKernels(pdcn::cuda::DType dtype, void* stream, bool deterministic, const paddle::Place& place)
       : dtype_(dtype), stream_(stream), deterministic_(deterministic), place_(place) {}
-  int64_t scratch_bytes_per_image(const DeformConvGeometry&) const override { return 0; }
+  int64_t scratch_bytes_per_image(const DeformConvGeometry& g) const override {
+    return pdcn::cuda::col2im_scratch_bytes(dtype_, g, 1, deterministic_);
+  }
   void prepare_chunk(const DeformConvGeometry&, const void* offset, const void* mask, int64_t,
                      int64_t) override {
     offset_ = offset;  // the CUDA kernels compute each stencil where they use it
@@ -255,54 +267,63 @@ class CudaConvKernels final : public ConvKernels {
   }
   void im2col(const DeformConvGeometry& g, const void* x, void* columns, int64_t n0,
               int64_t chunk) override {
-    pdcn::cuda::deform_im2col(dtype_, g, x, offset_, mask_, columns, n0, chunk, stream_);
+    check(pdcn::cuda::deform_im2col(dtype_, g, x, offset_, mask_, columns, n0, chunk, stream_),
+          "im2col");
   }
   void col2im(const DeformConvGeometry& g, const void* grad_columns, void* grad_x, int64_t n0,
               int64_t chunk) override {
-    const int64_t scratch_bytes = pdcn::cuda::col2im_scratch_bytes(dtype_, g, chunk);
-    paddle::Tensor scratch;
-    if (scratch_bytes > 0) {
-      scratch = paddle::empty({scratch_bytes / 4}, paddle::DataType::FLOAT32, place_);
-    }
-    pdcn::cuda::deform_col2im(dtype_, g, grad_columns, offset_, mask_, grad_x,
-                              scratch_bytes > 0 ? scratch.data<float>() : nullptr, n0, chunk,
-                              deterministic_, stream_);
+    const int64_t bytes = pdcn::cuda::col2im_scratch_bytes(dtype_, g, chunk, deterministic_);
+    check(pdcn::cuda::deform_col2im(dtype_, g, grad_columns, offset_, mask_, grad_x,
+                                    scratch(bytes), n0, chunk, deterministic_, stream_),
+          deterministic_ ? "col2im (deterministic)" : "col2im");
   }
   void coord_grad(const DeformConvGeometry& g, const void* grad_columns, const void* x,
                   void* grad_offset, void* grad_mask, int64_t n0, int64_t chunk) override {
-    pdcn::cuda::deform_coord_grad(dtype_, g, grad_columns, x, offset_, mask_, grad_offset,
-                                  grad_mask, n0, chunk, stream_);
+    check(pdcn::cuda::deform_coord_grad(dtype_, g, grad_columns, x, offset_, mask_, grad_offset,
+                                        grad_mask, n0, chunk, stream_),
+          "offset/mask gradient");
   }
   void columns_to_output(const DeformConvGeometry& g, const void* result, void* out, int64_t n0,
                          int64_t chunk) override {
-    pdcn::cuda::deform_columns_to_output(dtype_, g, result, out, n0, chunk, stream_);
+    check(pdcn::cuda::deform_columns_to_output(dtype_, g, result, out, n0, chunk, stream_),
+          "columns to output");
   }
   void output_to_columns(const DeformConvGeometry& g, const void* grad_out, void* gathered,
                          int64_t n0, int64_t chunk) override {
-    pdcn::cuda::deform_output_to_columns(dtype_, g, grad_out, gathered, n0, chunk, stream_);
+    check(pdcn::cuda::deform_output_to_columns(dtype_, g, grad_out, gathered, n0, chunk, stream_),
+          "output to columns");
   }
-  void accumulate(void* dst, const void* src, int64_t n) override {
-    pdcn::cuda::accumulate(dtype_, dst, src, n, stream_);
+  void accumulate(void* acc, const void* src, int64_t n) override {
+    check(pdcn::cuda::accumulate(dtype_, acc, src, n, stream_), "weight gradient accumulation");
+  }
+  bool separate_weight_grad_accumulator() const override {
+    return dtype_ == pdcn::cuda::DType::kFloat16 || dtype_ == pdcn::cuda::DType::kBFloat16;
+  }
+  void convert_from_acc(const void* acc, void* dst, int64_t n) override {
+    check(pdcn::cuda::convert_from_acc(dtype_, acc, dst, n, stream_), "weight gradient rounding");
   }
 
  private:
+  static void check(int status, const char* step) { pdcn::check_cuda(status, kOp, step); }
+  // Scratch of col2im, kept for the call's chunks (the workspace budget
+  // counts it through scratch_bytes_per_image).
+  void* scratch(int64_t bytes) {
+    if (bytes <= 0) return nullptr;
+    if (scratch_bytes_ < bytes) {
+      scratch_ = paddle::empty({(bytes + 3) / 4}, paddle::DataType::FLOAT32, place_);
+      scratch_bytes_ = bytes;
+    }
+    return scratch_.data<float>();
+  }
   pdcn::cuda::DType dtype_;
   void* stream_;
   bool deterministic_;
   paddle::Place place_;
+  paddle::Tensor scratch_;
+  int64_t scratch_bytes_ = 0;
   const void* offset_ = nullptr;
   const void* mask_ = nullptr;
 };
-
-pdcn::cuda::DType cuda_dtype(paddle::DataType dtype) {
-  switch (dtype) {
-    case paddle::DataType::FLOAT32: return pdcn::cuda::DType::kFloat32;
-    case paddle::DataType::FLOAT64: return pdcn::cuda::DType::kFloat64;
-    case paddle::DataType::FLOAT16: return pdcn::cuda::DType::kFloat16;
-    case paddle::DataType::BFLOAT16: return pdcn::cuda::DType::kBFloat16;
-    default: PD_THROW("pdcn deform_conv2d: unsupported dtype on GPU");
-  }
-}
 #endif
 
 std::unique_ptr<ConvKernels> make_kernels(const paddle::Tensor& x, bool deterministic) {
@@ -315,8 +336,8 @@ std::unique_ptr<ConvKernels> make_kernels(const paddle::Tensor& x, bool determin
   }
 #if defined(PADDLE_WITH_CUDA)
   if (x.is_gpu()) {
-    return std::make_unique<CudaConvKernels>(cuda_dtype(x.dtype()), x.stream(), deterministic,
-                                             x.place());
+    return std::make_unique<CudaConvKernels>(pdcn::cuda_dtype(x.dtype(), kOp),
+                                             pdcn::stream_of(x), deterministic, x.place());
   }
 #endif
   (void)deterministic;
@@ -380,6 +401,10 @@ std::vector<paddle::Tensor> forward(const paddle::Tensor& x_in, const paddle::Te
   const DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
   const std::vector<int64_t> mask_shape = mask ? mask->shape() : std::vector<int64_t>{};
   check_offset_mask(g, offset.shape(), mask ? &mask_shape : nullptr);
+  pdcn::check_same_place(kOp, {{"x", &x}, {"offset", &offset}, {"mask", mask}, {"weight", &weight}});
+#if defined(PADDLE_WITH_CUDA)
+  const pdcn::DeviceScope device(x, kOp);
+#endif
   paddle::Tensor out = paddle::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype(), x.place());
   if (g.batch == 0) return {out};
   auto kernels = make_kernels(x, deterministic);
@@ -416,6 +441,11 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
   const DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
   const std::vector<int64_t> mask_shape = mask ? mask->shape() : std::vector<int64_t>{};
   check_offset_mask(g, offset.shape(), mask ? &mask_shape : nullptr);
+  pdcn::check_same_place(kOp, {{"x", &x}, {"offset", &offset}, {"mask", mask},
+                               {"weight", &weight}, {"grad_out", &grad_out}});
+#if defined(PADDLE_WITH_CUDA)
+  const pdcn::DeviceScope device(x, kOp);
+#endif
   paddle::Tensor grad_x = paddle::empty(x.shape(), x.dtype(), x.place());
   paddle::Tensor grad_offset = paddle::empty(offset.shape(), offset.dtype(), offset.place());
   paddle::Tensor grad_mask;
@@ -437,6 +467,12 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
     paddle::Tensor grad_columns_buffer =
         kernels->buffer(Buffer::kGradColumns, g.column_elements(chunk), x.dtype(), x.place());
     paddle::Tensor w3 = paddle::experimental::reshape(weight, {G, out_per_group, rows_per_group});
+    // float16/bfloat16 on GPU: the chunks' weight gradients are summed in
+    // float32 and rounded once at the end, not summed in the half type.
+    paddle::Tensor grad_w_acc;
+    if (kernels->separate_weight_grad_accumulator()) {
+      grad_w_acc = paddle::full({grad_w3.numel()}, 0.0, paddle::DataType::FLOAT32, x.place());
+    }
     for (int64_t n0 = 0; n0 < g.batch; n0 += chunk) {
       const int64_t b = std::min(chunk, g.batch - n0);
       kernels->prepare_chunk(g, offset.data(), optional_data(mask), n0, b);
@@ -444,12 +480,20 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
       kernels->output_to_columns(g, grad_out.data(), gathered.data(), n0, b);
       paddle::Tensor cols = view(columns, {G, rows_per_group, b * hw});
       paddle::Tensor gout = view(gathered, {G, out_per_group, b * hw});
-      grad_w3 = grouped_matmul(gout, false, cols, true, grad_w3, n0 > 0, *kernels);
+      if (grad_w_acc.initialized()) {
+        const paddle::Tensor product = paddle::experimental::matmul(gout, cols, false, true);
+        kernels->accumulate(grad_w_acc.data(), product.data(), product.numel());
+      } else {
+        grad_w3 = grouped_matmul(gout, false, cols, true, grad_w3, n0 > 0, *kernels);
+      }
       paddle::Tensor grad_columns = grouped_matmul(
           w3, true, gout, false, view(grad_columns_buffer, {G, rows_per_group, b * hw}), false,
           *kernels);
       kernels->backward_columns(g, grad_columns.data(), x.data(), grad_x.data(),
                                 grad_offset.data(), mask ? grad_mask.data() : nullptr, n0, b);
+    }
+    if (grad_w_acc.initialized()) {
+      kernels->convert_from_acc(grad_w_acc.data(), grad_w3.data(), grad_w3.numel());
     }
   }
   paddle::Tensor grad_weight = paddle::experimental::reshape(grad_w3, weight.shape());

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "paddle/extension.h"
+#include "op_common.h"
 #include "plain_layout.h"
 
 #include "../kernels/deform_psroi_pool_cpu.h"
@@ -48,15 +49,34 @@ void check_dtype(const paddle::Tensor& x, const char* op) {
 paddle::Tensor boxes_in_acc_type(const paddle::Tensor& boxes, const paddle::Tensor& x) {
   const paddle::DataType want = acc_dtype(x.dtype());
   paddle::Tensor b = boxes.dtype() == want ? boxes : paddle::experimental::cast(boxes, want);
-  if (b.place() != x.place()) b = b.copy_to(x.place(), true);
+  if (b.place() != x.place()) b = b.copy_to(x.place(), /*blocking=*/false);
   return b;
 }
 
 // The image index of every box, int32 on x's device, from boxes_num [N].
+// On GPU it is computed on the device from boxes_num without a host sync
+// (boxes that boxes_num does not cover pool to zero); on CPU boxes_num is
+// checked against the number of boxes.
 paddle::Tensor roi_batch_index(const paddle::Tensor& boxes_num, int64_t batch, int64_t num_rois,
                                const paddle::Tensor& x, const char* op) {
   PD_CHECK(boxes_num.numel() == batch, op, ": boxes_num must have one entry per image (",
            batch, "), got ", boxes_num.numel());
+  PD_CHECK(boxes_num.dtype() == paddle::DataType::INT32 ||
+               boxes_num.dtype() == paddle::DataType::INT64,
+           op, ": boxes_num must be int32 or int64");
+#if defined(PADDLE_WITH_CUDA)
+  if (x.is_gpu()) {
+    paddle::Tensor index = paddle::empty({num_rois}, paddle::DataType::INT32, x.place());
+    if (num_rois == 0) return index;
+    const paddle::Tensor counts =
+        boxes_num.place() == x.place() ? boxes_num : boxes_num.copy_to(x.place(), false);
+    pdcn::check_cuda(pdcn::cuda::roi_batch_from_counts(
+                         counts.data(), counts.dtype() == paddle::DataType::INT64, batch,
+                         num_rois, index.data<int32_t>(), pdcn::stream_of(x)),
+                     op, "box image indices");
+    return index;
+  }
+#endif
   paddle::Tensor counts = boxes_num.is_cpu() ? boxes_num : boxes_num.copy_to(paddle::CPUPlace(), true);
   std::vector<int64_t> per_image(batch);
   for (int64_t n = 0; n < batch; ++n) {
@@ -79,7 +99,6 @@ paddle::Tensor roi_batch_index(const paddle::Tensor& boxes_num, int64_t batch, i
     for (int64_t t = 0; t < per_image[n]; ++t) idx[k++] = static_cast<int32_t>(n);
   }
   PD_CHECK(k == num_rois, op, ": boxes_num sums to ", k, " but there are ", num_rois, " boxes");
-  if (!x.is_cpu() && num_rois > 0) index = index.copy_to(x.place(), true);  // K = 0: never read
   return index;
 }
 
@@ -97,16 +116,6 @@ std::vector<int64_t> pair_of(const std::vector<int>& v, const char* what, const 
 }
 
 #if defined(PADDLE_WITH_CUDA)
-pdcn::cuda::DType cuda_dtype(paddle::DataType dtype) {
-  switch (dtype) {
-    case paddle::DataType::FLOAT32: return pdcn::cuda::DType::kFloat32;
-    case paddle::DataType::FLOAT64: return pdcn::cuda::DType::kFloat64;
-    case paddle::DataType::FLOAT16: return pdcn::cuda::DType::kFloat16;
-    case paddle::DataType::BFLOAT16: return pdcn::cuda::DType::kBFloat16;
-    default: PD_THROW("pdcn roi pooling: unsupported dtype on GPU");
-  }
-}
-
 paddle::Tensor scratch_tensor(int64_t bytes, const paddle::Place& place) {
   if (bytes <= 0) return paddle::Tensor();
   return paddle::empty({(bytes + 3) / 4}, paddle::DataType::FLOAT32, place);
@@ -157,6 +166,10 @@ std::vector<paddle::Tensor> roi_forward(const paddle::Tensor& x_in, const paddle
   paddle::Tensor offset_storage;
   const paddle::Tensor* offset = pdcn::plain_layout(offset_in, &offset_storage);
   check_dtype(x, kRoi);
+  pdcn::check_same_place(kRoi, {{"x", &x}, {"offset", offset}});
+#if defined(PADDLE_WITH_CUDA)
+  const pdcn::DeviceScope device(x, kRoi);
+#endif
   const DeformRoiPoolGeometry g =
       roi_geometry(x, boxes, output_size, spatial_scale, sampling_ratio, gamma, aligned);
   check_roi_offset(g, offset);
@@ -178,9 +191,11 @@ std::vector<paddle::Tensor> roi_forward(const paddle::Tensor& x_in, const paddle
     return {out};
   }
 #if defined(PADDLE_WITH_CUDA)
-  pdcn::cuda::deform_roi_pool_forward(cuda_dtype(x.dtype()), g, x.data(), b.data(),
-                                      roi_batch.data<int32_t>(), data_or_null(offset), out.data(),
-                                      x.stream());
+  pdcn::check_cuda(
+      pdcn::cuda::deform_roi_pool_forward(pdcn::cuda_dtype(x.dtype(), kRoi), g, x.data(), b.data(),
+                                          roi_batch.data<int32_t>(), data_or_null(offset),
+                                          out.data(), pdcn::stream_of(x)),
+      kRoi, "forward");
   return {out};
 #else
   PD_THROW(kRoi, ": unsupported place (built without CUDA?)");
@@ -200,6 +215,10 @@ std::vector<paddle::Tensor> roi_backward(const paddle::Tensor& x_in, const paddl
   const paddle::Tensor* offset = pdcn::plain_layout(offset_in, &offset_storage);
   const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
   check_dtype(x, kRoi);
+  pdcn::check_same_place(kRoi, {{"x", &x}, {"offset", offset}, {"grad_out", &grad_out}});
+#if defined(PADDLE_WITH_CUDA)
+  const pdcn::DeviceScope device(x, kRoi);
+#endif
   const DeformRoiPoolGeometry g =
       roi_geometry(x, boxes, output_size, spatial_scale, sampling_ratio, gamma, aligned);
   check_roi_offset(g, offset);
@@ -227,13 +246,17 @@ std::vector<paddle::Tensor> roi_backward(const paddle::Tensor& x_in, const paddl
     }
   } else {
 #if defined(PADDLE_WITH_CUDA)
-    const auto dtype = cuda_dtype(x.dtype());
+    const auto dtype = pdcn::cuda_dtype(x.dtype(), kRoi);
     paddle::Tensor scratch =
-        scratch_tensor(pdcn::cuda::deform_roi_pool_backward_scratch_bytes(dtype, g), x.place());
-    pdcn::cuda::deform_roi_pool_backward(dtype, g, grad_out.data(), x.data(), b.data(),
-                                         roi_batch.data<int32_t>(), data_or_null(offset),
-                                         grad_x.data(), offset ? grad_offset.data() : nullptr,
-                                         scratch_data(scratch), deterministic, x.stream());
+        scratch_tensor(pdcn::cuda::deform_roi_pool_backward_scratch_bytes(dtype, g, deterministic),
+                       x.place());
+    pdcn::check_cuda(
+        pdcn::cuda::deform_roi_pool_backward(dtype, g, grad_out.data(), x.data(), b.data(),
+                                             roi_batch.data<int32_t>(), data_or_null(offset),
+                                             grad_x.data(), offset ? grad_offset.data() : nullptr,
+                                             scratch_data(scratch), deterministic,
+                                             pdcn::stream_of(x)),
+        kRoi, deterministic ? "backward (deterministic)" : "backward");
 #else
     PD_THROW(kRoi, ": unsupported place (built without CUDA?)");
 #endif
@@ -366,6 +389,10 @@ std::vector<paddle::Tensor> ps_forward(const paddle::Tensor& x_in, const paddle:
   paddle::Tensor offset_storage;
   const paddle::Tensor* offset = pdcn::plain_layout(offset_in, &offset_storage);
   check_dtype(x, kPs);
+  pdcn::check_same_place(kPs, {{"x", &x}, {"offset", offset}});
+#if defined(PADDLE_WITH_CUDA)
+  const pdcn::DeviceScope device(x, kPs);
+#endif
   const DeformPSRoiPoolGeometry g = ps_geometry(x, boxes, offset, output_channels, output_size,
                                                 part_size, spatial_scale, sample_per_part,
                                                 trans_std);
@@ -387,9 +414,11 @@ std::vector<paddle::Tensor> ps_forward(const paddle::Tensor& x_in, const paddle:
     return {out};
   }
 #if defined(PADDLE_WITH_CUDA)
-  pdcn::cuda::deform_psroi_pool_forward(cuda_dtype(x.dtype()), g, x.data(), b.data(),
-                                        roi_batch.data<int32_t>(), data_or_null(offset),
-                                        out.data(), x.stream());
+  pdcn::check_cuda(
+      pdcn::cuda::deform_psroi_pool_forward(pdcn::cuda_dtype(x.dtype(), kPs), g, x.data(),
+                                            b.data(), roi_batch.data<int32_t>(),
+                                            data_or_null(offset), out.data(), pdcn::stream_of(x)),
+      kPs, "forward");
   return {out};
 #else
   PD_THROW(kPs, ": unsupported place (built without CUDA?)");
@@ -409,6 +438,10 @@ std::vector<paddle::Tensor> ps_backward(const paddle::Tensor& x_in, const paddle
   const paddle::Tensor* offset = pdcn::plain_layout(offset_in, &offset_storage);
   const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
   check_dtype(x, kPs);
+  pdcn::check_same_place(kPs, {{"x", &x}, {"offset", offset}, {"grad_out", &grad_out}});
+#if defined(PADDLE_WITH_CUDA)
+  const pdcn::DeviceScope device(x, kPs);
+#endif
   const DeformPSRoiPoolGeometry g = ps_geometry(x, boxes, offset, output_channels, output_size,
                                                 part_size, spatial_scale, sample_per_part,
                                                 trans_std);
@@ -436,13 +469,18 @@ std::vector<paddle::Tensor> ps_backward(const paddle::Tensor& x_in, const paddle
     }
   } else {
 #if defined(PADDLE_WITH_CUDA)
-    const auto dtype = cuda_dtype(x.dtype());
+    const auto dtype = pdcn::cuda_dtype(x.dtype(), kPs);
     paddle::Tensor scratch =
-        scratch_tensor(pdcn::cuda::deform_psroi_pool_backward_scratch_bytes(dtype, g), x.place());
-    pdcn::cuda::deform_psroi_pool_backward(dtype, g, grad_out.data(), x.data(), b.data(),
-                                           roi_batch.data<int32_t>(), data_or_null(offset),
-                                           grad_x.data(), offset ? grad_offset.data() : nullptr,
-                                           scratch_data(scratch), deterministic, x.stream());
+        scratch_tensor(pdcn::cuda::deform_psroi_pool_backward_scratch_bytes(dtype, g, deterministic),
+                       x.place());
+    pdcn::check_cuda(
+        pdcn::cuda::deform_psroi_pool_backward(dtype, g, grad_out.data(), x.data(), b.data(),
+                                               roi_batch.data<int32_t>(), data_or_null(offset),
+                                               grad_x.data(),
+                                               offset ? grad_offset.data() : nullptr,
+                                               scratch_data(scratch), deterministic,
+                                               pdcn::stream_of(x)),
+        kPs, deterministic ? "backward (deterministic)" : "backward");
 #else
     PD_THROW(kPs, ": unsupported place (built without CUDA?)");
 #endif

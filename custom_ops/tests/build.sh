@@ -19,7 +19,9 @@ done
 mkdir -p "$out"
 NVCC="${NVCC:-nvcc}"
 arch="-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90"
-flags="-std=c++17 -O3 $arch -I$kernels --expt-relaxed-constexpr"
+# The no-half-conversion macros as Paddle's and PyTorch's builders may pass them (and setup.py does).
+half="-D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__ -D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_BFLOAT16_OPERATORS__"
+flags="-std=c++17 -O3 $arch -I$kernels --expt-relaxed-constexpr $half"
 objects=()
 for cu in "$kernels"/*.cu; do
   obj="$out/$(basename "${cu%.cu}").o"

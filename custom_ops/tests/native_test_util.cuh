@@ -94,6 +94,17 @@ inline void compare(const std::string& what, const std::vector<double>& got,
   if (bad) ++failures();
 }
 
+// An entry point's status: 0, or a CUDA error that fails the test.
+#define EXPECT_OK(call)                                                                     \
+  do {                                                                                      \
+    const int status_ = (call);                                                             \
+    if (status_ != 0) {                                                                     \
+      std::printf("  %s:%d: %s returned %d (%s) FAIL\n", __FILE__, __LINE__, #call, status_, \
+                  pdcn::cuda::error_string(status_));                                      \
+      ++native_test::failures();                                                            \
+    }                                                                                       \
+  } while (0)
+
 inline std::vector<double> normal_vector(size_t n, double scale, std::mt19937_64& rng) {
   std::normal_distribution<double> normal(0.0, scale);
   std::vector<double> v(n);

@@ -80,19 +80,19 @@ void run_case(const char* name, DeformConvGeometry g, DType dtype, Tolerance tol
       d_grad_offset(zeros_offset), d_grad_mask(zeros_mask), d_out(zeros_out),
       d_gathered(result.size());
   DeviceBuffer<float> d_scratch(
-      static_cast<size_t>(pdcn::cuda::col2im_scratch_bytes(dtype, g, chunk) / 4));
-  pdcn::cuda::deform_im2col(dtype, g, d_x.ptr, d_offset.ptr, d_mask.ptr, d_columns.ptr, n0, chunk,
-                            nullptr);
-  pdcn::cuda::deform_col2im(dtype, g, d_grad_columns.ptr, d_offset.ptr, d_mask.ptr, d_grad_x.ptr,
-                            d_scratch.ptr, n0, chunk, /*deterministic=*/false, nullptr);
-  pdcn::cuda::deform_col2im(dtype, g, d_grad_columns.ptr, d_offset.ptr, d_mask.ptr,
+      static_cast<size_t>(pdcn::cuda::col2im_scratch_bytes(dtype, g, chunk, /*deterministic=*/true) / 4));
+  EXPECT_OK(pdcn::cuda::deform_im2col(dtype, g, d_x.ptr, d_offset.ptr, d_mask.ptr, d_columns.ptr, n0, chunk,
+                            nullptr));
+  EXPECT_OK(pdcn::cuda::deform_col2im(dtype, g, d_grad_columns.ptr, d_offset.ptr, d_mask.ptr, d_grad_x.ptr,
+                            d_scratch.ptr, n0, chunk, /*deterministic=*/false, nullptr));
+  EXPECT_OK(pdcn::cuda::deform_col2im(dtype, g, d_grad_columns.ptr, d_offset.ptr, d_mask.ptr,
                             d_grad_x_det.ptr, d_scratch.ptr, n0, chunk, /*deterministic=*/true,
-                            nullptr);
-  pdcn::cuda::deform_coord_grad(dtype, g, d_grad_columns.ptr, d_x.ptr, d_offset.ptr, d_mask.ptr,
-                                d_grad_offset.ptr, d_grad_mask.ptr, n0, chunk, nullptr);
-  pdcn::cuda::deform_columns_to_output(dtype, g, d_result.ptr, d_out.ptr, n0, chunk, nullptr);
-  pdcn::cuda::deform_output_to_columns(dtype, g, d_grad_out.ptr, d_gathered.ptr, n0, chunk,
-                                       nullptr);
+                            nullptr));
+  EXPECT_OK(pdcn::cuda::deform_coord_grad(dtype, g, d_grad_columns.ptr, d_x.ptr, d_offset.ptr, d_mask.ptr,
+                                d_grad_offset.ptr, d_grad_mask.ptr, n0, chunk, nullptr));
+  EXPECT_OK(pdcn::cuda::deform_columns_to_output(dtype, g, d_result.ptr, d_out.ptr, n0, chunk, nullptr));
+  EXPECT_OK(pdcn::cuda::deform_output_to_columns(dtype, g, d_grad_out.ptr, d_gathered.ptr, n0, chunk,
+                                       nullptr));
   CUDA_CHECK(cudaGetLastError());
   CUDA_CHECK(cudaDeviceSynchronize());
 
@@ -107,10 +107,37 @@ void run_case(const char* name, DeformConvGeometry g, DType dtype, Tolerance tol
 
   // The deterministic col2im is bitwise reproducible.
   DeviceBuffer<T> d_again(zeros_x);
-  pdcn::cuda::deform_col2im(dtype, g, d_grad_columns.ptr, d_offset.ptr, d_mask.ptr, d_again.ptr,
-                            d_scratch.ptr, n0, chunk, true, nullptr);
+  EXPECT_OK(pdcn::cuda::deform_col2im(dtype, g, d_grad_columns.ptr, d_offset.ptr, d_mask.ptr, d_again.ptr,
+                            d_scratch.ptr, n0, chunk, true, nullptr));
   CUDA_CHECK(cudaDeviceSynchronize());
   compare("deterministic col2im repeat (bitwise)", d_again.host(), d_grad_x_det.host(), 0, 0);
+}
+
+// The weight gradient summed over many chunks: accumulate() adds each chunk's
+// product (in T) into an accumulator of acc_t<T>, convert_from_acc() rounds
+// once. For float16/bfloat16 the result must be the float32 sum rounded once
+// (within one rounding of T), where summing in T would drift by many ulps.
+template <typename T>
+void weight_grad_accumulation(DType dtype, double rtol) {
+  const int64_t n = 4096, chunks = 64;
+  std::mt19937_64 rng(7);
+  using Acc = pdcn::acc_t<T>;
+  std::vector<double> sum(n, 0.0);
+  DeviceBuffer<Acc> d_acc(std::vector<double>(n, 0.0));
+  for (int64_t c = 0; c < chunks; ++c) {
+    // mean 1 plus noise: a long positive sum, the case that loses most in half
+    auto part = rounded<T>(normal_vector(n, 0.2, rng));
+    for (int64_t i = 0; i < n; ++i) {
+      part[i] = to_double(from_double<T>(part[i] + 1.0));
+      sum[i] += part[i];
+    }
+    DeviceBuffer<T> d_part(part);
+    EXPECT_OK(pdcn::cuda::accumulate(dtype, d_acc.ptr, d_part.ptr, n, nullptr));
+  }
+  DeviceBuffer<T> d_out(static_cast<size_t>(n));
+  EXPECT_OK(pdcn::cuda::convert_from_acc(dtype, d_acc.ptr, d_out.ptr, n, nullptr));
+  CUDA_CHECK(cudaDeviceSynchronize());
+  compare("weight grad over 64 chunks (float32 acc)", d_out.host(), sum, rtol, 0);
 }
 
 DeformConvGeometry geometry(int64_t n, int64_t c, int64_t h, int64_t w, int64_t c_out,
@@ -143,6 +170,16 @@ int main() {
     std::fprintf(stderr, "no CUDA device: nothing to test\n");
     return 3;
   }
+  {  // a bad device is reported by the guard, not ignored
+    pdcn::cuda::DeviceGuard bad(1 << 20);
+    std::printf("DeviceGuard(invalid device): status %d (%s) %s\n", bad.status(),
+                pdcn::cuda::error_string(bad.status()), bad.status() != 0 ? "ok" : "FAIL");
+    if (bad.status() == 0) ++failures();
+    cudaGetLastError();  // clear it
+  }
+  weight_grad_accumulation<float>(DType::kFloat32, 1e-6);
+  weight_grad_accumulation<__half>(DType::kFloat16, 1.0 / 1024);       // one half ulp
+  weight_grad_accumulation<__nv_bfloat16>(DType::kBFloat16, 1.0 / 128);  // one bf16 ulp
   run_all<double>(DType::kFloat64, {1e-12, 1e-12});
   run_all<float>(DType::kFloat32, {1e-5, 1e-5});
   run_all<__half>(DType::kFloat16, {2e-2, 2e-2});

@@ -43,6 +43,31 @@ struct IntDeviceBuffer {
   ~IntDeviceBuffer() { cudaFree(ptr); }
 };
 
+// roi_batch_from_counts on the device against the expected indices, with
+// int32 and int64 counts (no host sync inside the entry point).
+void roi_batch_case(const std::vector<int64_t>& counts, int64_t num_rois,
+                    const std::vector<int>& want) {
+  for (int wide = 0; wide < 2; ++wide) {
+    void* d_counts = nullptr;
+    const size_t elem = wide ? sizeof(int64_t) : sizeof(int32_t);
+    std::vector<int32_t> narrow(counts.begin(), counts.end());
+    CUDA_CHECK(cudaMalloc(&d_counts, std::max<size_t>(1, counts.size()) * elem));
+    CUDA_CHECK(cudaMemcpy(d_counts, wide ? static_cast<const void*>(counts.data()) : narrow.data(),
+                          counts.size() * elem, cudaMemcpyHostToDevice));
+    IntDeviceBuffer d_batch(std::vector<int>(num_rois, 12345));
+    EXPECT_OK(pdcn::cuda::roi_batch_from_counts(d_counts, wide != 0,
+                                                static_cast<int64_t>(counts.size()), num_rois,
+                                                d_batch.ptr, nullptr));
+    std::vector<int> got(num_rois);
+    CUDA_CHECK(cudaMemcpy(got.data(), d_batch.ptr, num_rois * sizeof(int), cudaMemcpyDeviceToHost));
+    cudaFree(d_counts);
+    const bool same = got == want;
+    std::printf("  roi_batch_from_counts (%s, K=%lld) %s\n", wide ? "int64" : "int32",
+                static_cast<long long>(num_rois), same ? "ok" : "FAIL");
+    if (!same) ++failures();
+  }
+}
+
 // Boxes (x1, y1, x2, y2) in image units for a map of h x w at `scale`, some
 // crossing the border; with `poison`, a few are NaN / Inf / huge.
 std::vector<double> random_boxes(int64_t k, double h, double w, double scale, bool poison,
@@ -115,7 +140,7 @@ void roi_case(const char* name, DeformRoiPoolGeometry g, const std::vector<int>&
   DeviceBuffer<T> d_x(x), d_offset(offset), d_grad_out(grad_out);
   DeviceBuffer<Acc> d_boxes(boxes);
   DeviceBuffer<float> d_scratch(
-      static_cast<size_t>(pdcn::cuda::deform_roi_pool_backward_scratch_bytes(dtype, g) / 4));
+      static_cast<size_t>(pdcn::cuda::deform_roi_pool_backward_scratch_bytes(dtype, g, /*deterministic=*/true) / 4));
   for (int with_offset = 0; with_offset < 2; ++with_offset) {
     const Ref* ro = with_offset ? roff.data() : nullptr;
     const void* dof = with_offset ? static_cast<const void*>(d_offset.ptr) : nullptr;
@@ -130,16 +155,16 @@ void roi_case(const char* name, DeformRoiPoolGeometry g, const std::vector<int>&
     }
     DeviceBuffer<T> d_out(out.size()), d_gx(gx.size()), d_gx_det(gx.size()),
         d_gx_again(gx.size()), d_goff(goff.size());
-    pdcn::cuda::deform_roi_pool_forward(dtype, g, d_x.ptr, d_boxes.ptr, d_batch.ptr, dof,
-                                        d_out.ptr, nullptr);
-    pdcn::cuda::deform_roi_pool_backward(dtype, g, d_grad_out.ptr, d_x.ptr, d_boxes.ptr,
+    EXPECT_OK(pdcn::cuda::deform_roi_pool_forward(dtype, g, d_x.ptr, d_boxes.ptr, d_batch.ptr, dof,
+                                        d_out.ptr, nullptr));
+    EXPECT_OK(pdcn::cuda::deform_roi_pool_backward(dtype, g, d_grad_out.ptr, d_x.ptr, d_boxes.ptr,
                                          d_batch.ptr, dof, d_gx.ptr,
                                          with_offset ? d_goff.ptr : nullptr, d_scratch.ptr,
-                                         /*deterministic=*/false, nullptr);
+                                         /*deterministic=*/false, nullptr));
     for (auto* buf : {&d_gx_det, &d_gx_again}) {
-      pdcn::cuda::deform_roi_pool_backward(dtype, g, d_grad_out.ptr, d_x.ptr, d_boxes.ptr,
+      EXPECT_OK(pdcn::cuda::deform_roi_pool_backward(dtype, g, d_grad_out.ptr, d_x.ptr, d_boxes.ptr,
                                            d_batch.ptr, dof, buf->ptr, nullptr, d_scratch.ptr,
-                                           /*deterministic=*/true, nullptr);
+                                           /*deterministic=*/true, nullptr));
     }
     CUDA_CHECK(cudaGetLastError());
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -183,7 +208,7 @@ void psroi_case(const char* name, DeformPSRoiPoolGeometry g, const std::vector<i
   DeviceBuffer<T> d_x(x), d_offset(offset), d_grad_out(grad_out);
   DeviceBuffer<Acc> d_boxes(boxes);
   DeviceBuffer<float> d_scratch(
-      static_cast<size_t>(pdcn::cuda::deform_psroi_pool_backward_scratch_bytes(dtype, g) / 4));
+      static_cast<size_t>(pdcn::cuda::deform_psroi_pool_backward_scratch_bytes(dtype, g, /*deterministic=*/true) / 4));
   for (int with_offset = 0; with_offset < 2; ++with_offset) {
     const Ref* ro = with_offset ? roff.data() : nullptr;
     const void* dof = with_offset ? static_cast<const void*>(d_offset.ptr) : nullptr;
@@ -198,16 +223,16 @@ void psroi_case(const char* name, DeformPSRoiPoolGeometry g, const std::vector<i
     }
     DeviceBuffer<T> d_out(out.size()), d_gx(gx.size()), d_gx_det(gx.size()),
         d_gx_again(gx.size()), d_goff(goff.size());
-    pdcn::cuda::deform_psroi_pool_forward(dtype, g, d_x.ptr, d_boxes.ptr, d_batch.ptr, dof,
-                                          d_out.ptr, nullptr);
-    pdcn::cuda::deform_psroi_pool_backward(dtype, g, d_grad_out.ptr, d_x.ptr, d_boxes.ptr,
+    EXPECT_OK(pdcn::cuda::deform_psroi_pool_forward(dtype, g, d_x.ptr, d_boxes.ptr, d_batch.ptr, dof,
+                                          d_out.ptr, nullptr));
+    EXPECT_OK(pdcn::cuda::deform_psroi_pool_backward(dtype, g, d_grad_out.ptr, d_x.ptr, d_boxes.ptr,
                                            d_batch.ptr, dof, d_gx.ptr,
                                            with_offset ? d_goff.ptr : nullptr, d_scratch.ptr,
-                                           /*deterministic=*/false, nullptr);
+                                           /*deterministic=*/false, nullptr));
     for (auto* buf : {&d_gx_det, &d_gx_again}) {
-      pdcn::cuda::deform_psroi_pool_backward(dtype, g, d_grad_out.ptr, d_x.ptr, d_boxes.ptr,
+      EXPECT_OK(pdcn::cuda::deform_psroi_pool_backward(dtype, g, d_grad_out.ptr, d_x.ptr, d_boxes.ptr,
                                              d_batch.ptr, dof, buf->ptr, nullptr, d_scratch.ptr,
-                                             /*deterministic=*/true, nullptr);
+                                             /*deterministic=*/true, nullptr));
     }
     CUDA_CHECK(cudaGetLastError());
     CUDA_CHECK(cudaDeviceSynchronize());
@@ -264,6 +289,9 @@ int main() {
     std::fprintf(stderr, "no CUDA device: nothing to test\n");
     return 3;
   }
+  roi_batch_case({5, 0, 7}, 12, {0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2});
+  roi_batch_case({2, 1}, 5, {0, 0, 1, -1, -1});    // counts short of K: uncovered boxes
+  roi_batch_case({-3, 2}, 3, {1, 1, -1});          // a negative count counts as zero
   run_all<double>(DType::kFloat64, {1e-10, 1e-10});
   run_all<float>(DType::kFloat32, {1e-4, 1e-5});
   run_all<__half>(DType::kFloat16, {2e-2, 2e-2});

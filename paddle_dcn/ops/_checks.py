@@ -77,3 +77,21 @@ def expect_supported_dtype(name: str, tensor: paddle.Tensor) -> None:
             f"{name} has dtype {tensor.dtype}; paddle_dcn ops on {where} support "
             f"{', '.join(str(d).replace('paddle.', '') for d in allowed)}"
         )
+
+
+def expect_same_place(ref_name: str, reference, **named) -> None:
+    """Raises unless every tensor in ``named`` (None skipped) is on the place of ``reference``.
+
+    Only dygraph tensors carry a place; static-graph values are placed by the executor.
+    """
+    if not isinstance(reference, paddle.Tensor):
+        return
+    for name, tensor in named.items():
+        if tensor is None or not hasattr(tensor, "place"):
+            continue
+        if tensor.place != reference.place:
+            raise ValueError(
+                f"{name} is on {tensor.place} but {ref_name} is on {reference.place}: "
+                f"paddle_dcn ops need all tensor inputs on one device (use .to() or "
+                f"paddle.to_tensor(..., place=...) to move them)"
+            )

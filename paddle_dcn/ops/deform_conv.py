@@ -94,6 +94,7 @@ def deform_conv2d(
         )
     if bias is not None:
         _checks.expect_shape("bias", _checks.shape_of(bias, "bias"), [c_out], "[C_out]")
+    _checks.expect_same_place("x", x, offset=offset, weight=weight, mask=mask, bias=bias)
 
     load_library()
     attrs = (strides, paddings, dilations, groups, deformable_groups,

@@ -77,6 +77,7 @@ def deform_roi_pool(
             "[K, 2, PH, PW]",
         )
         _checks.expect_dtype("offset", offset, x, "x")
+    _checks.expect_same_place("x", x, offset=offset)
 
     load_library()
     attrs = (pooled, spatial_scale, sampling_ratio, gamma, bool(aligned),
@@ -149,6 +150,7 @@ def deform_psroi_pool(
             )
         _checks.expect_shape("offset", o_shape, [num_rois, groups2, parts[0], parts[1]], layout)
         _checks.expect_dtype("offset", offset, x, "x")
+    _checks.expect_same_place("x", x, offset=offset)
 
     load_library()
     attrs = (output_channels, pooled, parts, spatial_scale, sample_per_part, trans_std,
@@ -170,7 +172,11 @@ def _check_boxes(boxes: paddle.Tensor, boxes_num: paddle.Tensor, batch: int) -> 
     if boxes_num.dtype not in (paddle.int32, paddle.int64):
         raise ValueError(f"boxes_num must be int32 or int64, got dtype {boxes_num.dtype}")
     num_rois = b_shape[0]
-    if isinstance(boxes_num, paddle.Tensor) and paddle.in_dynamic_mode():
+    # Checked where it costs no device sync: boxes_num in host memory. On GPU the op
+    # derives each box's image on the device; boxes that boxes_num leaves uncovered
+    # pool to zero (docs/ops.md).
+    if (isinstance(boxes_num, paddle.Tensor) and paddle.in_dynamic_mode()
+            and boxes_num.place.is_cpu_place()):
         counts = boxes_num.numpy().astype(np.int64)
         if (counts < 0).any() or (num_rois >= 0 and int(counts.sum()) != num_rois):
             raise ValueError(

@@ -1,0 +1,75 @@
+// Shared by the bindings: the one-place rule of an op's inputs and, with CUDA,
+// the device guard, the stream, the dtype mapping and the launch-status check.
+#pragma once
+
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "paddle/extension.h"
+#if defined(PADDLE_WITH_CUDA)
+#include "paddle/phi/core/cuda_stream.h"
+
+#include "../kernels/deform_conv_cuda.h"
+#endif
+
+namespace pdcn {
+
+// Every tensor of an op call lives where the first one does ("x on gpu:0 but
+// offset on cpu" is an error, not a crash or a silent copy). named: {name,
+// tensor} pairs; absent tensors (uninitialised) are skipped.
+inline void check_same_place(
+    const char* op, std::initializer_list<std::pair<const char*, const paddle::Tensor*>> named) {
+  const std::pair<const char*, const paddle::Tensor*>* first = nullptr;
+  for (const auto& entry : named) {
+    if (entry.second == nullptr || !entry.second->initialized()) continue;
+    if (first == nullptr) {
+      first = &entry;
+      continue;
+    }
+    PD_CHECK(entry.second->place() == first->second->place(), op, ": ", entry.first, " is on ",
+             entry.second->place().DebugString(), " but ", first->first, " is on ",
+             first->second->place().DebugString(), "; move all inputs to one device");
+  }
+}
+
+#if defined(PADDLE_WITH_CUDA)
+inline cuda::DType cuda_dtype(paddle::DataType dtype, const char* op) {
+  switch (dtype) {
+    case paddle::DataType::FLOAT32: return cuda::DType::kFloat32;
+    case paddle::DataType::FLOAT64: return cuda::DType::kFloat64;
+    case paddle::DataType::FLOAT16: return cuda::DType::kFloat16;
+    case paddle::DataType::BFLOAT16: return cuda::DType::kBFloat16;
+    default:
+      PD_THROW(op, ": unsupported dtype on GPU (float32, float64, float16 and bfloat16 are)");
+  }
+}
+
+// The current stream of the tensor's own device (Tensor::stream() is the
+// current device's stream, which differs when x is on another GPU).
+inline void* stream_of(const paddle::Tensor& t) {
+  return paddle::GetCurrentCUDAStream(t.place())->raw_stream();
+}
+
+inline void check_cuda(int status, const char* op, const char* step) {
+  PD_CHECK(status == 0, op, ": CUDA error in ", step, ": ", cuda::error_string(status),
+           " (cudaError ", status, ")");
+}
+
+// Makes the tensor's device current for the op's kernels and allocations
+// (nothing for a CPU tensor).
+class DeviceScope {
+ public:
+  DeviceScope(const paddle::Tensor& t, const char* op) {
+    if (!t.is_gpu()) return;
+    guard_ = std::make_unique<cuda::DeviceGuard>(t.place().GetDeviceId());
+    check_cuda(guard_->status(), op, "selecting the inputs' device");
+  }
+
+ private:
+  std::unique_ptr<cuda::DeviceGuard> guard_;
+};
+#endif
+
+}  // namespace pdcn
