@@ -130,7 +130,8 @@ class ConvKernels {
  public:
   virtual ~ConvKernels() = default;
   // Workspace the kernels need per image of a chunk, beyond the columns.
-  virtual int64_t scratch_bytes_per_image(const DeformConvGeometry& g) const = 0;
+  // (backward: the pass that also scatters the input gradient.)
+  virtual int64_t scratch_bytes_per_image(const DeformConvGeometry& g, bool backward) const = 0;
   // A 1-D workspace tensor of `elements` elements for `role`.
   virtual paddle::Tensor buffer(Buffer role, int64_t elements, paddle::DataType dtype,
                                 const paddle::Place& place) {
@@ -186,7 +187,7 @@ class CpuConvKernels final : public ConvKernels {
   }
 
  public:
-  int64_t scratch_bytes_per_image(const DeformConvGeometry& g) const override {
+  int64_t scratch_bytes_per_image(const DeformConvGeometry& g, bool) const override {
     return pdcn::cpu::deform_stencil_bytes_per_image<T>(g);
   }
   paddle::Tensor buffer(Buffer role, int64_t elements, paddle::DataType dtype,
@@ -257,8 +258,8 @@ class CudaConvKernels final : public ConvKernels {
  public:
   CudaConvKernels(pdcn::cuda::DType dtype, void* stream, bool deterministic, const paddle::Place& place)
       : dtype_(dtype), stream_(stream), deterministic_(deterministic), place_(place) {}
-  int64_t scratch_bytes_per_image(const DeformConvGeometry& g) const override {
-    return pdcn::cuda::col2im_scratch_bytes(dtype_, g, 1, deterministic_);
+  int64_t scratch_bytes_per_image(const DeformConvGeometry& g, bool backward) const override {
+    return backward ? pdcn::cuda::col2im_scratch_bytes(dtype_, g, 1, deterministic_) : 0;
   }
   void prepare_chunk(const DeformConvGeometry&, const void* offset, const void* mask, int64_t,
                      int64_t) override {
@@ -409,7 +410,7 @@ std::vector<paddle::Tensor> forward(const paddle::Tensor& x_in, const paddle::Te
   if (g.batch == 0) return {out};
   auto kernels = make_kernels(x, deterministic);
   const int64_t chunk = choose_chunk(g, element_bytes(x.dtype()),
-                                     kernels->scratch_bytes_per_image(g), workspace_bytes);
+                                     kernels->scratch_bytes_per_image(g, false), workspace_bytes);
   const int64_t G = g.groups, rows_per_group = g.column_rows() / G, hw = g.out_plane();
   paddle::Tensor columns =
       kernels->buffer(Buffer::kColumns, g.column_elements(chunk), x.dtype(), x.place());
@@ -459,7 +460,7 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
     grad_w3 = paddle::empty({G, out_per_group, rows_per_group}, x.dtype(), x.place());
     auto kernels = make_kernels(x, deterministic);
     const int64_t chunk = choose_chunk(g, element_bytes(x.dtype()),
-                                       kernels->scratch_bytes_per_image(g), workspace_bytes);
+                                       kernels->scratch_bytes_per_image(g, true), workspace_bytes);
     paddle::Tensor columns =
         kernels->buffer(Buffer::kColumns, g.column_elements(chunk), x.dtype(), x.place());
     paddle::Tensor gathered =

@@ -1,22 +1,77 @@
 // CPU stand-in for pdcn_shim.cu with the same C API (float32/float64 only), built over the
 // project's CPU drivers: lets validate.py --cpu-mock test the harness without a GPU.
+//   g++ -O2 -std=c++17 -fopenmp -shared -fPIC -I custom_ops/kernels cpu_shim.cc -o libpdcn_cpu_shim.so
+// Status codes: 0 ok, kUnsupported for a dtype the CPU drivers lack. Scratch sizes are 0.
+// Boxes whose roi_batch entry is negative (roi_batch_from_counts: not covered by the counts)
+// pool to zero and get no gradient, as the CUDA kernels promise; the shim arranges that itself
+// so that it holds over CPU drivers that do not know the rule.
+#include <algorithm>
 #include <cstdint>
+#include <vector>
+
 #include "deform_conv_cpu.h"
 #include "deform_psroi_pool_cpu.h"
 #include "deform_roi_pool_cpu.h"
-#include "shim_geometry.h"
 using namespace pdcn;
 namespace {
-using shim::conv;
-using shim::psroi;
-using shim::roi;
+constexpr int kUnsupported = 99;
+DeformConvGeometry conv(const long long* a) {
+  DeformConvGeometry g;
+  g.batch = a[0]; g.in_channels = a[1]; g.in_h = a[2]; g.in_w = a[3];
+  g.out_channels = a[4]; g.out_h = a[5]; g.out_w = a[6];
+  g.kernel_h = a[7]; g.kernel_w = a[8]; g.stride_h = a[9]; g.stride_w = a[10];
+  g.pad_h = a[11]; g.pad_w = a[12]; g.dilation_h = a[13]; g.dilation_w = a[14];
+  g.groups = a[15]; g.deformable_groups = a[16];
+  return g;
+}
+DeformRoiPoolGeometry roi(const long long* i, const float* f) {
+  DeformRoiPoolGeometry g;
+  g.batch = i[0]; g.channels = i[1]; g.in_h = i[2]; g.in_w = i[3]; g.num_rois = i[4];
+  g.pooled_h = i[5]; g.pooled_w = i[6]; g.sampling_ratio = i[7]; g.max_grid = i[8];
+  g.aligned = i[9] != 0; g.spatial_scale = f[0]; g.gamma = f[1];
+  return g;
+}
+DeformPSRoiPoolGeometry psroi(const long long* i, const float* f) {
+  DeformPSRoiPoolGeometry g;
+  g.batch = i[0]; g.in_channels = i[1]; g.in_h = i[2]; g.in_w = i[3]; g.num_rois = i[4];
+  g.out_channels = i[5]; g.pooled_h = i[6]; g.pooled_w = i[7]; g.part_h = i[8]; g.part_w = i[9];
+  g.offset_groups = i[10]; g.sample_per_part = i[11]; g.spatial_scale = f[0]; g.trans_std = f[1];
+  return g;
+}
 template <typename F> int by_dtype(int d, const F& f) {
-  if (d == 0) f(float{}); else if (d == 1) f(double{}); else return 99;
+  if (d == 0) f(float{}); else if (d == 1) f(double{}); else return kUnsupported;
   return 0;
+}
+
+// roi_batch with uncovered boxes (< 0) sent to image 0, and the list of those boxes.
+struct CoveredBatch {
+  std::vector<int> batch;
+  std::vector<int64_t> uncovered;
+  CoveredBatch(const int* b, int64_t k) : batch(b, b + k) {
+    for (int64_t i = 0; i < k; ++i) {
+      if (batch[i] < 0) { batch[i] = 0; uncovered.push_back(i); }
+    }
+  }
+};
+template <typename T> void zero_boxes(T* data, const std::vector<int64_t>& boxes, int64_t per_box) {
+  for (int64_t k : boxes) std::fill(data + k * per_box, data + (k + 1) * per_box, T(0));
+}
+// grad_out with the rows of uncovered boxes zeroed (a copy only when there are any).
+template <typename T> const T* masked_grad(const T* go, const CoveredBatch& cb, int64_t per_box,
+                                           std::vector<T>* storage) {
+  if (cb.uncovered.empty()) return go;
+  storage->assign(go, go + static_cast<int64_t>(cb.batch.size()) * per_box);
+  zero_boxes(storage->data(), cb.uncovered, per_box);
+  return storage->data();
 }
 }  // namespace
 extern "C" {
-const char* pdcn_error_string(int status) { return status == 0 ? "no error" : "unsupported dtype (CPU mock)"; }
+const char* pdcn_error_string(int code) {
+  if (code == 0) return "no error";
+  if (code == kUnsupported) return "cpu mock: dtype not supported by the CPU drivers";
+  return "cpu mock: unknown status";
+}
+int pdcn_is_cuda() { return 0; }
 long long pdcn_col2im_scratch_bytes(int, const long long*, long long, int) { return 0; }
 int pdcn_im2col(int d, const long long* ga, const void* x, const void* off, const void* mask,
                 void* cols, long long n0, long long chunk, void*) {
@@ -46,53 +101,76 @@ int pdcn_output_to_columns(int d, const long long* ga, const void* go, void* gt,
   return by_dtype(d, [&](auto t) { using T = decltype(t);
     cpu::deform_output_to_columns(conv(ga), (const T*)go, (T*)gt, n0, chunk); });
 }
+// acc in acc_t<T> (T itself for float32/float64), src in T.
 int pdcn_accumulate(int d, void* acc, const void* src, long long n, void*) {
-  return by_dtype(d, [&](auto t) { using T = decltype(t); cpu::accumulate((T*)acc, (const T*)src, n); });
-}
-int pdcn_convert_from_acc(int d, const void* acc, void* dst, long long n, void*) {  // T == acc_t<T>
   return by_dtype(d, [&](auto t) { using T = decltype(t);
-    for (long long i = 0; i < n; ++i) ((T*)dst)[i] = ((const T*)acc)[i]; });
+    acc_t<T>* a = static_cast<acc_t<T>*>(acc); const T* s = static_cast<const T*>(src);
+    cpu_parallel_for(n, [&](int64_t i) { a[i] += static_cast<acc_t<T>>(s[i]); }); });
 }
-int pdcn_roi_batch_from_counts(const void* counts, int wide, long long batch, long long k,
-                               int* roi_batch, void*) {
-  long long end = 0, n = 0;
-  for (long long box = 0; box < k; ++box) {
-    while (n < batch) {
-      const long long c = wide ? ((const long long*)counts)[n] : ((const int*)counts)[n];
-      if (box < end + (c > 0 ? c : 0)) break;
-      end += c > 0 ? c : 0;
-      ++n;
-    }
-    roi_batch[box] = n < batch ? (int)n : -1;
+int pdcn_convert_from_acc(int d, const void* acc, void* dst, long long n, void*) {
+  return by_dtype(d, [&](auto t) { using T = decltype(t);
+    const acc_t<T>* a = static_cast<const acc_t<T>*>(acc); T* o = static_cast<T*>(dst);
+    cpu_parallel_for(n, [&](int64_t i) { o[i] = static_cast<T>(a[i]); }); });
+}
+// Box k belongs to the first image whose running count exceeds k; beyond the sum: -1.
+// Negative counts count as zero. counts and roi_batch are host memory here.
+int pdcn_roi_batch_from_counts(const void* counts, int counts_int64, long long batch,
+                               long long num_rois, int* roi_batch, void*) {
+  int64_t k = 0;
+  for (int64_t n = 0; n < batch && k < num_rois; ++n) {
+    int64_t c = counts_int64 ? static_cast<const int64_t*>(counts)[n]
+                             : static_cast<const int32_t*>(counts)[n];
+    for (c = std::max<int64_t>(c, 0); c > 0 && k < num_rois; --c) roi_batch[k++] = static_cast<int>(n);
   }
+  for (; k < num_rois; ++k) roi_batch[k] = -1;
   return 0;
 }
 long long pdcn_roi_scratch_bytes(int, const long long*, const float*, int) { return 0; }
 int pdcn_roi_forward(int d, const long long* i, const float* f, const void* x, const void* b,
                      const int* batch, const void* off, void* out, void*) {
-  return by_dtype(d, [&](auto t) { using T = decltype(t);
-    cpu::deform_roi_pool_forward<T>(roi(i, f), (const T*)x, (const acc_t<T>*)b, batch, (const T*)off, (T*)out); });
+  return by_dtype(d, [&](auto t) { using T = decltype(t); const auto g = roi(i, f);
+    const CoveredBatch cb(batch, g.num_rois);
+    cpu::deform_roi_pool_forward<T>(g, (const T*)x, (const acc_t<T>*)b, cb.batch.data(),
+                                    (const T*)off, (T*)out);
+    zero_boxes((T*)out, cb.uncovered, g.channels * g.bins()); });
 }
 int pdcn_roi_backward(int d, const long long* i, const float* f, const void* go, const void* x,
                       const void* b, const int* batch, const void* off, void* gx, void* goff,
                       void*, int, void*) {
   return by_dtype(d, [&](auto t) { using T = decltype(t); const auto g = roi(i, f);
-    cpu::deform_roi_pool_backward_x<T>(g, (const T*)go, (const acc_t<T>*)b, batch, (const T*)off, (T*)gx);
-    if (goff) cpu::deform_roi_pool_backward_offset<T>(g, (const T*)go, (const T*)x, (const acc_t<T>*)b,
-                                                      batch, (const T*)off, (T*)goff); });
+    const CoveredBatch cb(batch, g.num_rois);
+    std::vector<T> storage;
+    const T* grad = masked_grad((const T*)go, cb, g.channels * g.bins(), &storage);
+    const auto* boxes = (const acc_t<T>*)b;
+    cpu::deform_roi_pool_backward_x<T>(g, grad, boxes, cb.batch.data(), (const T*)off, (T*)gx);
+    if (goff) {
+      cpu::deform_roi_pool_backward_offset<T>(g, grad, (const T*)x, boxes, cb.batch.data(),
+                                              (const T*)off, (T*)goff);
+      zero_boxes((T*)goff, cb.uncovered, 2 * g.bins());
+    } });
 }
 long long pdcn_psroi_scratch_bytes(int, const long long*, const float*, int) { return 0; }
 int pdcn_psroi_forward(int d, const long long* i, const float* f, const void* x, const void* b,
                        const int* batch, const void* off, void* out, void*) {
-  return by_dtype(d, [&](auto t) { using T = decltype(t);
-    cpu::deform_psroi_pool_forward<T>(psroi(i, f), (const T*)x, (const acc_t<T>*)b, batch, (const T*)off, (T*)out); });
+  return by_dtype(d, [&](auto t) { using T = decltype(t); const auto g = psroi(i, f);
+    const CoveredBatch cb(batch, g.num_rois);
+    cpu::deform_psroi_pool_forward<T>(g, (const T*)x, (const acc_t<T>*)b, cb.batch.data(),
+                                      (const T*)off, (T*)out);
+    zero_boxes((T*)out, cb.uncovered, g.out_channels * g.bins()); });
 }
 int pdcn_psroi_backward(int d, const long long* i, const float* f, const void* go, const void* x,
                         const void* b, const int* batch, const void* off, void* gx, void* goff,
                         void*, int, void*) {
   return by_dtype(d, [&](auto t) { using T = decltype(t); const auto g = psroi(i, f);
-    cpu::deform_psroi_pool_backward_x<T>(g, (const T*)go, (const acc_t<T>*)b, batch, (const T*)off, (T*)gx);
-    if (goff) cpu::deform_psroi_pool_backward_offset<T>(g, (const T*)go, (const T*)x, (const acc_t<T>*)b,
-                                                        batch, (const T*)off, (T*)goff); });
+    const CoveredBatch cb(batch, g.num_rois);
+    std::vector<T> storage;
+    const T* grad = masked_grad((const T*)go, cb, g.out_channels * g.bins(), &storage);
+    const auto* boxes = (const acc_t<T>*)b;
+    cpu::deform_psroi_pool_backward_x<T>(g, grad, boxes, cb.batch.data(), (const T*)off, (T*)gx);
+    if (goff) {
+      cpu::deform_psroi_pool_backward_offset<T>(g, grad, (const T*)x, boxes, cb.batch.data(),
+                                                (const T*)off, (T*)goff);
+      zero_boxes((T*)goff, cb.uncovered, 2 * g.offset_groups * g.parts());
+    } });
 }
 }

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# The Python of the harness's CPU mock (validate.py --cpu-mock): a venv with a CPU PyTorch
-# and numpy, apart from the project's .venv (PyTorch is no dependency of paddle_dcn).
-#   bash custom_ops/tests/gpu_validate/mock_env.sh [VENV_DIR]    (default .venv-gpu-mock)
+# Makes .venv-gpu-mock/ at the repository root: a Python with the CPU wheel of torch (and numpy),
+# apart from the project's .venv (torch and Paddle do not share a venv here). validate.py --cpu-mock
+# runs in it (tests/test_gpu_validate_mock.py). Idempotent: a venv whose torch imports is kept.
+#   bash custom_ops/tests/gpu_validate/mock_env.sh        (prints the interpreter's path last)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
-venv="${1:-$root/.venv-gpu-mock}"
+venv="$root/.venv-gpu-mock"
 PYTHON="${PYTHON:-python3}"
-[ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
-"$venv/bin/python" -c "import torch" 2>/dev/null || "$venv/bin/python" -m pip install -q torch==2.13.0 numpy
-"$venv/bin/python" -c "import torch; print('gpu_validate mock env: torch', torch.__version__)"
+TORCH_SPEC="${PDCN_MOCK_TORCH:-torch==2.13.0}"
+if ! "$venv/bin/python" -c "import torch, numpy" >/dev/null 2>&1; then
+  [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+  # The CPU wheel: pip finds it through its find-links (/opt/wheels) where a machine has one;
+  # elsewhere PyTorch's CPU index keeps the CUDA libraries out.
+  "$venv/bin/python" -m pip install -q "$TORCH_SPEC" numpy \
+    || "$venv/bin/python" -m pip install -q --index-url https://download.pytorch.org/whl/cpu "$TORCH_SPEC" numpy
+fi
+"$venv/bin/python" -c "import torch; print('gpu-mock venv: torch', torch.__version__)" >&2
+echo "$venv/bin/python"

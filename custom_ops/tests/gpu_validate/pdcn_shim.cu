@@ -1,10 +1,10 @@
 // extern "C" face of the framework-neutral CUDA entry points, for ctypes
-// (validate.py). Each call returns the entry point's status (0 or a cudaError_t).
-#include <cuda_runtime.h>
+// (validate.py). Each call returns the entry point's own status: 0, or the
+// cudaError_t (as int) of its first failed launch; pdcn_error_string names it.
+// cpu_shim.cc implements the same C API over the CPU drivers (--cpu-mock).
 
 #include "deform_conv_cuda.h"
 #include "deform_roi_pool_cuda.h"
-#include "shim_geometry.h"
 
 using pdcn::DeformConvGeometry;
 using pdcn::DeformPSRoiPoolGeometry;
@@ -12,14 +12,39 @@ using pdcn::DeformRoiPoolGeometry;
 using pdcn::cuda::DType;
 
 namespace {
-using shim::conv;
-using shim::psroi;
-using shim::roi;
+// g: batch, C, H, W, Cout, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw, groups, dgroups
+DeformConvGeometry conv(const long long* a) {
+  DeformConvGeometry g;
+  g.batch = a[0]; g.in_channels = a[1]; g.in_h = a[2]; g.in_w = a[3];
+  g.out_channels = a[4]; g.out_h = a[5]; g.out_w = a[6];
+  g.kernel_h = a[7]; g.kernel_w = a[8]; g.stride_h = a[9]; g.stride_w = a[10];
+  g.pad_h = a[11]; g.pad_w = a[12]; g.dilation_h = a[13]; g.dilation_w = a[14];
+  g.groups = a[15]; g.deformable_groups = a[16];
+  return g;
+}
+// i: batch, C, H, W, K, PH, PW, sampling_ratio, max_grid, aligned; f: scale, gamma
+DeformRoiPoolGeometry roi(const long long* i, const float* f) {
+  DeformRoiPoolGeometry g;
+  g.batch = i[0]; g.channels = i[1]; g.in_h = i[2]; g.in_w = i[3]; g.num_rois = i[4];
+  g.pooled_h = i[5]; g.pooled_w = i[6]; g.sampling_ratio = i[7]; g.max_grid = i[8];
+  g.aligned = i[9] != 0; g.spatial_scale = f[0]; g.gamma = f[1];
+  return g;
+}
+// i: batch, Cin, H, W, K, OC, PH, PW, part_h, part_w, offset_groups, S; f: scale, trans_std
+DeformPSRoiPoolGeometry psroi(const long long* i, const float* f) {
+  DeformPSRoiPoolGeometry g;
+  g.batch = i[0]; g.in_channels = i[1]; g.in_h = i[2]; g.in_w = i[3]; g.num_rois = i[4];
+  g.out_channels = i[5]; g.pooled_h = i[6]; g.pooled_w = i[7]; g.part_h = i[8]; g.part_w = i[9];
+  g.offset_groups = i[10]; g.sample_per_part = i[11]; g.spatial_scale = f[0]; g.trans_std = f[1];
+  return g;
+}
 DType dt(int d) { return static_cast<DType>(d); }
 }  // namespace
 
 extern "C" {
-const char* pdcn_error_string(int status) { return pdcn::cuda::error_string(status); }
+const char* pdcn_error_string(int code) { return pdcn::cuda::error_string(code); }
+// 1: the real kernels (cpu_shim.cc answers 0).
+int pdcn_is_cuda() { return 1; }
 long long pdcn_col2im_scratch_bytes(int d, const long long* g, long long chunk, int det) {
   return pdcn::cuda::col2im_scratch_bytes(dt(d), conv(g), chunk, det != 0);
 }
@@ -29,12 +54,14 @@ int pdcn_im2col(int d, const long long* g, const void* x, const void* off, const
 }
 int pdcn_col2im(int d, const long long* g, const void* gcols, const void* off, const void* mask,
                 void* gx, void* scratch, long long n0, long long chunk, int det, void* s) {
-  return pdcn::cuda::deform_col2im(dt(d), conv(g), gcols, off, mask, gx, scratch, n0, chunk, det != 0, s);
+  return pdcn::cuda::deform_col2im(dt(d), conv(g), gcols, off, mask, gx, scratch, n0, chunk,
+                                   det != 0, s);
 }
 int pdcn_coord_grad(int d, const long long* g, const void* gcols, const void* x, const void* off,
                     const void* mask, void* goff, void* gmask, long long n0, long long chunk,
                     void* s) {
-  return pdcn::cuda::deform_coord_grad(dt(d), conv(g), gcols, x, off, mask, goff, gmask, n0, chunk, s);
+  return pdcn::cuda::deform_coord_grad(dt(d), conv(g), gcols, x, off, mask, goff, gmask, n0,
+                                       chunk, s);
 }
 int pdcn_columns_to_output(int d, const long long* g, const void* res, void* out, long long n0,
                            long long chunk, void* s) {
@@ -44,15 +71,17 @@ int pdcn_output_to_columns(int d, const long long* g, const void* gout, void* ga
                            long long n0, long long chunk, void* s) {
   return pdcn::cuda::deform_output_to_columns(dt(d), conv(g), gout, gathered, n0, chunk, s);
 }
+// acc [n] in the accumulation type (float32 for float16/bfloat16), src [n] in T: acc += src.
 int pdcn_accumulate(int d, void* acc, const void* src, long long n, void* s) {
   return pdcn::cuda::accumulate(dt(d), acc, src, n, s);
 }
 int pdcn_convert_from_acc(int d, const void* acc, void* dst, long long n, void* s) {
   return pdcn::cuda::convert_from_acc(dt(d), acc, dst, n, s);
 }
-int pdcn_roi_batch_from_counts(const void* counts, int wide, long long batch, long long k,
-                               int* roi_batch, void* s) {
-  return pdcn::cuda::roi_batch_from_counts(counts, wide != 0, batch, k, roi_batch, s);
+int pdcn_roi_batch_from_counts(const void* counts, int counts_int64, long long batch,
+                               long long num_rois, int* roi_batch, void* s) {
+  return pdcn::cuda::roi_batch_from_counts(counts, counts_int64 != 0, batch, num_rois, roi_batch,
+                                           s);
 }
 long long pdcn_roi_scratch_bytes(int d, const long long* i, const float* f, int det) {
   return pdcn::cuda::deform_roi_pool_backward_scratch_bytes(dt(d), roi(i, f), det != 0);
@@ -64,8 +93,8 @@ int pdcn_roi_forward(int d, const long long* i, const float* f, const void* x, c
 int pdcn_roi_backward(int d, const long long* i, const float* f, const void* gout, const void* x,
                       const void* boxes, const int* batch, const void* off, void* gx, void* goff,
                       void* scratch, int det, void* s) {
-  return pdcn::cuda::deform_roi_pool_backward(dt(d), roi(i, f), gout, x, boxes, batch, off, gx, goff,
-                                       scratch, det != 0, s);
+  return pdcn::cuda::deform_roi_pool_backward(dt(d), roi(i, f), gout, x, boxes, batch, off, gx,
+                                         goff, scratch, det != 0, s);
 }
 long long pdcn_psroi_scratch_bytes(int d, const long long* i, const float* f, int det) {
   return pdcn::cuda::deform_psroi_pool_backward_scratch_bytes(dt(d), psroi(i, f), det != 0);
@@ -77,7 +106,7 @@ int pdcn_psroi_forward(int d, const long long* i, const float* f, const void* x,
 int pdcn_psroi_backward(int d, const long long* i, const float* f, const void* gout,
                         const void* x, const void* boxes, const int* batch, const void* off,
                         void* gx, void* goff, void* scratch, int det, void* s) {
-  return pdcn::cuda::deform_psroi_pool_backward(dt(d), psroi(i, f), gout, x, boxes, batch, off, gx,
-                                         goff, scratch, det != 0, s);
+  return pdcn::cuda::deform_psroi_pool_backward(dt(d), psroi(i, f), gout, x, boxes, batch, off,
+                                           gx, goff, scratch, det != 0, s);
 }
 }
