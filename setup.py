@@ -13,14 +13,26 @@ paddle_dcn never compiles anything.
 """
 import glob
 import os
-import sys
 
 from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 OP_LIBRARY = "paddle_dcn._pdcn_ops"
-sys.path.insert(0, os.path.join(ROOT, "custom_ops"))
-import cuda_build  # noqa: E402  (custom_ops/cuda_build.py)
+
+
+def _load_cuda_build():
+    """custom_ops/cuda_build.py, loaded by path (putting custom_ops/ on sys.path would let
+    custom_ops/paddle/ pass for the paddle package where Paddle is not installed)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "pdcn_cuda_build", os.path.join(ROOT, "custom_ops", "cuda_build.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cuda_build = _load_cuda_build()
 
 
 def _sources(pattern: str) -> list:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import sys
 
 import pytest
@@ -87,3 +88,32 @@ def test_missing_headers_are_named_with_the_way_to_get_them(tmp_path):
 def test_kernels_are_built_without_implicit_half_conversions():
     assert "-D__CUDA_NO_HALF_CONVERSIONS__" in cuda_build.NVCC_FLAGS
     assert "-D__CUDA_NO_BFLOAT16_CONVERSIONS__" in cuda_build.NVCC_FLAGS
+
+
+def _load_fatbin_reader():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "custom_ops", "tests", "fatbin_archs.py")
+    spec = importlib.util.spec_from_file_location("pdcn_fatbin_archs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fatbin(magic, entries):
+    body = b""
+    for kind, sm, payload in entries:
+        header = struct.pack("<HHIQ", kind, 0x101, 64, len(payload)) + b"\0" * 12
+        header += struct.pack("<I", sm) + b"\0" * (64 - 32)
+        body += header + payload
+    return struct.pack("<IHHQ", magic, 1, 16, len(body)) + body
+
+
+def test_fatbin_reader_lists_sass_and_ptx_per_binary():
+    """The reader behind check_gpu_build.sh's architecture check (no cuobjdump here); the
+    real library's fat binaries are read by that check in the suite."""
+    reader = _load_fatbin_reader()
+    data = (_fatbin(reader.MAGIC, [(2, 80, b"x" * 24), (1, 90, b"ptx!" * 2), (2, 90, b"y" * 8)])
+            + b"\0" * 8 + _fatbin(reader.MAGIC, [(2, 90, b"z" * 16)]))
+    assert reader.parse_fatbin_section(data) == [({80, 90}, {90}), ({90}, set())]

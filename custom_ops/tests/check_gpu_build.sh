@@ -5,9 +5,10 @@
 # wheel), Paddle's headers under -DPADDLE_WITH_CUDA, the CUDA toolkit, and the
 # real cuBLAS/cuDNN/cuFFT/cuRAND/cuSPARSE/cuSOLVER headers of the nvidia-* wheels
 # that paddlepaddle-gpu depends on (CUDA 13 variants, matching nvcc 13; only
-# their include/ folders are kept, cached under ~/.cache/paddle_dcn/cuda_headers).
+# their include/ folders are kept, cached under ~/.cache/paddle_dcn/cuda_headers-*).
 # No stub headers. Fails on any compile or link error, and checks that the
-# library holds our CUDA entry points. Builds into a temporary folder: the
+# library holds our CUDA entry points and machine code for every requested
+# architecture (fatbin_archs.py; no cuobjdump needed). Builds into a temporary folder: the
 # installed paddle_dcn/_pdcn_ops*.so is not touched.
 #   bash custom_ops/tests/check_gpu_build.sh [PYTHON]
 # PDCN_CUDA_ARCH_LIST overrides the architectures as for setup.py.
@@ -15,7 +16,10 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 PY="${1:-python3}"
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/paddle_dcn/cuda_headers"
+# absolute (the venv's own name kept: no symlink resolution), as the script changes directory
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
+# versioned: a cache of another layout or wheel set is never reused
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/paddle_dcn/cuda_headers-cu13-v1"
 headers="$cache/include"
 if [ ! -f "$cache/complete" ]; then
   rm -rf "$cache"; mkdir -p "$cache/wheels"
@@ -55,4 +59,11 @@ library="$work/lib/paddle_dcn/_pdcn_ops.so"
 [ -f "$library" ] || { echo "FAILED: the GPU build produced no library" >&2; exit 1; }
 entry_points=$(nm -DC "$library" | grep -c " T pdcn::cuda::" || true)
 [ "$entry_points" -ge 10 ] || { echo "FAILED: only $entry_points pdcn::cuda entry points in the library" >&2; exit 1; }
-echo "ok  GPU build compiled and linked in $(( $(date +%s) - start )) s ($entry_points CUDA entry points)"
+# The library holds machine code for every architecture setup.py was asked for (and PTX
+# where the list says +PTX): an H100 gets sm_90 code, not JIT-compiled PTX.
+archs=$(cd "$root/custom_ops" && "$PY" -c "
+import cuda_build as c
+archs = c.requested_arch_list() or c.default_arch_list(c.nvcc_version(c.find_nvcc()))
+print(' '.join(a.replace('.', '') for a in archs))")
+"$PY" "$here/fatbin_archs.py" "$library" --expect "$archs"
+echo "ok  GPU build compiled and linked in $(( $(date +%s) - start )) s ($entry_points CUDA entry points; code for $archs)"
