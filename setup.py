@@ -142,5 +142,7 @@ setup(
     cmdclass=cmdclass,
     python_requires=">=3.9",
     install_requires=["numpy", "pyyaml"],
+    # ONNX export (paddle_dcn.onnx_export, tools/export.py --format onnx): pip install -e .[export]
+    extras_require={"export": ["onnx>=1.16", "onnxruntime>=1.20"]},
     zip_safe=False,
 )

@@ -4,6 +4,7 @@
     inference.export_model(model, "out/model", [paddle.static.InputSpec([None, 3, 64, 64], "float32", "x")])
     predictor = inference.create_predictor("out/model")
     (y,) = inference.run_predictor(predictor, [x_numpy])
+    inference.export_onnx(model, "out/model.onnx", [paddle.static.InputSpec([None, 3, 64, 64], "float32", "x")])
 
 ``paddle.jit.save`` writes ``<prefix>.json`` + ``<prefix>.pdiparams`` under Paddle 3's PIR
 (``<prefix>.pdmodel`` under the old IR; both are found). A saved model refers to our ops by
@@ -60,6 +61,15 @@ def export_model(layer: paddle.nn.Layer, path_prefix: str, input_spec: Sequence)
     layer.eval()
     paddle.jit.save(layer, path_prefix, input_spec=list(input_spec))
     return model_files(path_prefix)
+
+
+def export_onnx(layer: paddle.nn.Layer, path: str, input_spec: Sequence, opset: int = 19, **kwargs) -> str:
+    """Writes ``layer`` as a standard ONNX file (see :func:`paddle_dcn.onnx_export.export_onnx`:
+    DeformConv nodes, checked with onnx.checker and against Paddle in onnxruntime); needs
+    ``pip install -e .[export]``. Returns ``path``."""
+    from .onnx_export import export_onnx as _export_onnx
+
+    return _export_onnx(layer, path, input_spec, opset=opset, **kwargs)
 
 
 def create_predictor(
