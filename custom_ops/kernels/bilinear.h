@@ -38,4 +38,44 @@ PDCN_HD BilinearStencil<Acc> make_stencil(Acc y, Acc x, int64_t height, int64_t 
   return s;
 }
 
+// Everything one deformable sample needs, independent of the channel: the four
+// neighbour indices in the plane (clamped to 0 where the neighbour is outside,
+// with its weights zeroed), the bilinear weights, their derivatives with
+// respect to y and x, and the modulation scalar. Every quantity is linear in
+// the neighbour values v_i:
+//   sample = m * sum_i w_i v_i,  d sample/dy = m * sum_i wy_i v_i,  (x alike).
+// Neighbour order: (y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1).
+template <typename Acc>
+struct DeformSampleStencil {
+  int32_t index[4];
+  Acc w[4], wy[4], wx[4];
+  Acc mask;
+};
+
+// The stencil of a sample at (y, x) of a height x width plane, scaled by mask
+// (deformable conv's and the DCNv3/v4 aggregation's shared sampling rule).
+template <typename Acc>
+PDCN_HD DeformSampleStencil<Acc> sample_stencil_at(Acc y, Acc x, int64_t height, int64_t width,
+                                                   Acc mask) {
+  DeformSampleStencil<Acc> st;
+  st.mask = mask;
+  const BilinearStencil<Acc> s = make_stencil(y, x, height, width);
+  const int64_t y1 = s.y0 + 1, x1 = s.x0 + 1;
+  const bool in[4] = {s.valid && s.y0 >= 0 && s.x0 >= 0, s.valid && s.y0 >= 0 && x1 < width,
+                      s.valid && y1 < height && s.x0 >= 0, s.valid && y1 < height && x1 < width};
+  const int64_t idx[4] = {s.y0 * width + s.x0, s.y0 * width + x1, y1 * width + s.x0,
+                          y1 * width + x1};
+  const Acc hy = Acc(1) - s.ly, hx = Acc(1) - s.lx;
+  const Acc w[4] = {hy * hx, hy * s.lx, s.ly * hx, s.ly * s.lx};
+  const Acc wy[4] = {-hx, -s.lx, hx, s.lx};
+  const Acc wx[4] = {-hy, hy, -s.ly, s.ly};
+  for (int i = 0; i < 4; ++i) {
+    st.index[i] = in[i] ? static_cast<int32_t>(idx[i]) : 0;
+    st.w[i] = in[i] ? w[i] : Acc(0);
+    st.wy[i] = in[i] ? wy[i] : Acc(0);
+    st.wx[i] = in[i] ? wx[i] : Acc(0);
+  }
+  return st;
+}
+
 }  // namespace pdcn

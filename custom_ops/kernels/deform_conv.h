@@ -53,44 +53,13 @@ PDCN_HD Acc deform_mask_value(const DeformConvGeometry& g, const T* mask, int64_
       mask[((n * g.deformable_groups + dg) * g.kernel_size() + k) * g.out_plane() + p]);
 }
 
-// Everything one deformable sample needs, independent of the channel: the four
-// neighbour indices in the plane (clamped to 0 where the neighbour is outside,
-// with its weights zeroed), the bilinear weights, their derivatives with
-// respect to y and x, and the modulation scalar. Every quantity is linear in
-// the neighbour values v_i:
-//   sample = m * sum_i w_i v_i,  d sample/dy = m * sum_i wy_i v_i,  (x alike).
-template <typename Acc>
-struct DeformSampleStencil {
-  int32_t index[4];
-  Acc w[4], wy[4], wx[4];
-  Acc mask;
-};
-
 template <typename Acc, typename T>
 PDCN_HD DeformSampleStencil<Acc> deform_sample_stencil(const DeformConvGeometry& g,
                                                        const T* offset, const T* mask, int64_t n,
                                                        int64_t dg, int64_t k, int64_t p) {
-  DeformSampleStencil<Acc> st;
   Acc y, x;
   deform_sample_position<Acc>(g, offset, n, dg, k, p, &y, &x);
-  st.mask = deform_mask_value<Acc>(g, mask, n, dg, k, p);
-  const BilinearStencil<Acc> s = make_stencil(y, x, g.in_h, g.in_w);
-  const int64_t y1 = s.y0 + 1, x1 = s.x0 + 1;
-  const bool in[4] = {s.valid && s.y0 >= 0 && s.x0 >= 0, s.valid && s.y0 >= 0 && x1 < g.in_w,
-                      s.valid && y1 < g.in_h && s.x0 >= 0, s.valid && y1 < g.in_h && x1 < g.in_w};
-  const int64_t idx[4] = {s.y0 * g.in_w + s.x0, s.y0 * g.in_w + x1, y1 * g.in_w + s.x0,
-                          y1 * g.in_w + x1};
-  const Acc hy = Acc(1) - s.ly, hx = Acc(1) - s.lx;
-  const Acc w[4] = {hy * hx, hy * s.lx, s.ly * hx, s.ly * s.lx};
-  const Acc wy[4] = {-hx, -s.lx, hx, s.lx};
-  const Acc wx[4] = {-hy, hy, -s.ly, s.ly};
-  for (int i = 0; i < 4; ++i) {
-    st.index[i] = in[i] ? static_cast<int32_t>(idx[i]) : 0;
-    st.w[i] = in[i] ? w[i] : Acc(0);
-    st.wy[i] = in[i] ? wy[i] : Acc(0);
-    st.wx[i] = in[i] ? wx[i] : Acc(0);
-  }
-  return st;
+  return sample_stencil_at(y, x, g.in_h, g.in_w, deform_mask_value<Acc>(g, mask, n, dg, k, p));
 }
 
 // Index of stencil (b, dg, k, p) in a chunk's stencil table.

@@ -1,0 +1,125 @@
+// CUDA driver of the DCNv3/v4 aggregation: grid-stride kernels over the
+// per-element functions of deform_aggregate.h. A thread handles a block of
+// kChannelBlock channels of one (pixel, group), sharing the K stencils among
+// them (DCNv4's scheme); any group width works (the last block is partial).
+#pragma once
+
+#include "cuda_common.cuh"
+#include "deform_aggregate.h"
+
+namespace pdcn {
+namespace cuda {
+
+constexpr int kAggregateChannelBlock = 8;
+
+PDCN_HD int64_t aggregate_channel_blocks(const AggregateGeometry& g) {
+  return (g.group_channels + kAggregateChannelBlock - 1) / kAggregateChannelBlock;
+}
+
+// Item e over (n, p, g, channel block), block fastest.
+struct AggregateItem {
+  int64_t n, p, grp, c0;
+  int nc;
+  __device__ __forceinline__ AggregateItem(const AggregateGeometry& g, int64_t e, int64_t blocks) {
+    const int64_t b = e % blocks;
+    int64_t t = e / blocks;
+    grp = t % g.groups;
+    t /= g.groups;
+    p = t % g.out_plane();
+    n = t / g.out_plane();
+    c0 = b * kAggregateChannelBlock;
+    const int64_t left = g.group_channels - c0;
+    nc = static_cast<int>(left < kAggregateChannelBlock ? left : kAggregateChannelBlock);
+  }
+};
+
+template <typename T>
+__global__ void deform_aggregate_forward_kernel(AggregateGeometry g, const T* value, const T* offset,
+                                                const T* weight, T* out) {
+  const int64_t blocks = aggregate_channel_blocks(g);
+  PDCN_CUDA_LOOP(e, g.batch * g.out_plane() * g.groups * blocks) {
+    const AggregateItem it(g, e, blocks);
+    aggregate_forward_block<kAggregateChannelBlock, T, acc_t<T>>(g, value, offset, weight, out, it.n,
+                                                                 it.p, it.grp, it.c0, it.nc);
+  }
+}
+
+template <typename T>
+__global__ void deform_aggregate_coord_grad_kernel(AggregateGeometry g, const T* value,
+                                                   const T* offset, const T* weight,
+                                                   const T* grad_out, T* grad_offset,
+                                                   T* grad_weight) {
+  const int64_t K = g.kernel_size();
+  PDCN_CUDA_LOOP(e, g.batch * g.out_plane() * g.groups * K) {
+    const int64_t k = e % K;
+    int64_t t = e / K;
+    const int64_t grp = t % g.groups;
+    t /= g.groups;
+    aggregate_coord_grad_element<T, acc_t<T>>(g, value, offset, weight, grad_out, grad_offset,
+                                              grad_weight, t / g.out_plane(), t % g.out_plane(),
+                                              grp, k);
+  }
+}
+
+// acc: grad_value in the accumulation type, zeroed beforehand.
+template <typename T, typename Acc>
+__global__ void deform_aggregate_value_grad_atomic_kernel(AggregateGeometry g, const T* offset,
+                                                          const T* weight, const T* grad_out,
+                                                          Acc* acc) {
+  const int64_t blocks = aggregate_channel_blocks(g);
+  PDCN_CUDA_LOOP(e, g.batch * g.out_plane() * g.groups * blocks) {
+    const AggregateItem it(g, e, blocks);
+    for (int64_t k = 0; k < g.kernel_size(); ++k) {
+      const auto st = aggregate_stencil<Acc>(g, offset, weight, it.n, it.p, it.grp, k);
+      aggregate_value_grad_point<T, Acc>(g, st, grad_out, it.n, it.p, it.grp, it.c0, it.nc,
+                                         [acc](int64_t i, Acc v) { atomicAdd(acc + i, v); });
+    }
+  }
+}
+
+// Deterministic value gradient, pass 1: the largest |weight * grad_out| (each
+// contribution is that times a bilinear weight <= 1).
+template <typename T>
+__global__ void deform_aggregate_value_grad_max_kernel(AggregateGeometry g, const T* weight,
+                                                       const T* grad_out,
+                                                       unsigned long long* max_bits) {
+  using Acc = acc_t<T>;
+  const int64_t K = g.kernel_size();
+  unsigned long long local = 0;
+  PDCN_CUDA_LOOP(e, g.batch * g.out_plane() * g.groups) {
+    Acc wmax = 0, gmax = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const Acc w = cast<Acc>(weight[e * K + k]);
+      wmax = (w < Acc(0) ? -w : w) > wmax ? (w < Acc(0) ? -w : w) : wmax;
+    }
+    for (int64_t c = 0; c < g.group_channels; ++c) {
+      const Acc d = cast<Acc>(grad_out[e * g.group_channels + c]);
+      gmax = (d < Acc(0) ? -d : d) > gmax ? (d < Acc(0) ? -d : d) : gmax;
+    }
+    const unsigned long long bits = fixed_point::ordered_bits(static_cast<double>(wmax * gmax));
+    local = bits > local ? bits : local;
+  }
+  fold_max(max_bits, local);
+}
+
+// Deterministic value gradient, pass 2: the atomic kernel's scatter with
+// fixed-point integer adds.
+template <typename T>
+__global__ void deform_aggregate_value_grad_fixed_point_kernel(AggregateGeometry g, const T* offset,
+                                                               const T* weight, const T* grad_out,
+                                                               FixedPointSink sink) {
+  using Acc = acc_t<T>;
+  const int exponent = sink.exponent();
+  const int64_t blocks = aggregate_channel_blocks(g);
+  PDCN_CUDA_LOOP(e, g.batch * g.out_plane() * g.groups * blocks) {
+    const AggregateItem it(g, e, blocks);
+    for (int64_t k = 0; k < g.kernel_size(); ++k) {
+      const auto st = aggregate_stencil<Acc>(g, offset, weight, it.n, it.p, it.grp, k);
+      aggregate_value_grad_point<T, Acc>(g, st, grad_out, it.n, it.p, it.grp, it.c0, it.nc,
+                                         [&](int64_t i, Acc v) { sink.add(i, v, exponent); });
+    }
+  }
+}
+
+}  // namespace cuda
+}  // namespace pdcn

@@ -1,0 +1,90 @@
+"""DCNv3 / DCNv4 aggregation: each channel group sums its deformed, weighted samples."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import paddle
+from paddle.jit.marker import unified
+
+from . import _checks, workspace
+from ._library import load_library, run_op
+
+
+def _out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
+    return -1 if size < 0 else (size + 2 * pad - (dilation * (kernel - 1) + 1)) // stride + 1
+
+
+@unified  # plain Python over shapes: runs as-is in dygraph and under to_static
+def deform_aggregate(
+    value: paddle.Tensor,
+    offset: paddle.Tensor,
+    weight: paddle.Tensor,
+    kernel_size: _checks.IntPair = 3,
+    stride: _checks.IntPair = 1,
+    padding: _checks.IntPair = 1,
+    dilation: _checks.IntPair = 1,
+    groups: int = 1,
+    offset_scale: float = 1.0,
+    name: Optional[str] = None,
+) -> paddle.Tensor:
+    """The core of DCNv3 (InternImage) and DCNv4: deformable sampling + weighted sum per group.
+
+    For output pixel ``(i, j)``, group ``g`` and kernel point ``k`` (``K = kh*kw`` points,
+    ``k = iw*kh + ih``: InternImage's order, the kernel column outer), with
+    ``cw = dil_w*(kw-1)//2`` (``ch`` alike) and ``s = offset_scale``, the sample position is
+    ``x = j*stride_w - pad_w + cw + s*(iw*dil_w - cw + dx)`` and
+    ``y = i*stride_h - pad_h + ch + s*(ih*dil_h - ch + dy)``, and
+    ``out[n, i, j, g*C + c] = sum_k weight[n, i, j, g*K + k] * bilinear(value[n, :, :, g*C + c], y, x)``.
+    Bilinear sampling as deform_conv2d's: neighbours outside the map count as zero, a sample
+    at ``y <= -1``, ``y >= H``, ``x <= -1``, ``x >= W`` or a non-finite position is zero.
+    The weights are used as given (DCNv3 softmax-normalises them over the K points in the
+    layer, DCNv4 does not).
+
+    Args:
+        value: ``[N, H, W, G*C]`` channels-last, float32/float64 (GPU: also float16/bfloat16);
+            any group width C.
+        offset: ``[N, H_out, W_out, G*K*2]``: per group and kernel point ``(dx, dy)`` in input
+            pixels (times ``offset_scale``).
+        weight: ``[N, H_out, W_out, G*K]`` aggregation weights.
+        kernel_size, stride, padding, dilation: int or ``(h, w)``; zero padding.
+        groups: G; the channels of value must divide by it.
+        offset_scale: the scale of the offsets (and of the kernel grid around its centre).
+
+    Returns:
+        ``[N, H_out, W_out, G*C]`` with ``H_out = (H + 2*pad_h - (dil_h*(kh-1)+1)) // stride_h + 1``.
+        Gradients flow to value, offset and weight; on GPU the value gradient follows
+        ``paddle_dcn.ops.set_deterministic`` like deform_conv2d's input gradient.
+    """
+    kernel = _checks.pair(kernel_size, "kernel_size", 1)
+    strides = _checks.pair(stride, "stride", 1)
+    paddings = _checks.pair(padding, "padding", 0)
+    dilations = _checks.pair(dilation, "dilation", 1)
+    groups = _checks.positive_int(groups, "groups")
+    if isinstance(offset_scale, bool) or not isinstance(offset_scale, (int, float)) or not math.isfinite(offset_scale):
+        raise ValueError(f"offset_scale must be a finite number, got {offset_scale!r}")
+    v_shape = _checks.shape_of(value, "value")
+    _checks.expect_rank("value", v_shape, 4, "[N, H, W, G*C]")
+    n, h, w, channels = v_shape
+    if channels >= 0 and channels % groups:
+        raise ValueError(f"value channels (value.shape[3] = {channels}) must be divisible by groups={groups}")
+    out_h = _out_size(h, kernel[0], strides[0], paddings[0], dilations[0])
+    out_w = _out_size(w, kernel[1], strides[1], paddings[1], dilations[1])
+    if (h >= 0 and out_h < 1) or (w >= 0 and out_w < 1):
+        raise ValueError(f"value spatial size {[h, w]} is too small for kernel_size {kernel} with padding "
+                         f"{paddings}, dilation {dilations} and stride {strides}")
+    points = groups * kernel[0] * kernel[1]
+    _checks.expect_shape("offset", _checks.shape_of(offset, "offset"), [n, out_h, out_w, 2 * points],
+                         "[N, H_out, W_out, G*kh*kw*2]")
+    _checks.expect_shape("weight", _checks.shape_of(weight, "weight"), [n, out_h, out_w, points],
+                         "[N, H_out, W_out, G*kh*kw]")
+    _checks.expect_supported_dtype("value", value)
+    _checks.expect_dtype("offset", offset, value, "value")
+    _checks.expect_dtype("weight", weight, value, "value")
+    _checks.expect_same_place("value", value, offset=offset, weight=weight)
+    load_library()
+    hi = float(np.float32(offset_scale))  # a float pair carries the double (no double attributes)
+    lo = float(np.float32(float(offset_scale) - hi))
+    return run_op("pdcn_deform_aggregate", value, offset, weight, kernel, strides, paddings, dilations,
+                  groups, [hi, lo], workspace.deterministic())
