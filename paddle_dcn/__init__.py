@@ -1,6 +1,6 @@
 """paddle_dcn: deformable convolution and deformable RoI pooling for PaddlePaddle.
 
-The layers are re-exported flat (``from paddle_dcn import DeformConv2D``); the functional
+The layers are re-exported flat (``from paddle_dcn import DeformConv2D, DCNv3, DCNv4``); the functional
 operators live in ``paddle_dcn.ops``.
 """
 from . import layers, ops
@@ -8,6 +8,8 @@ from .layers import (
     AddCoords,
     ConvOffset2D,
     CoordConv,
+    DCNv3,
+    DCNv4,
     DeformableSampling2D,
     DeformConv2D,
     DeformPSRoIPool,
@@ -23,6 +25,8 @@ __all__ = [
     "AddCoords",
     "ConvOffset2D",
     "CoordConv",
+    "DCNv3",
+    "DCNv4",
     "DeformableSampling2D",
     "DeformConv2D",
     "DeformPSRoIPool",

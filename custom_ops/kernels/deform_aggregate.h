@@ -12,6 +12,10 @@
 //   offset [N, Ho, Wo, G, K, 2]   (dx then dy, in input pixels)
 //   weight [N, Ho, Wo, G, K]
 //   out    [N, Ho, Wo, G, C]
+// or DCNv4's fused layout, offsets and weights in one tensor [N, Ho, Wo, S]
+// holding per group 2K offsets then K weights (S >= G*3K, padding unused):
+// the geometry's strides say which (fused: offset and weight point to the
+// same tensor, the weights start 2K elements into each group's slice).
 // Kernel point k = iw * kernel_h + ih (InternImage's order: the kernel's
 // column index is the outer one). With cw = (dilation_w * (kernel_w - 1)) / 2
 // (integer division) and s = offset_scale, output pixel (i, j) samples
@@ -30,6 +34,25 @@ struct AggregateGeometry {
   int64_t batch, in_h, in_w, groups, group_channels, out_h, out_w;
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
   double offset_scale;
+  // Strides of offset (in offset pairs' elements) and weight per output pixel
+  // and per group: separate layouts (G*2K, 2K) and (G*K, K); fused (S, 3K).
+  int64_t offset_pixel_stride, offset_group_stride, weight_pixel_stride, weight_group_stride;
+  int64_t weight_start;  // of each group's weights in its slice: 0, or 2K when fused
+
+  // Separate offset / weight tensors (the strides of the DCNv3 layouts).
+  PDCN_HD void set_separate_layout() {
+    offset_pixel_stride = groups * 2 * kernel_size();
+    offset_group_stride = 2 * kernel_size();
+    weight_pixel_stride = groups * kernel_size();
+    weight_group_stride = kernel_size();
+    weight_start = 0;
+  }
+  // One fused tensor of `width` channels per pixel (DCNv4).
+  PDCN_HD void set_fused_layout(int64_t width) {
+    offset_pixel_stride = weight_pixel_stride = width;
+    offset_group_stride = weight_group_stride = 3 * kernel_size();
+    weight_start = 2 * kernel_size();
+  }
 
   PDCN_HD int64_t kernel_size() const { return kernel_h * kernel_w; }
   PDCN_HD int64_t out_plane() const { return out_h * out_w; }
@@ -37,9 +60,12 @@ struct AggregateGeometry {
   PDCN_HD int64_t channels() const { return groups * group_channels; }
   PDCN_HD int64_t value_elements() const { return batch * in_plane() * channels(); }
   PDCN_HD int64_t out_elements() const { return batch * out_plane() * channels(); }
-  // Index of (n, p, g, k = 0) in weight (and / 2 of offset).
-  PDCN_HD int64_t point_base(int64_t n, int64_t p, int64_t g) const {
-    return ((n * out_plane() + p) * groups + g) * kernel_size();
+  // Index of the dx of (n, p, g, k) in offset (dy follows), and of its weight.
+  PDCN_HD int64_t offset_index(int64_t n, int64_t p, int64_t g, int64_t k) const {
+    return (n * out_plane() + p) * offset_pixel_stride + g * offset_group_stride + 2 * k;
+  }
+  PDCN_HD int64_t weight_index(int64_t n, int64_t p, int64_t g, int64_t k) const {
+    return (n * out_plane() + p) * weight_pixel_stride + g * weight_group_stride + weight_start + k;
   }
   // Index of (n, pixel, g, c = 0) in value (pixel in the input plane) or out.
   PDCN_HD int64_t value_base(int64_t n, int64_t pixel, int64_t g) const {
@@ -59,13 +85,13 @@ PDCN_HD DeformSampleStencil<Acc> aggregate_stencil(const AggregateGeometry& g, c
   const int64_t i = p / g.out_w, j = p - (p / g.out_w) * g.out_w;
   const int64_t iw = k / g.kernel_h, ih = k - (k / g.kernel_h) * g.kernel_h;
   const int64_t cw = (g.dilation_w * (g.kernel_w - 1)) / 2, ch = (g.dilation_h * (g.kernel_h - 1)) / 2;
-  const int64_t point = g.point_base(n, p, grp) + k;
+  const int64_t o = g.offset_index(n, p, grp, k);
   const Acc s = static_cast<Acc>(g.offset_scale);
   const Acc x = static_cast<Acc>(j * g.stride_w - g.pad_w + cw) +
-                s * (static_cast<Acc>(iw * g.dilation_w - cw) + cast<Acc>(offset[2 * point]));
+                s * (static_cast<Acc>(iw * g.dilation_w - cw) + cast<Acc>(offset[o]));
   const Acc y = static_cast<Acc>(i * g.stride_h - g.pad_h + ch) +
-                s * (static_cast<Acc>(ih * g.dilation_h - ch) + cast<Acc>(offset[2 * point + 1]));
-  return sample_stencil_at(y, x, g.in_h, g.in_w, cast<Acc>(weight[point]));
+                s * (static_cast<Acc>(ih * g.dilation_h - ch) + cast<Acc>(offset[o + 1]));
+  return sample_stencil_at(y, x, g.in_h, g.in_w, cast<Acc>(weight[g.weight_index(n, p, grp, k)]));
 }
 
 // out[n, p, grp, c0 .. c0+nc) for nc <= CB channels (the drivers' channel
@@ -93,52 +119,68 @@ PDCN_HD void aggregate_forward_block(const AggregateGeometry& g, const T* value,
   for (int c = 0; c < nc; ++c) o[c] = cast<T>(acc[c]);
 }
 
-// Gradients of the offset pair and the weight of (n, p, grp, k): sums over
-// the group's channels of grad_out * d out / d (dx, dy, m).
-template <typename T, typename Acc>
-PDCN_HD void aggregate_coord_grad_element(const AggregateGeometry& g, const T* value,
-                                          const T* offset, const T* weight, const T* grad_out,
-                                          T* grad_offset, T* grad_weight, int64_t n, int64_t p,
-                                          int64_t grp, int64_t k) {
-  const DeformSampleStencil<Acc> st = aggregate_stencil<Acc>(g, offset, weight, n, p, grp, k);
-  const int64_t pixel_stride = g.groups * g.group_channels;
-  const T* base = value + g.value_base(n, 0, grp);
-  const T* v[4];
-  for (int i = 0; i < 4; ++i) v[i] = base + static_cast<int64_t>(st.index[i]) * pixel_stride;
-  const T* go = grad_out + g.out_base(n, p, grp);
-  Acc gx = 0, gy = 0, gm = 0;
-  for (int64_t c = 0; c < g.group_channels; ++c) {
-    const Acc d = cast<Acc>(go[c]);
-    const Acc v0 = cast<Acc>(v[0][c]), v1 = cast<Acc>(v[1][c]), v2 = cast<Acc>(v[2][c]),
-              v3 = cast<Acc>(v[3][c]);
-    gm += d * (st.w[0] * v0 + st.w[1] * v1 + st.w[2] * v2 + st.w[3] * v3);
-    gy += d * (st.wy[0] * v0 + st.wy[1] * v1 + st.wy[2] * v2 + st.wy[3] * v3);
-    gx += d * (st.wx[0] * v0 + st.wx[1] * v1 + st.wx[2] * v2 + st.wx[3] * v3);
+// sum_c a[c] * b[c] over n channels, in kLanes interleaved partial sums added
+// at the end: a fixed order (the same on every driver and thread count) that
+// the CPU compiler can vectorise.
+template <typename Acc, typename T>
+PDCN_HD Acc lane_dot(const T* a, const T* b, int64_t n) {
+  constexpr int kLanes = 8;
+  Acc lanes[kLanes];
+  for (int l = 0; l < kLanes; ++l) lanes[l] = Acc(0);
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lanes[l] += cast<Acc>(a[c + l]) * cast<Acc>(b[c + l]);
   }
-  const int64_t point = g.point_base(n, p, grp) + k;
-  const Acc s = static_cast<Acc>(g.offset_scale) * st.mask;
-  grad_offset[2 * point] = cast<T>(gx * s);
-  grad_offset[2 * point + 1] = cast<T>(gy * s);
-  grad_weight[point] = cast<T>(gm);
+  for (int l = 0; c < n; ++c, ++l) lanes[l] += cast<Acc>(a[c]) * cast<Acc>(b[c]);
+  Acc total = Acc(0);
+  for (int l = 0; l < kLanes; ++l) total += lanes[l];
+  return total;
 }
 
-// Scatters the value gradient of kernel point k of (n, p, grp) for channels
-// [c0, c0+nc): add(element of value, contribution). Callers own the elements
-// (CPU) or add atomically / in fixed point (CUDA).
+// The backward of kernel point k of (n, p, grp) over channels [c0, c0+nc).
+// kCoords: adds to *gx, *gy, *gm the sums over those channels of
+// grad_out * d out / d(x, y, m), through the four dot products
+// D_i = sum_c grad_out[c] * v_i[c] (d out/dx = m * sum_i wx_i v_i, ...).
+// kValue: scatters the value gradient through add(element of value,
+// contribution) (callers own the elements on the CPU, add atomically or in
+// fixed point on CUDA). The CUDA driver runs the two halves in separate
+// kernels, the CPU driver both at once.
 PDCN_HD_CALLS_FUNCTOR
-template <typename T, typename Acc, typename Add>
-PDCN_HD void aggregate_value_grad_point(const AggregateGeometry& g, const DeformSampleStencil<Acc>& st,
-                                        const T* grad_out, int64_t n, int64_t p, int64_t grp,
-                                        int64_t c0, int64_t nc, const Add& add) {
-  if (st.mask == Acc(0)) return;
+template <bool kCoords, bool kValue, typename T, typename Acc, typename Add>
+PDCN_HD void aggregate_backward_point(const AggregateGeometry& g, const DeformSampleStencil<Acc>& st,
+                                      const T* value, const T* grad_out, int64_t n, int64_t p,
+                                      int64_t grp, int64_t c0, int64_t nc, const Add& add, Acc* gx,
+                                      Acc* gy, Acc* gm) {
   const int64_t pixel_stride = g.groups * g.group_channels;
+  const int64_t base = g.value_base(n, 0, grp) + c0;
   const T* go = grad_out + g.out_base(n, p, grp) + c0;
   for (int i = 0; i < 4; ++i) {
-    const Acc w = st.w[i] * st.mask;
-    if (w == Acc(0)) continue;
-    const int64_t e = g.value_base(n, 0, grp) + static_cast<int64_t>(st.index[i]) * pixel_stride + c0;
-    for (int64_t c = 0; c < nc; ++c) add(e + c, w * cast<Acc>(go[c]));
+    const int64_t e = base + static_cast<int64_t>(st.index[i]) * pixel_stride;
+    if (kCoords) {
+      const Acc d = lane_dot<Acc>(go, value + e, nc);
+      *gm += st.w[i] * d;
+      *gy += st.wy[i] * d;
+      *gx += st.wx[i] * d;
+    }
+    if (kValue) {
+      const Acc w = st.w[i] * st.mask;
+      if (w == Acc(0)) continue;
+      for (int64_t c = 0; c < nc; ++c) add(e + c, w * cast<Acc>(go[c]));
+    }
   }
+}
+
+// Writes the offset-pair and weight gradients of (n, p, grp, k) from the
+// channel sums of aggregate_backward_point.
+template <typename T, typename Acc>
+PDCN_HD void aggregate_coord_grad_store(const AggregateGeometry& g, const DeformSampleStencil<Acc>& st,
+                                        Acc gx, Acc gy, Acc gm, T* grad_offset, T* grad_weight,
+                                        int64_t n, int64_t p, int64_t grp, int64_t k) {
+  const Acc s = static_cast<Acc>(g.offset_scale) * st.mask;
+  const int64_t o = g.offset_index(n, p, grp, k);
+  grad_offset[o] = cast<T>(gx * s);
+  grad_offset[o + 1] = cast<T>(gy * s);
+  grad_weight[g.weight_index(n, p, grp, k)] = cast<T>(gm);
 }
 
 }  // namespace pdcn

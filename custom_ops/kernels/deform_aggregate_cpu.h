@@ -29,29 +29,15 @@ void deform_aggregate_forward(const AggregateGeometry& g, const T* value, const 
   });
 }
 
-// grad_offset, grad_weight: one (n, p, g, k) item per entry.
+// All three gradients in one pass: each (n, g) item owns its slice of
+// grad_value and the offset / weight gradients of its pixels, visits every
+// (p, k) in a fixed order (deterministic) and computes each stencil once.
+// grad_offset / grad_weight entries outside the layout (fused padding) are
+// left as they are: the caller zeroes them.
 template <typename T>
-void deform_aggregate_backward_coords(const AggregateGeometry& g, const T* value, const T* offset,
-                                      const T* weight, const T* grad_out, T* grad_offset,
-                                      T* grad_weight) {
-  using Acc = acc_t<T>;
-  const int64_t K = g.kernel_size();
-  const int64_t items = g.batch * g.out_plane() * g.groups;
-  cpu_parallel_for(items, [&](int64_t item) {
-    const int64_t grp = item % g.groups, np = item / g.groups;
-    const int64_t n = np / g.out_plane(), p = np % g.out_plane();
-    for (int64_t k = 0; k < K; ++k) {
-      aggregate_coord_grad_element<T, Acc>(g, value, offset, weight, grad_out, grad_offset,
-                                           grad_weight, n, p, grp, k);
-    }
-  });
-}
-
-// grad_value: each (n, g) item owns its slice of grad_value and visits every
-// (p, k) in a fixed order (deterministic).
-template <typename T>
-void deform_aggregate_backward_value(const AggregateGeometry& g, const T* offset, const T* weight,
-                                     const T* grad_out, T* grad_value) {
+void deform_aggregate_backward(const AggregateGeometry& g, const T* value, const T* offset,
+                               const T* weight, const T* grad_out, T* grad_value, T* grad_offset,
+                               T* grad_weight) {
   using Acc = acc_t<T>;
   std::fill(grad_value, grad_value + g.value_elements(), T(0));
   const int64_t K = g.kernel_size();
@@ -61,7 +47,10 @@ void deform_aggregate_backward_value(const AggregateGeometry& g, const T* offset
     for (int64_t p = 0; p < g.out_plane(); ++p) {
       for (int64_t k = 0; k < K; ++k) {
         const DeformSampleStencil<Acc> st = aggregate_stencil<Acc>(g, offset, weight, n, p, grp, k);
-        aggregate_value_grad_point<T, Acc>(g, st, grad_out, n, p, grp, 0, g.group_channels, add);
+        Acc gx = 0, gy = 0, gm = 0;
+        aggregate_backward_point<true, true, T, Acc>(g, st, value, grad_out, n, p, grp, 0,
+                                                     g.group_channels, add, &gx, &gy, &gm);
+        aggregate_coord_grad_store<T, Acc>(g, st, gx, gy, gm, grad_offset, grad_weight, n, p, grp, k);
       }
     }
   });

@@ -55,9 +55,14 @@ __global__ void deform_aggregate_coord_grad_kernel(AggregateGeometry g, const T*
     int64_t t = e / K;
     const int64_t grp = t % g.groups;
     t /= g.groups;
-    aggregate_coord_grad_element<T, acc_t<T>>(g, value, offset, weight, grad_out, grad_offset,
-                                              grad_weight, t / g.out_plane(), t % g.out_plane(),
-                                              grp, k);
+    const int64_t n = t / g.out_plane(), p = t % g.out_plane();
+    using Acc = acc_t<T>;
+    const auto st = aggregate_stencil<Acc>(g, offset, weight, n, p, grp, k);
+    Acc gx = 0, gy = 0, gm = 0;
+    aggregate_backward_point<true, false, T, Acc>(g, st, value, grad_out, n, p, grp, 0,
+                                                  g.group_channels, [](int64_t, Acc) {}, &gx, &gy,
+                                                  &gm);
+    aggregate_coord_grad_store<T, Acc>(g, st, gx, gy, gm, grad_offset, grad_weight, n, p, grp, k);
   }
 }
 
@@ -71,8 +76,9 @@ __global__ void deform_aggregate_value_grad_atomic_kernel(AggregateGeometry g, c
     const AggregateItem it(g, e, blocks);
     for (int64_t k = 0; k < g.kernel_size(); ++k) {
       const auto st = aggregate_stencil<Acc>(g, offset, weight, it.n, it.p, it.grp, k);
-      aggregate_value_grad_point<T, Acc>(g, st, grad_out, it.n, it.p, it.grp, it.c0, it.nc,
-                                         [acc](int64_t i, Acc v) { atomicAdd(acc + i, v); });
+      aggregate_backward_point<false, true, T, Acc>(
+          g, st, static_cast<const T*>(nullptr), grad_out, it.n, it.p, it.grp, it.c0, it.nc,
+          [acc](int64_t i, Acc v) { atomicAdd(acc + i, v); }, nullptr, nullptr, nullptr);
     }
   }
 }
@@ -87,9 +93,10 @@ __global__ void deform_aggregate_value_grad_max_kernel(AggregateGeometry g, cons
   const int64_t K = g.kernel_size();
   unsigned long long local = 0;
   PDCN_CUDA_LOOP(e, g.batch * g.out_plane() * g.groups) {
+    const int64_t grp = e % g.groups, np = e / g.groups;
     Acc wmax = 0, gmax = 0;
     for (int64_t k = 0; k < K; ++k) {
-      const Acc w = cast<Acc>(weight[e * K + k]);
+      const Acc w = cast<Acc>(weight[g.weight_index(np / g.out_plane(), np % g.out_plane(), grp, k)]);
       wmax = (w < Acc(0) ? -w : w) > wmax ? (w < Acc(0) ? -w : w) : wmax;
     }
     for (int64_t c = 0; c < g.group_channels; ++c) {
@@ -115,8 +122,9 @@ __global__ void deform_aggregate_value_grad_fixed_point_kernel(AggregateGeometry
     const AggregateItem it(g, e, blocks);
     for (int64_t k = 0; k < g.kernel_size(); ++k) {
       const auto st = aggregate_stencil<Acc>(g, offset, weight, it.n, it.p, it.grp, k);
-      aggregate_value_grad_point<T, Acc>(g, st, grad_out, it.n, it.p, it.grp, it.c0, it.nc,
-                                         [&](int64_t i, Acc v) { sink.add(i, v, exponent); });
+      aggregate_backward_point<false, true, T, Acc>(
+          g, st, static_cast<const T*>(nullptr), grad_out, it.n, it.p, it.grp, it.c0, it.nc,
+          [&](int64_t i, Acc v) { sink.add(i, v, exponent); }, nullptr, nullptr, nullptr);
     }
   }
 }

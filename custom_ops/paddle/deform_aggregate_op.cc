@@ -6,6 +6,7 @@
 // errors; the checks here are the second line of defence (they also run alone
 // under Paddle Inference) and print the shapes they got.
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <sstream>
 #include <vector>
@@ -74,6 +75,7 @@ AggregateGeometry geometry(const paddle::Tensor& value, const std::vector<int>& 
   // op attribute cannot be a double, and float32 alone would round the scale.
   PD_CHECK(offset_scale.size() == 2, kOp, ": offset_scale must be a (hi, lo) pair");
   g.offset_scale = static_cast<double>(offset_scale[0]) + static_cast<double>(offset_scale[1]);
+  g.set_separate_layout();
   PD_CHECK(g.out_h > 0 && g.out_w > 0, kOp, ": the output would be empty (", g.out_h, "x", g.out_w,
            ") for an input of ", g.in_h, "x", g.in_w);
   PD_CHECK(g.in_h * g.in_w < std::numeric_limits<int32_t>::max(), kOp,
@@ -81,22 +83,39 @@ AggregateGeometry geometry(const paddle::Tensor& value, const std::vector<int>& 
   return g;
 }
 
-void check_inputs(const AggregateGeometry& g, const paddle::Tensor& value,
-                  const paddle::Tensor& offset, const paddle::Tensor& weight) {
+void check_dtypes(const paddle::Tensor& value, std::initializer_list<const paddle::Tensor*> others) {
+  for (const paddle::Tensor* t : others) {
+    PD_CHECK(t->dtype() == value.dtype(), kOp, ": value, offset and weight must have one dtype");
+  }
+  const auto d = value.dtype();
+  if (value.is_cpu()) {
+    PD_CHECK(d == paddle::DataType::FLOAT32 || d == paddle::DataType::FLOAT64, kOp,
+             ": CPU supports float32 and float64");
+  }
+}
+
+void check_separate(const AggregateGeometry& g, const paddle::Tensor& value,
+                    const paddle::Tensor& offset, const paddle::Tensor& weight) {
   const std::vector<int64_t> want_offset = {g.batch, g.out_h, g.out_w, g.groups * g.kernel_size() * 2};
   const std::vector<int64_t> want_weight = {g.batch, g.out_h, g.out_w, g.groups * g.kernel_size()};
   PD_CHECK(offset.shape() == want_offset, kOp, ": offset must be ", shape_str(want_offset),
            " [N, Ho, Wo, G*K*2], got ", shape_str(offset.shape()));
   PD_CHECK(weight.shape() == want_weight, kOp, ": weight must be ", shape_str(want_weight),
            " [N, Ho, Wo, G*K], got ", shape_str(weight.shape()));
-  PD_CHECK(offset.dtype() == value.dtype() && weight.dtype() == value.dtype(), kOp,
-           ": value, offset and weight must have one dtype");
-  const auto d = value.dtype();
-  if (value.is_cpu()) {
-    PD_CHECK(d == paddle::DataType::FLOAT32 || d == paddle::DataType::FLOAT64, kOp,
-             ": CPU supports float32 and float64");
-  }
+  check_dtypes(value, {&offset, &weight});
   pdcn::check_same_place(kOp, {{"value", &value}, {"offset", &offset}, {"weight", &weight}});
+}
+
+// The fused (DCNv4) tensor [N, Ho, Wo, S], S >= G*3K; sets the geometry's layout.
+void check_fused(AggregateGeometry* g, const paddle::Tensor& value, const paddle::Tensor& offset_mask) {
+  const auto& s = offset_mask.shape();
+  PD_CHECK(s.size() == 4 && s[0] == g->batch && s[1] == g->out_h && s[2] == g->out_w &&
+               s[3] >= g->groups * 3 * g->kernel_size(),
+           kOp, ": offset_mask must be [", g->batch, ", ", g->out_h, ", ", g->out_w, ", S >= G*3K = ",
+           g->groups * 3 * g->kernel_size(), "], got ", shape_str(s));
+  check_dtypes(value, {&offset_mask});
+  pdcn::check_same_place(kOp, {{"value", &value}, {"offset_mask", &offset_mask}});
+  g->set_fused_layout(s[3]);
 }
 
 #if defined(PADDLE_WITH_CUDA)
@@ -105,6 +124,78 @@ paddle::Tensor scratch_tensor(int64_t bytes, const paddle::Place& place) {
   return paddle::empty({(bytes + 3) / 4}, paddle::DataType::FLOAT32, place);
 }
 #endif
+
+// out from value and the offset / weight storage (one tensor when fused).
+paddle::Tensor forward(const AggregateGeometry& g, const paddle::Tensor& value,
+                       const paddle::Tensor& offset, const paddle::Tensor& weight) {
+#if defined(PADDLE_WITH_CUDA)
+  const pdcn::DeviceScope device(value, kOp);
+#endif
+  paddle::Tensor out =
+      paddle::empty({g.batch, g.out_h, g.out_w, g.channels()}, value.dtype(), value.place());
+  if (g.out_elements() == 0) return out;
+  if (value.is_cpu()) {
+    if (value.dtype() == paddle::DataType::FLOAT64) {
+      pdcn::cpu::deform_aggregate_forward<double>(g, value.data<double>(), offset.data<double>(),
+                                                  weight.data<double>(), out.data<double>());
+    } else {
+      pdcn::cpu::deform_aggregate_forward<float>(g, value.data<float>(), offset.data<float>(),
+                                                 weight.data<float>(), out.data<float>());
+    }
+    return out;
+  }
+#if defined(PADDLE_WITH_CUDA)
+  pdcn::check_cuda(pdcn::cuda::deform_aggregate_forward(pdcn::cuda_dtype(value.dtype(), kOp), g,
+                                                        value.data(), offset.data(), weight.data(),
+                                                        out.data(), pdcn::stream_of(value)),
+                   kOp, "forward");
+  return out;
+#else
+  PD_THROW(kOp, ": unsupported place (built without CUDA?)");
+#endif
+}
+
+// Writes grad_value and the offset / weight gradients (grad_weight may be grad_offset's
+// tensor when fused; its padding must be zero already).
+void backward(const AggregateGeometry& g, const paddle::Tensor& value, const paddle::Tensor& offset,
+              const paddle::Tensor& weight, const paddle::Tensor& grad_out, paddle::Tensor& grad_value,
+              paddle::Tensor& grad_offset, paddle::Tensor& grad_weight, bool deterministic) {
+  const std::vector<int64_t> want_out = {g.batch, g.out_h, g.out_w, g.channels()};
+  PD_CHECK(grad_out.shape() == want_out, kOp, ": grad_out must be ", shape_str(want_out), ", got ",
+           shape_str(grad_out.shape()));
+  pdcn::check_same_place(kOp, {{"value", &value}, {"grad_out", &grad_out}});
+#if defined(PADDLE_WITH_CUDA)
+  const pdcn::DeviceScope device(value, kOp);
+#endif
+  if (value.is_cpu()) {
+    auto run = [&](auto tag) {
+      using T = decltype(tag);
+      pdcn::cpu::deform_aggregate_backward<T>(g, value.data<T>(), offset.data<T>(), weight.data<T>(),
+                                              grad_out.data<T>(), grad_value.data<T>(),
+                                              grad_offset.data<T>(), grad_weight.data<T>());
+    };
+    if (value.dtype() == paddle::DataType::FLOAT64) {
+      run(double{});
+    } else {
+      run(float{});
+    }
+    return;
+  }
+#if defined(PADDLE_WITH_CUDA)
+  const auto dtype = pdcn::cuda_dtype(value.dtype(), kOp);
+  paddle::Tensor scratch = scratch_tensor(
+      pdcn::cuda::deform_aggregate_backward_scratch_bytes(dtype, g, deterministic), value.place());
+  pdcn::check_cuda(
+      pdcn::cuda::deform_aggregate_backward(
+          dtype, g, value.data(), offset.data(), weight.data(), grad_out.data(), grad_value.data(),
+          grad_offset.data(), grad_weight.data(),
+          scratch.initialized() ? scratch.data<float>() : nullptr, deterministic,
+          pdcn::stream_of(value)),
+      kOp, deterministic ? "backward (deterministic)" : "backward");
+#else
+  PD_THROW(kOp, ": unsupported place (built without CUDA?)");
+#endif
+}
 
 std::vector<paddle::Tensor> AggregateForward(const paddle::Tensor& value_in,
                                              const paddle::Tensor& offset_in,
@@ -120,32 +211,8 @@ std::vector<paddle::Tensor> AggregateForward(const paddle::Tensor& value_in,
   const paddle::Tensor weight = pdcn::plain_layout(weight_in);
   const AggregateGeometry g =
       geometry(value, kernel_size, stride, padding, dilation, groups, offset_scale);
-  check_inputs(g, value, offset, weight);
-#if defined(PADDLE_WITH_CUDA)
-  const pdcn::DeviceScope device(value, kOp);
-#endif
-  paddle::Tensor out =
-      paddle::empty({g.batch, g.out_h, g.out_w, g.channels()}, value.dtype(), value.place());
-  if (g.out_elements() == 0) return {out};
-  if (value.is_cpu()) {
-    if (value.dtype() == paddle::DataType::FLOAT64) {
-      pdcn::cpu::deform_aggregate_forward<double>(g, value.data<double>(), offset.data<double>(),
-                                                  weight.data<double>(), out.data<double>());
-    } else {
-      pdcn::cpu::deform_aggregate_forward<float>(g, value.data<float>(), offset.data<float>(),
-                                                 weight.data<float>(), out.data<float>());
-    }
-    return {out};
-  }
-#if defined(PADDLE_WITH_CUDA)
-  pdcn::check_cuda(pdcn::cuda::deform_aggregate_forward(pdcn::cuda_dtype(value.dtype(), kOp), g,
-                                                        value.data(), offset.data(), weight.data(),
-                                                        out.data(), pdcn::stream_of(value)),
-                   kOp, "forward");
-  return {out};
-#else
-  PD_THROW(kOp, ": unsupported place (built without CUDA?)");
-#endif
+  check_separate(g, value, offset, weight);
+  return {forward(g, value, offset, weight)};
 }
 
 std::vector<paddle::Tensor> AggregateBackward(
@@ -159,48 +226,43 @@ std::vector<paddle::Tensor> AggregateBackward(
   const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
   const AggregateGeometry g =
       geometry(value, kernel_size, stride, padding, dilation, groups, offset_scale);
-  check_inputs(g, value, offset, weight);
-  const std::vector<int64_t> want_out = {g.batch, g.out_h, g.out_w, g.channels()};
-  PD_CHECK(grad_out.shape() == want_out, kOp, ": grad_out must be ", shape_str(want_out), ", got ",
-           shape_str(grad_out.shape()));
-  pdcn::check_same_place(kOp, {{"value", &value}, {"grad_out", &grad_out}});
-#if defined(PADDLE_WITH_CUDA)
-  const pdcn::DeviceScope device(value, kOp);
-#endif
+  check_separate(g, value, offset, weight);
   paddle::Tensor grad_value = paddle::empty(value.shape(), value.dtype(), value.place());
   paddle::Tensor grad_offset = paddle::empty(offset.shape(), offset.dtype(), offset.place());
   paddle::Tensor grad_weight = paddle::empty(weight.shape(), weight.dtype(), weight.place());
-  if (value.is_cpu()) {
-    auto run = [&](auto tag) {
-      using T = decltype(tag);
-      pdcn::cpu::deform_aggregate_backward_coords<T>(g, value.data<T>(), offset.data<T>(),
-                                                     weight.data<T>(), grad_out.data<T>(),
-                                                     grad_offset.data<T>(), grad_weight.data<T>());
-      pdcn::cpu::deform_aggregate_backward_value<T>(g, offset.data<T>(), weight.data<T>(),
-                                                    grad_out.data<T>(), grad_value.data<T>());
-    };
-    if (value.dtype() == paddle::DataType::FLOAT64) {
-      run(double{});
-    } else {
-      run(float{});
-    }
-    return {grad_value, grad_offset, grad_weight};
-  }
-#if defined(PADDLE_WITH_CUDA)
-  const auto dtype = pdcn::cuda_dtype(value.dtype(), kOp);
-  paddle::Tensor scratch = scratch_tensor(
-      pdcn::cuda::deform_aggregate_backward_scratch_bytes(dtype, g, deterministic), value.place());
-  pdcn::check_cuda(
-      pdcn::cuda::deform_aggregate_backward(
-          dtype, g, value.data(), offset.data(), weight.data(), grad_out.data(), grad_value.data(),
-          grad_offset.data(), grad_weight.data(),
-          scratch.initialized() ? scratch.data<float>() : nullptr, deterministic,
-          pdcn::stream_of(value)),
-      kOp, deterministic ? "backward (deterministic)" : "backward");
+  backward(g, value, offset, weight, grad_out, grad_value, grad_offset, grad_weight, deterministic);
   return {grad_value, grad_offset, grad_weight};
-#else
-  PD_THROW(kOp, ": unsupported place (built without CUDA?)");
-#endif
+}
+
+std::vector<paddle::Tensor> FusedForward(const paddle::Tensor& value_in,
+                                         const paddle::Tensor& offset_mask_in,
+                                         const std::vector<int>& kernel_size,
+                                         const std::vector<int>& stride,
+                                         const std::vector<int>& padding,
+                                         const std::vector<int>& dilation, int groups,
+                                         const std::vector<float>& offset_scale, bool deterministic) {
+  (void)deterministic;
+  const paddle::Tensor value = pdcn::plain_layout(value_in);
+  const paddle::Tensor om = pdcn::plain_layout(offset_mask_in);
+  AggregateGeometry g = geometry(value, kernel_size, stride, padding, dilation, groups, offset_scale);
+  check_fused(&g, value, om);
+  return {forward(g, value, om, om)};
+}
+
+std::vector<paddle::Tensor> FusedBackward(
+    const paddle::Tensor& value_in, const paddle::Tensor& offset_mask_in, const paddle::Tensor& grad_out_in,
+    const std::vector<int>& kernel_size, const std::vector<int>& stride, const std::vector<int>& padding,
+    const std::vector<int>& dilation, int groups, const std::vector<float>& offset_scale, bool deterministic) {
+  const paddle::Tensor value = pdcn::plain_layout(value_in);
+  const paddle::Tensor om = pdcn::plain_layout(offset_mask_in);
+  const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
+  AggregateGeometry g = geometry(value, kernel_size, stride, padding, dilation, groups, offset_scale);
+  check_fused(&g, value, om);
+  paddle::Tensor grad_value = paddle::empty(value.shape(), value.dtype(), value.place());
+  // zero: the padding channels get no gradient; the kernels write every other entry
+  paddle::Tensor grad_om = paddle::full(om.shape(), 0.0, om.dtype(), om.place());
+  backward(g, value, om, om, grad_out, grad_value, grad_om, grad_om, deterministic);
+  return {grad_value, grad_om};
 }
 
 // Static graphs may carry -1 (unknown) dimensions.
@@ -218,6 +280,20 @@ std::vector<std::vector<int64_t>> AggregateInferShape(
 std::vector<paddle::DataType> AggregateInferDtype(const paddle::DataType& value_dtype,
                                                   const paddle::DataType&,
                                                   const paddle::DataType&) {
+  return {value_dtype};
+}
+
+std::vector<std::vector<int64_t>> FusedInferShape(
+    const std::vector<int64_t>& value_shape, const std::vector<int64_t>& om_shape,
+    const std::vector<int>& kernel_size, const std::vector<int>& stride,
+    const std::vector<int>& padding, const std::vector<int>& dilation, int groups,
+    const std::vector<float>& offset_scale, bool deterministic) {
+  return AggregateInferShape(value_shape, om_shape, om_shape, kernel_size, stride, padding, dilation,
+                             groups, offset_scale, deterministic);
+}
+
+std::vector<paddle::DataType> FusedInferDtype(const paddle::DataType& value_dtype,
+                                              const paddle::DataType&) {
   return {value_dtype};
 }
 
@@ -240,3 +316,19 @@ PD_BUILD_GRAD_OP(pdcn_deform_aggregate)
     .Outputs({paddle::Grad("Value"), paddle::Grad("Offset"), paddle::Grad("Weight")})
     .Attrs(PDCN_AGGREGATE_ATTRS)
     .SetKernelFn(PD_KERNEL(AggregateBackward));
+
+// DCNv4's layout: offsets and weights in one tensor [N, Ho, Wo, S] (per group 2K offsets
+// then K weights, S >= G*3K; the padding gets a zero gradient).
+PD_BUILD_OP(pdcn_deform_aggregate_fused)
+    .Inputs({"Value", "OffsetMask"})
+    .Outputs({"Out"})
+    .Attrs(PDCN_AGGREGATE_ATTRS)
+    .SetKernelFn(PD_KERNEL(FusedForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(FusedInferShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(FusedInferDtype));
+
+PD_BUILD_GRAD_OP(pdcn_deform_aggregate_fused)
+    .Inputs({"Value", "OffsetMask", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("Value"), paddle::Grad("OffsetMask")})
+    .Attrs(PDCN_AGGREGATE_ATTRS)
+    .SetKernelFn(PD_KERNEL(FusedBackward));

@@ -19,12 +19,38 @@ from typing import Any, Dict, List, Optional, Sequence
 import paddle
 from paddle import nn
 
-from ..layers import AddCoords, DeformConv2D
+import inspect
+
+from ..layers import DCNv3, DCNv4, AddCoords, DeformConv2D
 from ..registry import BACKBONES
 
 SPECS = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]),
          50: ("bottleneck", [3, 4, 6, 3]), 101: ("bottleneck", [3, 4, 23, 3])}
 DCN_DEFAULTS = {"modulated": True, "deformable_groups": 1, "offset_lr_mult": 1.0}
+# dcn: {type: DCNv3, ...} / {type: DCNv4, ...}: the modern operators replace the 3x3 convs
+# (channels in == channels out, so in bottlenecks only); their other keys go to the layer.
+AGGREGATE_OPS = {"DCNv3": DCNv3, "DCNv4": DCNv4}
+AGGREGATE_FIXED = ("channels", "kernel_size", "stride", "padding", "dilation", "data_format")
+
+
+def _dcn_options(dcn: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The validated ``dcn`` dict: DeformConv2D's options with defaults, or ``type`` plus the
+    options of DCNv3 / DCNv4 (ValueError naming unknown keys and the valid ones)."""
+    dcn = dict(dcn or {})
+    kind = dcn.pop("type", "DeformConv2D")
+    if kind == "DeformConv2D":
+        unknown = set(dcn) - set(DCN_DEFAULTS)
+        if unknown:
+            raise ValueError(f"dcn: unknown option(s) {sorted(unknown)}; valid: {sorted(DCN_DEFAULTS)}")
+        return {"type": kind, **DCN_DEFAULTS, **dcn}
+    if kind not in AGGREGATE_OPS:
+        raise ValueError(f"dcn.type must be DeformConv2D, {' or '.join(AGGREGATE_OPS)}, got {kind!r}")
+    valid = [p for p in inspect.signature(AGGREGATE_OPS[kind].__init__).parameters
+             if p not in ("self",) + AGGREGATE_FIXED]
+    unknown = set(dcn) - set(valid)
+    if unknown:
+        raise ValueError(f"dcn: unknown option(s) {sorted(unknown)} for {kind}; valid: {sorted(valid)}")
+    return {"type": kind, **dcn}
 
 
 def _zero_gamma() -> paddle.ParamAttr:
@@ -34,9 +60,15 @@ def _zero_gamma() -> paddle.ParamAttr:
 
 
 def conv3x3(cin: int, cout: int, stride: int, dcn: Optional[Dict[str, Any]]) -> nn.Layer:
-    """A 3x3 conv (no bias), deformable when ``dcn`` is a dict of DeformConv2D options."""
+    """A 3x3 conv (no bias), deformable when ``dcn`` is a validated dict (``_dcn_options``)."""
     if dcn is None:
         return nn.Conv2D(cin, cout, 3, stride=stride, padding=1, bias_attr=False)
+    if dcn["type"] in AGGREGATE_OPS:
+        if cin != cout:
+            raise ValueError(f"dcn.type {dcn['type']} keeps the channel count; this 3x3 conv maps {cin} to {cout} "
+                             "channels (use a bottleneck depth, 50 or 101)")
+        opts = {k: v for k, v in dcn.items() if k != "type"}
+        return AGGREGATE_OPS[dcn["type"]](cin, kernel_size=3, stride=stride, **opts)
     return DeformConv2D(cin, cout, 3, stride=stride, padding=1, bias_attr=False,
                         modulated=dcn["modulated"], deformable_groups=dcn["deformable_groups"],
                         offset_lr_mult=dcn["offset_lr_mult"])
@@ -98,8 +130,11 @@ class ResNet(nn.Layer):
     Args:
         depth: 18, 34, 50 or 101.
         dcn_stages: stages (2..5) whose 3x3 convs are deformable; [] for none.
-        dcn: DeformConv2D options for those convs: modulated (v2, default True),
-            deformable_groups (1), offset_lr_mult (1.0).
+        dcn: options of those convs. DeformConv2D (default): modulated (v2, default True),
+            deformable_groups (1), offset_lr_mult (1.0). ``type: DCNv3`` or ``type: DCNv4``:
+            the InternImage operators instead (bottleneck depths: channels in == out), the
+            other keys going to the layer (``groups``, ``offset_scale``, ``offset_lr_mult``,
+            ``dw_kernel_size``, DCNv4's ``mask_init``, ...).
         stem: 'imagenet' (7x7/2 + max pool) or 'small' (3x3 of ``stem_stride``, no pool).
         stem_stride: 1 or 2, for the small stem.
         coord_conv: add coordinate channels before the stem conv.
@@ -123,10 +158,7 @@ class ResNet(nn.Layer):
             raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")
         if stem_stride not in (1, 2):
             raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
-        unknown = set(dcn or {}) - set(DCN_DEFAULTS)
-        if unknown:
-            raise ValueError(f"dcn: unknown option(s) {sorted(unknown)}; valid: {sorted(DCN_DEFAULTS)}")
-        dcn_opts = {**DCN_DEFAULTS, **(dcn or {})}
+        dcn_opts = _dcn_options(dcn)
         self.depth, self.dcn_stages, self.out_stages = depth, sorted(dcn_stages), list(out_stages)
         kind, counts = SPECS[depth]
         block = Bottleneck if kind == "bottleneck" else BasicBlock

@@ -4,7 +4,7 @@ This package is the only code that knows the compiled op library exists
 (see ``_library``); layers call these functions.
 """
 from ._library import OpLibraryNotBuiltError, library_path, load_library
-from .deform_aggregate import deform_aggregate
+from .deform_aggregate import deform_aggregate, deform_aggregate_fused
 from .deform_conv import deform_conv2d
 from .deform_roi_pool import deform_psroi_pool, deform_roi_pool
 from .deform_sample import deform_sample2d
@@ -19,6 +19,7 @@ from .workspace import (
 __all__ = [
     "OpLibraryNotBuiltError",
     "deform_aggregate",
+    "deform_aggregate_fused",
     "deform_conv2d",
     "deform_psroi_pool",
     "deform_roi_pool",

@@ -57,6 +57,28 @@ def deform_aggregate(
         Gradients flow to value, offset and weight; on GPU the value gradient follows
         ``paddle_dcn.ops.set_deterministic`` like deform_conv2d's input gradient.
     """
+    kernel, strides, paddings, dilations, groups, (n, out_h, out_w) = _check_common(
+        value, kernel_size, stride, padding, dilation, groups, offset_scale)
+    points = groups * kernel[0] * kernel[1]
+    _checks.expect_shape("offset", _checks.shape_of(offset, "offset"), [n, out_h, out_w, 2 * points],
+                         "[N, H_out, W_out, G*kh*kw*2]")
+    _checks.expect_shape("weight", _checks.shape_of(weight, "weight"), [n, out_h, out_w, points],
+                         "[N, H_out, W_out, G*kh*kw]")
+    _checks.expect_dtype("offset", offset, value, "value")
+    _checks.expect_dtype("weight", weight, value, "value")
+    _checks.expect_same_place("value", value, offset=offset, weight=weight)
+    load_library()
+    return run_op("pdcn_deform_aggregate", value, offset, weight, kernel, strides, paddings, dilations,
+                  groups, _scale_pair(offset_scale), workspace.deterministic())
+
+
+def _scale_pair(offset_scale: float) -> list:
+    """``[hi, lo]`` float32 values with ``hi + lo`` = the double (no double op attributes)."""
+    hi = float(np.float32(offset_scale))
+    return [hi, float(np.float32(float(offset_scale) - hi))]
+
+
+def _check_common(value, kernel_size, stride, padding, dilation, groups, offset_scale):
     kernel = _checks.pair(kernel_size, "kernel_size", 1)
     strides = _checks.pair(stride, "stride", 1)
     paddings = _checks.pair(padding, "padding", 0)
@@ -74,17 +96,37 @@ def deform_aggregate(
     if (h >= 0 and out_h < 1) or (w >= 0 and out_w < 1):
         raise ValueError(f"value spatial size {[h, w]} is too small for kernel_size {kernel} with padding "
                          f"{paddings}, dilation {dilations} and stride {strides}")
-    points = groups * kernel[0] * kernel[1]
-    _checks.expect_shape("offset", _checks.shape_of(offset, "offset"), [n, out_h, out_w, 2 * points],
-                         "[N, H_out, W_out, G*kh*kw*2]")
-    _checks.expect_shape("weight", _checks.shape_of(weight, "weight"), [n, out_h, out_w, points],
-                         "[N, H_out, W_out, G*kh*kw]")
     _checks.expect_supported_dtype("value", value)
-    _checks.expect_dtype("offset", offset, value, "value")
-    _checks.expect_dtype("weight", weight, value, "value")
-    _checks.expect_same_place("value", value, offset=offset, weight=weight)
+    return kernel, strides, paddings, dilations, groups, (n, out_h, out_w)
+
+
+@unified  # plain Python over shapes: runs as-is in dygraph and under to_static
+def deform_aggregate_fused(
+    value: paddle.Tensor,
+    offset_mask: paddle.Tensor,
+    kernel_size: _checks.IntPair = 3,
+    stride: _checks.IntPair = 1,
+    padding: _checks.IntPair = 1,
+    dilation: _checks.IntPair = 1,
+    groups: int = 1,
+    offset_scale: float = 1.0,
+    name: Optional[str] = None,
+) -> paddle.Tensor:
+    """:func:`deform_aggregate` with DCNv4's fused input: ``offset_mask [N, H_out, W_out, S]``
+    holds, per group g, ``2K`` offsets (``(dx, dy)`` per kernel point) then ``K`` weights at
+    channels ``[g*3K, (g+1)*3K)``; ``S >= G*3K`` (DCNv4 pads S to a multiple of 8; the
+    padding is ignored and gets a zero gradient). Reads the projection's output in place,
+    no slicing, and returns the same as ``deform_aggregate`` on the split tensors."""
+    kernel, strides, paddings, dilations, groups, (n, out_h, out_w) = _check_common(
+        value, kernel_size, stride, padding, dilation, groups, offset_scale)
+    om_shape = _checks.shape_of(offset_mask, "offset_mask")
+    _checks.expect_rank("offset_mask", om_shape, 4, "[N, H_out, W_out, S]")
+    _checks.expect_shape("offset_mask", om_shape[:3], [n, out_h, out_w], "[N, H_out, W_out, S][:3]")
+    need = groups * kernel[0] * kernel[1] * 3
+    if 0 <= om_shape[3] < need:
+        raise ValueError(f"offset_mask has {om_shape[3]} channels; it needs at least G*kh*kw*3 = {need}")
+    _checks.expect_dtype("offset_mask", offset_mask, value, "value")
+    _checks.expect_same_place("value", value, offset_mask=offset_mask)
     load_library()
-    hi = float(np.float32(offset_scale))  # a float pair carries the double (no double attributes)
-    lo = float(np.float32(float(offset_scale) - hi))
-    return run_op("pdcn_deform_aggregate", value, offset, weight, kernel, strides, paddings, dilations,
-                  groups, [hi, lo], workspace.deterministic())
+    return run_op("pdcn_deform_aggregate_fused", value, offset_mask, kernel, strides, paddings, dilations,
+                  groups, _scale_pair(offset_scale), workspace.deterministic())

@@ -1,0 +1,75 @@
+"""Shared pieces of the DCNv3 and DCNv4 layers: argument checks, layout moves, the
+zero-initialised projections that predict offsets and aggregation weights."""
+from __future__ import annotations
+
+from typing import Optional
+
+import paddle
+from paddle import nn
+from paddle.nn.initializer import Constant, XavierUniform
+
+from . import _args
+
+DATA_FORMATS = ("NCHW", "NHWC")
+
+
+def check_common(channels: int, kernel_size, stride, dilation, groups: int, padding: Optional[_args.IntPair],
+                 offset_scale: float, data_format: str) -> dict:
+    """Validated ``{channels, kernel, stride, dilation, padding, groups, offset_scale}``;
+    ValueError naming the argument. padding None: ``dilation*(k-1)//2`` (same size at stride 1)."""
+    channels = _args.positive_int(channels, "channels")
+    groups = _args.positive_int(groups, "groups")
+    _args.divisible(channels, "channels", groups, "groups")
+    kernel = _args.int_pair(kernel_size, "kernel_size", 1)
+    if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+        raise ValueError(f"kernel_size must be odd (the offsets are predicted at the output grid), got {kernel_size!r}")
+    strides = _args.int_pair(stride, "stride", 1)
+    dilations = _args.int_pair(dilation, "dilation", 1)
+    pads = ([dilations[0] * (kernel[0] - 1) // 2, dilations[1] * (kernel[1] - 1) // 2] if padding is None
+            else _args.int_pair(padding, "padding", 0))
+    if pads != [dilations[0] * (kernel[0] - 1) // 2, dilations[1] * (kernel[1] - 1) // 2]:
+        raise ValueError(f"padding must be dilation*(kernel_size-1)//2 = "
+                         f"{[dilations[0] * (kernel[0] - 1) // 2, dilations[1] * (kernel[1] - 1) // 2]} "
+                         f"(the offset branch runs at the output grid), got {padding!r}")
+    if isinstance(offset_scale, bool) or not isinstance(offset_scale, (int, float)) or not offset_scale > 0:
+        raise ValueError(f"offset_scale must be a positive number, got {offset_scale!r}")
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
+    return dict(channels=channels, kernel=kernel, stride=strides, dilation=dilations, padding=pads, groups=groups,
+                offset_scale=float(offset_scale))
+
+
+def projection(channels_in: int, channels_out: int, bias: bool = True) -> nn.Linear:
+    """A Linear with InternImage's initialisation (Xavier-uniform weight, zero bias)."""
+    return nn.Linear(channels_in, channels_out, weight_attr=paddle.ParamAttr(initializer=XavierUniform()),
+                     bias_attr=paddle.ParamAttr(initializer=Constant(0.0)) if bias else False)
+
+
+def zero_projection(channels_in: int, channels_out: int, lr_mult: float, bias_init: float = 0.0) -> nn.Linear:
+    """A Linear whose weight starts at zero (bias at ``bias_init``), learning at ``lr_mult``:
+    the offset / aggregation-weight predictor (zero offsets at initialisation)."""
+    return nn.Linear(channels_in, channels_out,
+                     weight_attr=paddle.ParamAttr(initializer=Constant(0.0), learning_rate=lr_mult),
+                     bias_attr=paddle.ParamAttr(initializer=Constant(bias_init), learning_rate=lr_mult))
+
+
+def depthwise(channels: int, kernel: int, stride: list) -> nn.Conv2D:
+    """Depthwise conv on NCHW at the layer's stride: its output is on the output grid."""
+    return nn.Conv2D(channels, channels, kernel, stride=stride, padding=(kernel - 1) // 2, groups=channels)
+
+
+def to_nhwc(x: paddle.Tensor) -> paddle.Tensor:
+    return x.transpose([0, 2, 3, 1])
+
+
+def to_nchw(x: paddle.Tensor) -> paddle.Tensor:
+    return x.transpose([0, 3, 1, 2])
+
+
+def check_input(x: paddle.Tensor, channels: int, data_format: str, layer: str) -> None:
+    shape = list(x.shape)
+    axis = 1 if data_format == "NCHW" else 3
+    layout = "[N, C, H, W]" if data_format == "NCHW" else "[N, H, W, C]"
+    if len(shape) != 4 or (shape[axis] >= 0 and shape[axis] != channels):
+        raise ValueError(f"{layer}: x must be {layout} with C = channels = {channels} (data_format "
+                         f"{data_format!r}), got shape {shape}")

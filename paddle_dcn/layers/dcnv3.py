@@ -1,0 +1,82 @@
+"""DCNv3 (InternImage): grouped deformable aggregation with softmax-normalised weights."""
+from __future__ import annotations
+
+from typing import Optional
+
+import paddle
+import paddle.nn.functional as F
+from paddle import nn
+
+from .. import ops
+from . import _aggregate_block as blk
+from . import _args
+
+
+class DCNv3(nn.Layer):
+    """InternImage's DCNv3 operator as a layer (``channels`` in, ``channels`` out).
+
+    ``y = layer(x)``:
+      1. ``value = input_proj(x)`` (Linear over channels);
+      2. ``f = GELU(LayerNorm(depthwise_conv(x)))`` (``dw_kernel_size``, at the layer's stride);
+      3. ``offset = offset(f)`` ``[N, Ho, Wo, G*K*2]`` and ``weight = softmax_K(mask(f))``
+         ``[N, Ho, Wo, G*K]`` (softmax over each group's K points);
+      4. ``y = output_proj(deform_aggregate(value, offset, weight, ...))``
+         (see :func:`paddle_dcn.ops.deform_aggregate` for the sampling and the layouts).
+    ``offset`` and ``mask`` start at zero: zero offsets and uniform weights 1/K, so a new layer
+    averages each group's kernel window between the two projections. Parameter names follow
+    InternImage's (``input_proj``, ``dw_conv``, ``offset``, ``mask``, ``output_proj``).
+
+    Args:
+        channels: C, in and out; divisible by ``groups``.
+        kernel_size: odd, int or (h, w). stride, dilation: int or (h, w).
+        padding: None (default) or ``dilation*(k-1)//2`` (the only value that keeps the
+            offset branch on the output grid).
+        groups: G (InternImage-T: channels / 16); any group width (no multiple-of-16 rule).
+        offset_scale: scale of the offsets (InternImage's ``offset_scale``).
+        dw_kernel_size: the depthwise conv's kernel (default: ``kernel_size``'s height).
+        offset_lr_mult: learning-rate multiplier of ``offset`` and ``mask``.
+        data_format: ``'NCHW'`` (default: ``[N, C, H, W]`` in and out, a drop-in for a conv)
+            or ``'NHWC'`` (InternImage's channels-last, no transposes).
+    """
+
+    def __init__(self, channels: int, kernel_size: _args.IntPair = 3, stride: _args.IntPair = 1,
+                 padding: Optional[_args.IntPair] = None, dilation: _args.IntPair = 1, groups: int = 4,
+                 offset_scale: float = 1.0, dw_kernel_size: Optional[int] = None, offset_lr_mult: float = 1.0,
+                 data_format: str = "NCHW") -> None:
+        super().__init__()
+        a = blk.check_common(channels, kernel_size, stride, dilation, groups, padding, offset_scale, data_format)
+        self.channels, self.groups, self.data_format = a["channels"], a["groups"], data_format
+        self.kernel_size, self.stride, self.dilation, self.padding = a["kernel"], a["stride"], a["dilation"], a["padding"]
+        self.offset_scale = a["offset_scale"]
+        dw = _args.positive_int(dw_kernel_size if dw_kernel_size is not None else self.kernel_size[0], "dw_kernel_size")
+        if dw % 2 == 0:
+            raise ValueError(f"dw_kernel_size must be odd, got {dw}")
+        lr = _args.positive_float(offset_lr_mult, "offset_lr_mult")
+        points = self.groups * self.kernel_size[0] * self.kernel_size[1]
+        c = self.channels
+        self.input_proj = blk.projection(c, c)
+        self.dw_conv = blk.depthwise(c, dw, self.stride)
+        self.dw_norm = nn.LayerNorm(c)
+        self.offset = blk.zero_projection(c, 2 * points, lr)
+        self.mask = blk.zero_projection(c, points, lr)
+        self.output_proj = blk.projection(c, c)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        blk.check_input(x, self.channels, self.data_format, "DCNv3")
+        nhwc = blk.to_nhwc(x) if self.data_format == "NCHW" else x
+        nchw = x if self.data_format == "NCHW" else blk.to_nchw(x)
+        value = self.input_proj(nhwc)
+        feat = F.gelu(self.dw_norm(blk.to_nhwc(self.dw_conv(nchw))))
+        offset = self.offset(feat)
+        logits = self.mask(feat)
+        k = self.kernel_size[0] * self.kernel_size[1]
+        weight = F.softmax(logits.reshape([0, 0, 0, self.groups, k]), axis=-1).reshape([0, 0, 0, self.groups * k])
+        out = ops.deform_aggregate(value, offset, weight, self.kernel_size, self.stride, self.padding, self.dilation,
+                                   self.groups, self.offset_scale)
+        out = self.output_proj(out)
+        return blk.to_nchw(out) if self.data_format == "NCHW" else out
+
+    def extra_repr(self) -> str:
+        return (f"channels={self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"dilation={self.dilation}, groups={self.groups}, offset_scale={self.offset_scale}, "
+                f"data_format={self.data_format!r}")

@@ -1,0 +1,99 @@
+"""DCNv4 (FlashInternImage): deformable aggregation with unbounded weights and one fused
+offset/weight projection."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import paddle
+from paddle import nn
+
+from .. import ops
+from . import _aggregate_block as blk
+from . import _args
+
+MASK_INITS = ("zero", "mean")
+
+
+class DCNv4(nn.Layer):
+    """The DCNv4 operator as a layer (``channels`` in, ``channels`` out).
+
+    ``y = layer(x)``:
+      1. ``value = value_proj(x)`` (skipped with ``without_pointwise``);
+      2. ``om = offset_mask(dw_conv(x))`` (the depthwise conv is optional; without it the
+         projection reads x itself): one Linear to ``G*K*3`` values (padded to a multiple of
+         8, as DCNv4's), per group ``2K`` offsets then ``K`` aggregation weights, used as
+         they are (no softmax) and read in place by ``ops.deform_aggregate_fused``;
+      3. ``y = output_proj(deform_aggregate(value, offset, weight, ...))``.
+    ``offset_mask`` starts with zero weights: zero offsets, and weights ``0`` (``mask_init=
+    'zero'``, DCNv4's: a new layer outputs zero) or ``1/K`` (``'mean'``: it starts averaging
+    each group's window, as a new DCNv3 layer does; what a drop-in for a conv wants).
+
+    Args:
+        channels, kernel_size, stride, padding, dilation, groups, offset_scale,
+        offset_lr_mult, data_format: as :class:`DCNv3`.
+        dw_kernel_size: depthwise conv before the offset/weight projection (None: none;
+            then stride must be 1).
+        without_pointwise: drop the input and output projections (DCNv4's option).
+        output_bias: bias of the output projection.
+        mask_init: ``'zero'`` or ``'mean'``, see above.
+    """
+
+    def __init__(self, channels: int, kernel_size: _args.IntPair = 3, stride: _args.IntPair = 1,
+                 padding: Optional[_args.IntPair] = None, dilation: _args.IntPair = 1, groups: int = 4,
+                 offset_scale: float = 1.0, dw_kernel_size: Optional[int] = 3, without_pointwise: bool = False,
+                 output_bias: bool = True, mask_init: str = "zero", offset_lr_mult: float = 1.0,
+                 data_format: str = "NCHW") -> None:
+        super().__init__()
+        a = blk.check_common(channels, kernel_size, stride, dilation, groups, padding, offset_scale, data_format)
+        self.channels, self.groups, self.data_format = a["channels"], a["groups"], data_format
+        self.kernel_size, self.stride, self.dilation, self.padding = a["kernel"], a["stride"], a["dilation"], a["padding"]
+        self.offset_scale = a["offset_scale"]
+        if mask_init not in MASK_INITS:
+            raise ValueError(f"mask_init must be one of {MASK_INITS}, got {mask_init!r}")
+        if dw_kernel_size is None and self.stride != [1, 1]:
+            raise ValueError(f"stride {self.stride} needs dw_kernel_size (the depthwise conv brings the offset "
+                             "projection to the output grid)")
+        lr = _args.positive_float(offset_lr_mult, "offset_lr_mult")
+        c = self.channels
+        k = self.kernel_size[0] * self.kernel_size[1]
+        self.points = self.groups * k
+        self.without_pointwise = bool(without_pointwise)
+        if not self.without_pointwise:
+            self.value_proj = blk.projection(c, c)
+            self.output_proj = blk.projection(c, c, bias=bool(output_bias))
+        self.offset_mask_dw = None
+        if dw_kernel_size is not None:
+            dw = _args.positive_int(dw_kernel_size, "dw_kernel_size")
+            if dw % 2 == 0:
+                raise ValueError(f"dw_kernel_size must be odd, got {dw}")
+            self.offset_mask_dw = blk.depthwise(c, dw, self.stride)
+        width = int(math.ceil(self.points * 3 / 8) * 8)
+        self.offset_mask = blk.zero_projection(c, width, lr)
+        if mask_init == "mean":
+            bias = paddle.zeros([width], dtype=self.offset_mask.bias.dtype)
+            per_group = paddle.concat([paddle.zeros([2 * k]), paddle.full([k], 1.0 / k)]).astype(bias.dtype)
+            bias[: self.points * 3] = paddle.tile(per_group, [self.groups])
+            self.offset_mask.bias.set_value(bias)
+        self.mask_init = mask_init
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        blk.check_input(x, self.channels, self.data_format, "DCNv4")
+        nhwc = blk.to_nhwc(x) if self.data_format == "NCHW" else x
+        value = nhwc if self.without_pointwise else self.value_proj(nhwc)
+        if self.offset_mask_dw is not None:
+            nchw = x if self.data_format == "NCHW" else blk.to_nchw(x)
+            om_in = blk.to_nhwc(self.offset_mask_dw(nchw))
+        else:
+            om_in = nhwc
+        out = ops.deform_aggregate_fused(value, self.offset_mask(om_in), self.kernel_size, self.stride,
+                                         self.padding, self.dilation, self.groups, self.offset_scale)
+        if not self.without_pointwise:
+            out = self.output_proj(out)
+        return blk.to_nchw(out) if self.data_format == "NCHW" else out
+
+    def extra_repr(self) -> str:
+        return (f"channels={self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"dilation={self.dilation}, groups={self.groups}, offset_scale={self.offset_scale}, "
+                f"without_pointwise={self.without_pointwise}, mask_init={self.mask_init!r}, "
+                f"data_format={self.data_format!r}")

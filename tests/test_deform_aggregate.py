@@ -1,0 +1,179 @@
+"""paddle_dcn.ops.deform_aggregate (the DCNv3/DCNv4 core) against the pure-Paddle grid_sample
+reference (InternImage's dcnv3_core_pytorch, ported), in float64; finite differences;
+non-finite offsets; thread-count determinism; argument errors."""
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from paddle_dcn.ops import deform_aggregate
+from paddle_dcn.ops.deform_aggregate_reference import deform_aggregate_reference
+
+# (N, H, W, G, C, kernel, stride, padding, dilation, offset_scale, offset std in pixels)
+CONFIGS = [
+    (2, 7, 6, 3, 5, (3, 2), (2, 1), (1, 2), (1, 2), 0.7, 2.0),
+    (1, 6, 6, 1, 1, 3, 1, 1, 1, 1.0, 0.8),
+    (2, 5, 8, 4, 16, 3, 1, 1, 1, 1.0, 1.5),
+    (1, 9, 7, 2, 64, (5, 3), 2, (2, 1), 1, 0.5, 3.0),
+    (1, 6, 5, 2, 3, 1, 1, 0, 1, 2.0, 1.0),
+    (2, 8, 8, 2, 8, 3, 1, 2, 2, 1.0, 12.0),  # offsets far outside the map
+    (1, 5, 5, 3, 7, 3, 1, 0, 1, 1.3, 0.5),
+]
+
+
+def _out(size, k, s, p, d):
+    return (size + 2 * p - (d * (k - 1) + 1)) // s + 1
+
+
+def _pair(v):
+    return list(v) if isinstance(v, (list, tuple)) else [v, v]
+
+
+def _inputs(cfg, dtype="float64", seed=0):
+    n, h, w, g, c, kernel, stride, padding, dilation, scale, std = cfg
+    kh, kw = _pair(kernel)
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    ho, wo = _out(h, kh, sh, ph, dh), _out(w, kw, sw, pw, dw)
+    rng = np.random.default_rng(seed)
+    value = rng.standard_normal([n, h, w, g * c])
+    offset = rng.standard_normal([n, ho, wo, g * kh * kw * 2]) * std
+    weight = rng.standard_normal([n, ho, wo, g * kh * kw])
+    tensors = [paddle.to_tensor(a.astype(dtype)) for a in (value, offset, weight)]
+    for t in tensors:
+        t.stop_gradient = False
+    kwargs = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, groups=g,
+                  offset_scale=scale)
+    return tensors, kwargs
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[f"cfg{i}" for i in range(len(CONFIGS))])
+def test_forward_and_gradients_match_the_grid_sample_reference(cfg):
+    (value, offset, weight), kwargs = _inputs(cfg)
+    ours = deform_aggregate(value, offset, weight, **kwargs)
+    ref = deform_aggregate_reference(value, offset, weight, **kwargs)
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=0, atol=1e-8 * max(1.0, float(ref.abs().max())))
+    cot = paddle.to_tensor(np.random.default_rng(1).standard_normal(ours.shape))
+    got = paddle.grad((ours * cot).sum(), [value, offset, weight])
+    want = paddle.grad((ref * cot).sum(), [value, offset, weight])
+    for name, a, b in zip(("value", "offset", "weight"), got, want):
+        scale = max(1.0, float(b.abs().max()))
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-8 * scale, err_msg=name)
+
+
+def test_gradients_match_finite_differences():
+    cfg = (1, 5, 4, 2, 3, (3, 2), 1, 1, (1, 2), 0.9, 1.3)
+    (value, offset, weight), kwargs = _inputs(cfg, seed=4)
+    cot = np.random.default_rng(2).standard_normal(deform_aggregate(value, offset, weight, **kwargs).shape)
+
+    def loss(v, o, m):
+        out = deform_aggregate(paddle.to_tensor(v), paddle.to_tensor(o), paddle.to_tensor(m), **kwargs)
+        return float((out.numpy() * cot).sum())
+
+    grads = paddle.grad((deform_aggregate(value, offset, weight, **kwargs) * paddle.to_tensor(cot)).sum(),
+                        [value, offset, weight])
+    arrays = [t.numpy() for t in (value, offset, weight)]
+    rng = np.random.default_rng(3)
+    eps = 1e-6
+    for which in range(3):
+        flat = arrays[which].reshape(-1)
+        for index in rng.choice(flat.size, size=12, replace=False):
+            plus = [a.copy() for a in arrays]
+            minus = [a.copy() for a in arrays]
+            plus[which].reshape(-1)[index] += eps
+            minus[which].reshape(-1)[index] -= eps
+            numeric = (loss(*plus) - loss(*minus)) / (2 * eps)
+            analytic = grads[which].numpy().reshape(-1)[index]
+            assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-6), (which, index)
+
+
+def test_non_finite_and_huge_offsets_give_zero_samples():
+    (value, offset, weight), kwargs = _inputs(CONFIGS[2], seed=5)
+    bad = offset.numpy().copy()
+    points = bad.reshape(bad.shape[:3] + (-1, 2))
+    points[0, 1, 2, 3] = [np.nan, 0.0]
+    points[1, 0, 0, 5] = [1e30, -1e30]
+    points[0, 2, 3, 7] = [np.inf, 1.0]
+    zeroed = weight.numpy().copy()
+    masked = zeroed.reshape(zeroed.shape[:3] + (-1,))
+    masked[0, 1, 2, 3] = masked[1, 0, 0, 5] = masked[0, 2, 3, 7] = 0.0
+    got = deform_aggregate(value, paddle.to_tensor(bad), weight, **kwargs)
+    want = deform_aggregate_reference(value, offset, paddle.to_tensor(zeroed), **kwargs)
+    assert np.isfinite(got.numpy()).all()
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-10)
+    grads = paddle.grad(got.sum(), [value])
+    assert np.isfinite(grads[0].numpy()).all()
+
+
+def test_results_are_bitwise_equal_across_thread_counts():
+    (value, offset, weight), kwargs = _inputs(CONFIGS[0], dtype="float32", seed=6)
+    runs = []
+    old = os.environ.get("OMP_NUM_THREADS")
+    try:
+        for threads in ("1", "2", "1"):
+            os.environ["OMP_NUM_THREADS"] = threads
+            out = deform_aggregate(value, offset, weight, **kwargs)
+            runs.append([out.numpy()] + [g.numpy() for g in paddle.grad((out * out).sum(), [value, offset, weight])])
+    finally:
+        if old is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = old
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert np.array_equal(a, b)
+
+
+def test_float32_agrees_with_float64():
+    (v64, o64, w64), kwargs = _inputs(CONFIGS[3])
+    (v32, o32, w32), _ = _inputs(CONFIGS[3], dtype="float32")
+    a = deform_aggregate(v64, o64, w64, **kwargs).numpy()
+    b = deform_aggregate(v32, o32, w32, **kwargs).numpy()
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_arguments_name_the_argument_and_shape():
+    (value, offset, weight), kwargs = _inputs(CONFIGS[2])
+    with pytest.raises(ValueError, match=r"offset must have shape \[N, H_out, W_out, G\*kh\*kw\*2\]"):
+        deform_aggregate(value, offset[..., :-1], weight, **kwargs)
+    with pytest.raises(ValueError, match=r"weight must have shape \[N, H_out, W_out, G\*kh\*kw\]"):
+        deform_aggregate(value, offset, weight[:, :-1], **kwargs)
+    with pytest.raises(ValueError, match=r"value channels \(value.shape\[3\] = 64\) must be divisible by groups=3"):
+        deform_aggregate(value, offset, weight, **{**kwargs, "groups": 3})
+    with pytest.raises(ValueError, match="value must be a 4-D tensor"):
+        deform_aggregate(value[0], offset, weight, **kwargs)
+    with pytest.raises(ValueError, match="offset_scale must be a finite number"):
+        deform_aggregate(value, offset, weight, **{**kwargs, "offset_scale": float("nan")})
+    with pytest.raises(ValueError, match="must have the dtype of value"):
+        deform_aggregate(value, offset.astype("float32"), weight, **kwargs)
+    with pytest.raises(ValueError, match="too small for kernel_size"):
+        deform_aggregate(value[:, :2, :2], offset, weight, **{**kwargs, "padding": 0})
+
+
+def test_fused_layout_equals_the_split_tensors_and_pads_get_zero_gradient():
+    from paddle_dcn.ops import deform_aggregate_fused
+
+    cfg = CONFIGS[0]
+    (value, offset, weight), kwargs = _inputs(cfg, seed=7)
+    g, (kh, kw) = kwargs["groups"], _pair(kwargs["kernel_size"])
+    k = kh * kw
+    n, ho, wo = offset.shape[:3]
+    per_group = paddle.concat([offset.reshape([n, ho, wo, g, 2 * k]), weight.reshape([n, ho, wo, g, k])], axis=-1)
+    width = (g * 3 * k + 7) // 8 * 8
+    pad = paddle.to_tensor(np.random.default_rng(8).standard_normal([n, ho, wo, width - g * 3 * k]))
+    fused = paddle.concat([per_group.reshape([n, ho, wo, g * 3 * k]), pad], axis=-1).detach()
+    fused.stop_gradient = False
+    a = deform_aggregate(value, offset, weight, **kwargs)
+    b = deform_aggregate_fused(value, fused, **kwargs)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    cot = paddle.to_tensor(np.random.default_rng(9).standard_normal(a.shape))
+    gv_a, go_a, gw_a = paddle.grad((a * cot).sum(), [value, offset, weight])
+    gv_b, gf = paddle.grad((b * cot).sum(), [value, fused])
+    np.testing.assert_array_equal(gv_a.numpy(), gv_b.numpy())
+    gf = gf.numpy()
+    split = gf[..., : g * 3 * k].reshape([n, ho, wo, g, 3 * k])
+    np.testing.assert_array_equal(split[..., : 2 * k].reshape(go_a.shape), go_a.numpy())
+    np.testing.assert_array_equal(split[..., 2 * k:].reshape(gw_a.shape), gw_a.numpy())
+    assert not gf[..., g * 3 * k:].any()
+    with pytest.raises(ValueError, match=r"offset_mask has 20 channels; it needs at least G\*kh\*kw\*3 = 54"):
+        deform_aggregate_fused(value, fused[..., :20], **kwargs)

@@ -1,0 +1,177 @@
+"""DCNv3 / DCNv4 layers: the block wiring against a pure-Paddle reference (grid_sample core),
+initial behaviour, layouts, to_static + Paddle Inference, the ResNet stage option, errors."""
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+from paddle_dcn import DCNv3, DCNv4, inference
+from paddle_dcn.ops.deform_aggregate_reference import deform_aggregate_reference
+
+
+@pytest.fixture
+def float64():
+    paddle.set_default_dtype("float64")
+    yield
+    paddle.set_default_dtype("float32")
+
+
+def _randomise(layer, names, std):
+    paddle.seed(3)
+    for name, p in layer.named_parameters():
+        if any(name.startswith(n) for n in names):
+            p.set_value(paddle.randn(p.shape, dtype=p.dtype) * std)
+
+
+def _nhwc(x):
+    return x.transpose([0, 2, 3, 1])
+
+
+def dcnv3_reference(layer, x):
+    """InternImage's DCNv3 forward with the grid_sample core, from the layer's parameters."""
+    value = layer.input_proj(_nhwc(x))
+    feat = F.gelu(layer.dw_norm(_nhwc(layer.dw_conv(x))))
+    k = layer.kernel_size[0] * layer.kernel_size[1]
+    logits = layer.mask(feat)
+    n, ho, wo, _ = logits.shape
+    weight = F.softmax(logits.reshape([n, ho, wo, layer.groups, k]), -1).reshape([n, ho, wo, -1])
+    out = deform_aggregate_reference(value, layer.offset(feat), weight, layer.kernel_size, layer.stride,
+                                     layer.padding, layer.dilation, layer.groups, layer.offset_scale)
+    return layer.output_proj(out).transpose([0, 3, 1, 2])
+
+
+def dcnv4_reference(layer, x):
+    """DCNv4's forward with the grid_sample core: split the fused projection per group."""
+    value = layer.value_proj(_nhwc(x))
+    om = layer.offset_mask(_nhwc(layer.offset_mask_dw(x)))
+    k = layer.kernel_size[0] * layer.kernel_size[1]
+    n, ho, wo, _ = om.shape
+    om = om[..., : layer.groups * 3 * k].reshape([n, ho, wo, layer.groups, 3 * k])
+    offset = om[..., : 2 * k].reshape([n, ho, wo, -1])
+    weight = om[..., 2 * k:].reshape([n, ho, wo, -1])
+    out = deform_aggregate_reference(value, offset, weight, layer.kernel_size, layer.stride, layer.padding,
+                                     layer.dilation, layer.groups, layer.offset_scale)
+    return layer.output_proj(out).transpose([0, 3, 1, 2])
+
+
+@pytest.mark.parametrize("kwargs", [dict(channels=12, groups=3), dict(channels=16, groups=4, stride=2),
+                                    dict(channels=8, groups=2, kernel_size=5, dilation=2, offset_scale=0.5)])
+def test_dcnv3_matches_the_reference_block(float64, kwargs):
+    paddle.seed(0)
+    layer = DCNv3(**kwargs)
+    _randomise(layer, ("offset", "mask"), 0.3)
+    x = paddle.randn([2, kwargs["channels"], 9, 10])
+    x.stop_gradient = False
+    got, want = layer(x), dcnv3_reference(layer, x)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-10)
+    params = [layer.offset.weight, layer.mask.weight, layer.input_proj.weight, layer.dw_conv.weight]
+    ga = paddle.grad(got.sum(), [x] + params)
+    gb = paddle.grad(want.sum(), [x] + params)
+    for a, b in zip(ga, gb):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-9)
+
+
+@pytest.mark.parametrize("kwargs", [dict(channels=12, groups=3), dict(channels=16, groups=2, stride=2)])
+def test_dcnv4_matches_the_reference_block(float64, kwargs):
+    paddle.seed(0)
+    layer = DCNv4(**kwargs)
+    _randomise(layer, ("offset_mask",), 0.3)
+    x = paddle.randn([2, kwargs["channels"], 9, 10])
+    x.stop_gradient = False
+    got, want = layer(x), dcnv4_reference(layer, x)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-10)
+    params = [layer.offset_mask.weight, layer.value_proj.weight]
+    for a, b in zip(paddle.grad(got.sum(), [x] + params), paddle.grad(want.sum(), [x] + params)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-9)
+    assert layer.offset_mask.weight.shape[1] % 8 == 0  # DCNv4's padded projection width
+
+
+def test_initial_layers_average_each_window(float64):
+    paddle.seed(1)
+    x = paddle.randn([2, 8, 7, 7])
+    box = lambda v: F.avg_pool2d(v, 3, stride=1, padding=1, exclusive=False)  # zeros outside count
+    v3 = DCNv3(8, groups=2)
+    want = v3.output_proj(_nhwc(box(v3.input_proj(_nhwc(x)).transpose([0, 3, 1, 2])))).transpose([0, 3, 1, 2])
+    np.testing.assert_allclose(v3(x).numpy(), want.numpy(), atol=1e-12)
+    v4 = DCNv4(8, groups=2, mask_init="mean")
+    want = v4.output_proj(_nhwc(box(v4.value_proj(_nhwc(x)).transpose([0, 3, 1, 2])))).transpose([0, 3, 1, 2])
+    np.testing.assert_allclose(v4(x).numpy(), want.numpy(), atol=1e-12)
+    assert not DCNv4(8, groups=2)(x).numpy().any()  # DCNv4's own zero start
+
+
+def test_channels_last_option_and_without_pointwise():
+    paddle.seed(2)
+    x = paddle.randn([2, 8, 6, 5])
+    nchw = DCNv3(8, groups=2)
+    nhwc = DCNv3(8, groups=2, data_format="NHWC")
+    nhwc.set_state_dict(nchw.state_dict())
+    _randomise(nchw, ("offset", "mask"), 0.2)
+    nhwc.set_state_dict(nchw.state_dict())
+    np.testing.assert_allclose(nhwc(_nhwc(x)).numpy(), _nhwc(nchw(x)).numpy(), atol=1e-6)
+    bare = DCNv4(8, groups=2, dw_kernel_size=None, without_pointwise=True, mask_init="mean")
+    assert not hasattr(bare, "value_proj") and bare(x).shape == [2, 8, 6, 5]
+
+
+@pytest.mark.parametrize("cls", [DCNv3, DCNv4])
+def test_to_static_jit_save_and_paddle_inference(tmp_path, cls):
+    paddle.seed(4)
+    layer = cls(8, groups=2)
+    _randomise(layer, ("offset", "mask"), 0.3)
+    layer.eval()
+    x = paddle.randn([3, 8, 7, 7])
+    want = layer(x).numpy()
+    static = paddle.jit.to_static(layer, input_spec=[paddle.static.InputSpec([None, 8, 7, 7], "float32")],
+                                  full_graph=True)
+    np.testing.assert_allclose(static(x).numpy(), want, atol=1e-5)
+    prefix = str(tmp_path / "model")
+    inference.export_model(layer, prefix, [paddle.static.InputSpec([None, 8, 7, 7], "float32", "x")])
+    (got,) = inference.run_predictor(inference.create_predictor(prefix), [x.numpy()])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="channels=10 must be divisible by groups=4"):
+        DCNv3(10, groups=4)
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        DCNv3(8, kernel_size=2)
+    with pytest.raises(ValueError, match=r"padding must be dilation\*\(kernel_size-1\)//2"):
+        DCNv4(8, padding=0)
+    with pytest.raises(ValueError, match="stride .* needs dw_kernel_size"):
+        DCNv4(8, stride=2, dw_kernel_size=None)
+    with pytest.raises(ValueError, match="mask_init must be one of"):
+        DCNv4(8, mask_init="ones")
+    with pytest.raises(ValueError, match=r"DCNv3: x must be \[N, C, H, W\] with C = channels = 8"):
+        DCNv3(8, groups=2)(paddle.randn([1, 4, 5, 5]))
+
+
+def test_resnet_takes_them_as_the_deformable_stage_operator():
+    from paddle_dcn.models.resnet import ResNet
+
+    for kind, layer_cls in (("DCNv3", DCNv3), ("DCNv4", DCNv4)):
+        net = ResNet(depth=50, dcn_stages=[3], dcn={"type": kind, "groups": 2, "offset_lr_mult": 0.1},
+                     stem="small", base_channels=8)
+        layers = [l for l in net.sublayers() if isinstance(l, layer_cls)]
+        assert len(layers) == 4 and layers[0].stride == [2, 2]  # conv3_x: 4 blocks, the first strided
+        assert [o.shape for o in net(paddle.randn([2, 3, 16, 16]))] == [[2, 256, 2, 2]]
+    with pytest.raises(ValueError, match=r"dcn: unknown option\(s\) \['modulated'\] for DCNv3"):
+        ResNet(depth=50, dcn_stages=[3], dcn={"type": "DCNv3", "modulated": True})
+    with pytest.raises(ValueError, match="keeps the channel count"):
+        ResNet(depth=18, dcn_stages=[3], dcn={"type": "DCNv3"})
+
+
+@pytest.mark.parametrize("config", ["configs/dcnv3_r50.yml", "configs/dcnv4_r50.yml"])
+def test_shipped_config_trains_end_to_end(tmp_path, config):
+    import importlib.util
+    import os
+
+    from engine_helpers import TOOLS
+
+    spec = importlib.util.spec_from_file_location("pdcn_tool_train", os.path.join(TOOLS, "train.py"))
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    cache = str(tmp_path / "cache")
+    metrics = train.main(["-c", config, "--output", str(tmp_path / "out"), "-o", "epochs=1",
+                          "train_dataset.num_samples=64", "eval_dataset.num_samples=32",
+                          f"train_dataset.cache_dir={cache}", f"eval_dataset.cache_dir={cache}",
+                          "visualdl.enabled=false"])
+    assert 0.0 <= metrics["top1"] <= 100.0 and os.path.exists(tmp_path / "out" / "best.pdparams")
