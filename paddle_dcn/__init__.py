@@ -3,6 +3,7 @@
 The layers are re-exported flat (``from paddle_dcn import DeformConv2D, DCNv3, DCNv4``); the functional
 operators live in ``paddle_dcn.ops``.
 """
+from . import _paddle_import  # noqa: F401 - first: Paddle without its ccache warning
 from . import layers, ops
 from .layers import (
     AddCoords,

@@ -43,6 +43,8 @@ DEFAULTS: Dict[str, Any] = {
     "lr_scheduler": None,
     "metric": {"type": "TopKAccuracy", "topk": [1, 5]},
     "export": {"image_shape": [3, 32, 32]},
+    # true: the datasets may use only some of the model's classes (paddle_dcn/engine/class_check.py)
+    "allow_class_subset": False,
 }
 
 BASE_KEY = "_base_"

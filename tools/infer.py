@@ -5,7 +5,11 @@
     python tools/infer.py -c configs/dcn_r50.yml -w output/dcn_r50/best --input img.png|folder
     python tools/infer.py --model-dir output_inference/dcn_r50 --input img.png|folder   # exported
 
-Images of any size are resized to the model's input size, then given the eval transforms.
+Classification inputs follow one rule (docs/training.md, "Input size"): the model takes
+``export.image_shape``, which must be what the eval set's samples are after the eval transforms
+(checked first: a mismatch is an error naming both sizes). An image goes through the eval
+transforms; one that they do not bring to that size is resized to it first, with a warning.
+Detection: when no box reaches --threshold, the best few scores are printed instead.
 """
 from __future__ import annotations
 
@@ -78,8 +82,9 @@ def main(argv=None) -> list:
         predict = runner.probabilities
     else:
         cfg = load_config(args.config, args.opt)
+        dataset = deploy.checked_reference(cfg)  # classes and export.image_shape against the data
         model = deploy.build_model_with_weights(cfg, args.weights)
-        names = deploy.class_names_of(cfg)
+        names = deploy.class_names_of(cfg, dataset)
         prep = deploy.preprocessor(cfg["export"]["image_shape"], (cfg.get("eval_dataset") or {}).get("transforms", []))
 
         def predict(images):

@@ -168,6 +168,7 @@ class COCODetection:
             raise ValueError(f"{ann_file}: no usable images (skipped: {dict(self.annotations.skipped)})")
         self.class_names = self.annotations.class_names
         self.num_classes = len(self.class_names)
+        self.class_source = f"{ann_file}: {self.num_classes} categories"
         self.transforms = DetCompose(transforms or [])
         self.size_divisor = int(size_divisor)
 

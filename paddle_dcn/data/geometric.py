@@ -279,9 +279,15 @@ class GeometricShapes:
         self.split, self.num_samples = split, int(num_samples)
         self.image_size, self.num_classes, self.seed = int(image_size), int(num_classes), int(seed)
         self.class_names = CLASS_NAMES[: self.num_classes]
+        self.class_source = f"GeometricShapes split={split}: num_classes={self.num_classes}"
         self.cache_dir = cache_dir or default_cache_dir()
         self.transforms = Compose(transforms or [])
         self.images, self.labels = self._load_or_generate()
+
+    @staticmethod
+    def class_names_from_args(num_classes: int = 10, **_: Any) -> List[str]:
+        """The ``class_names`` of a set with these arguments (nothing is generated)."""
+        return CLASS_NAMES[: int(num_classes)]
 
     def cache_path(self) -> str:
         key = json.dumps([GENERATOR_VERSION, self.seed, self.split, self.num_samples,

@@ -42,6 +42,20 @@ class Compose:
             image = t(image)
         return image
 
+    def size_effect(self) -> str:
+        """What the pipeline does to the image's H x W: ``'keep'`` (every transform keeps it),
+        ``'fix'`` (the last one that changes it makes a fixed size), ``'vary'`` (it depends on
+        the input, e.g. ``Resize(short_side=True)`` last) or ``'unknown'`` (a transform without
+        a ``size_effect``). Each transform says its own in ``size_effect``."""
+        state = "keep"
+        for t in self.transforms:
+            effect = getattr(t, "size_effect", None)
+            if effect not in ("keep", "fix", "vary"):
+                return "unknown"
+            if effect != "keep":
+                state = effect
+        return state
+
     def __repr__(self) -> str:
         return f"Compose({self.transforms})"
 
@@ -52,6 +66,7 @@ class Resize:
 
     def __init__(self, size: IntOrPair, short_side: bool = False) -> None:
         self.size, self.short_side = size, short_side
+        self.size_effect = "vary" if short_side else "fix"
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self.short_side:
@@ -64,6 +79,8 @@ class Resize:
 @TRANSFORMS.register()
 class CenterCrop:
     """Crops the central ``size`` region (pads with zeros when the image is smaller)."""
+
+    size_effect = "fix"
 
     def __init__(self, size: IntOrPair) -> None:
         self.size = _pair(size)
@@ -82,6 +99,8 @@ class CenterCrop:
 @TRANSFORMS.register()
 class RandomCrop:
     """Pads by ``padding`` (reflect) and crops a random ``size`` region."""
+
+    size_effect = "fix"
 
     def __init__(self, size: IntOrPair, padding: int = 0) -> None:
         self.size, self.padding = _pair(size), int(padding)
@@ -102,6 +121,8 @@ class RandomCrop:
 @TRANSFORMS.register()
 class RandomResizedCrop:
     """Crops a random region (area fraction in ``scale``, aspect in ``ratio``), resizes to ``size``."""
+
+    size_effect = "fix"
 
     def __init__(self, size: IntOrPair, scale: Sequence[float] = (0.08, 1.0),
                  ratio: Sequence[float] = (3 / 4, 4 / 3)) -> None:
@@ -124,6 +145,8 @@ class RandomResizedCrop:
 
 @TRANSFORMS.register()
 class RandomHorizontalFlip:
+    size_effect = "keep"
+
     def __init__(self, prob: float = 0.5) -> None:
         self.prob = float(prob)
 
@@ -134,6 +157,8 @@ class RandomHorizontalFlip:
 @TRANSFORMS.register()
 class Normalize:
     """uint8 HWC -> float32 HWC ``(x / 255 - mean) / std`` (mean/std per channel, in [0, 1] units)."""
+
+    size_effect = "keep"
 
     def __init__(self, mean: Sequence[float] = (0.485, 0.456, 0.406),
                  std: Sequence[float] = (0.229, 0.224, 0.225)) -> None:
@@ -147,6 +172,8 @@ class Normalize:
 @TRANSFORMS.register()
 class ToCHW:
     """HWC -> CHW float32 (contiguous); a 2-D image gets one channel."""
+
+    size_effect = "keep"
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if image.ndim == 2:

@@ -4,14 +4,15 @@ An exported classifier directory (default ``output_inference/<config name>/``) h
 ``model.json`` + ``model.pdiparams`` (``paddle.jit.save``, Paddle 3 PIR; ``model.pdmodel``
 under the old IR) whose input is ``image [N, C, H, W]`` float32 (already normalised) and
 output the class probabilities ``[N, num_classes]``, and ``infer_cfg.yml``: the input shape,
-the preprocessing (resize to the input size, then the eval transforms) and the class names.
+the preprocessing (the eval transforms; the input-size rule of ``input_size``) and the class
+names. Export first checks the config's classes and ``export.image_shape`` against the data.
 Paddle Inference needs paddle_dcn's op library registered first
 (``paddle_dcn.ops.load_library()``); :class:`InferenceClassifier` does it.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -19,9 +20,10 @@ import yaml
 
 from .. import data, models  # noqa: F401 - registration
 from .. import inference
-from ..data.transforms import Compose, Resize
-from ..registry import DATASETS, MODELS, build
+from ..registry import MODELS, build
 from . import checkpoint as ckpt
+from . import class_check
+from .input_size import Preprocessor, check_export_shape
 
 INFER_CFG = "infer_cfg.yml"
 MODEL_PREFIX = "model"
@@ -38,11 +40,36 @@ class _Predict(paddle.nn.Layer):
         return self.model.predict(image)
 
 
-def class_names_of(cfg: Dict[str, Any]) -> List[str]:
-    """The eval (else train) dataset's ``class_names``; ``['0', '1', ...]`` when it has none."""
-    ds_cfg = cfg.get("eval_dataset") or cfg.get("train_dataset")
-    names = getattr(build(DATASETS, ds_cfg), "class_names", None) if ds_cfg else None
+def reference_dataset(cfg: Dict[str, Any]) -> Tuple[Optional[Any], str]:
+    """``(dataset, config key)``: the eval set (given the train set's classes, as in training),
+    else the train set, else ``(None, '')``; its classes are checked against the model's
+    (``class_check``)."""
+    for key in ("eval_dataset", "train_dataset"):
+        if cfg.get(key):
+            names = class_check.train_class_names(cfg) if key == "eval_dataset" else None
+            dataset = class_check.build_dataset(cfg, key, names)
+            class_check.check_classes(cfg, dataset if key == "train_dataset" else None,
+                                      dataset if key == "eval_dataset" else None, names)
+            return dataset, key
+    return None, ""
+
+
+def class_names_of(cfg: Dict[str, Any], dataset: Optional[Any] = None) -> List[str]:
+    """The ``class_names`` of ``dataset`` (default: :func:`reference_dataset`);
+    ``['0', '1', ...]`` when it has none."""
+    if dataset is None:
+        dataset, _ = reference_dataset(cfg)
+    names = getattr(dataset, "class_names", None) if dataset is not None else None
     return list(names) if names else [str(i) for i in range(int(cfg["model"].get("num_classes", 0)))]
+
+
+def checked_reference(cfg: Dict[str, Any]) -> Optional[Any]:
+    """:func:`reference_dataset`, with ``export.image_shape`` checked against it (ValueError on
+    a mismatch: see ``input_size``); what export and ``infer.py -c`` build first."""
+    dataset, key = reference_dataset(cfg)
+    if dataset is not None:
+        check_export_shape(cfg, dataset, key, strict=True)
+    return dataset
 
 
 def build_model_with_weights(cfg: Dict[str, Any], weights: str) -> paddle.nn.Layer:
@@ -59,24 +86,24 @@ def export(cfg: Dict[str, Any], weights: str, output_dir: str) -> Dict[str, str]
         from .det_deploy import export_detector
 
         return export_detector(cfg, weights, output_dir)
+    dataset = checked_reference(cfg)
     model = build_model_with_weights(cfg, weights)
     shape = [int(v) for v in cfg["export"]["image_shape"]]
     spec = [paddle.static.InputSpec([None] + shape, "float32", "image")]
     model_file, params_file = inference.export_model(_Predict(model), os.path.join(output_dir, MODEL_PREFIX), spec)
     ds_cfg = cfg.get("eval_dataset") or {}
     infer_cfg = {"config_name": cfg.get("_name_"), "model_prefix": MODEL_PREFIX, "image_shape": shape,
-                 "transforms": ds_cfg.get("transforms", []), "class_names": class_names_of(cfg)}
+                 "transforms": ds_cfg.get("transforms", []), "class_names": class_names_of(cfg, dataset)}
     cfg_path = os.path.join(output_dir, INFER_CFG)
     with open(cfg_path, "w", encoding="utf-8") as f:
         yaml.safe_dump(infer_cfg, f, sort_keys=False, default_flow_style=None)
     return {"model": model_file, "params": params_file, "infer_cfg": cfg_path}
 
 
-def preprocessor(image_shape: Sequence[int], transforms: List[Dict[str, Any]]):
-    """uint8 HWC RGB image -> float32 CHW model input (resize to the input size, transforms)."""
-    resize = Resize([int(image_shape[1]), int(image_shape[2])])
-    pipeline = Compose(transforms)
-    return lambda image: pipeline(resize(image))
+def preprocessor(image_shape: Sequence[int], transforms: List[Dict[str, Any]]) -> Preprocessor:
+    """uint8 HWC RGB image -> float32 CHW model input of ``image_shape`` (the eval transforms;
+    an image they do not bring to that size is resized first, with a warning: ``input_size``)."""
+    return Preprocessor(image_shape, transforms)
 
 
 def top_k(probs: np.ndarray, class_names: Sequence[str], k: int) -> List[List[tuple]]:

@@ -137,6 +137,30 @@ def draw_detections(image: np.ndarray, bbox: np.ndarray, class_names: Sequence[s
     return np.asarray(picture)
 
 
+def _class_label(names: Sequence[str], c: int) -> str:
+    return f"class {c} {names[c]}" if c < len(names) else f"class {c}"
+
+
+def detection_summary(bbox: np.ndarray, class_names: Sequence[str], threshold: float, best: int = 3) -> str:
+    """What infer prints for one image: ``'2 detections >= 0.5'`` and one line per box; with
+    none at the threshold, the ``best`` highest scores instead (``'0 detections >= 0.5; best
+    0.13 (class 3 star), 0.08 (class 0 triangle)'``), so a weak model does not look broken.
+    ``bbox``: rows ``(class, score, x1, y1, x2, y2)``."""
+    rows = np.asarray(bbox).reshape(-1, 6)
+    kept = rows[rows[:, 1] >= threshold]
+    if len(kept):
+        return f"{len(kept)} detections >= {threshold}" + "".join(
+            f"\n  {_class_label(class_names, int(c))} {s:.3f} [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]"
+            for c, s, x1, y1, x2, y2 in kept.tolist())
+    if not len(rows):
+        return (f"0 detections >= {threshold}; no box at all (none scored above the model's "
+                f"test.score_thresh)")
+    top = rows[np.argsort(-rows[:, 1], kind="stable")[:best]]
+    return (f"0 detections >= {threshold}; best " + ", ".join(
+        f"{s:.2f} ({_class_label(class_names, int(c))})" for c, s in top[:, :2].tolist())
+        + " (lower --threshold to draw them)")
+
+
 def run_infer(detector: Any, files: Sequence[str], output_dir: str, threshold: float,
               load_rgb: Any, visualdl: bool = True) -> List[Tuple[str, np.ndarray]]:
     """Detects, prints and draws every file into ``output_dir`` (same file name, .png), and into
@@ -154,11 +178,8 @@ def run_infer(detector: Any, files: Sequence[str], output_dir: str, threshold: f
         image = load_rgb(path)
         bbox = detector.detect(image)
         results.append((path, bbox))
-        kept = bbox[bbox[:, 1] >= threshold]
+        print(f"{path}: {detection_summary(bbox, detector.class_names, threshold)}")
         names = detector.class_names
-        print(f"{path}: {len(kept)} detections >= {threshold}" + "".join(
-            f"\n  {names[int(c)] if int(c) < len(names) else int(c)} {s:.3f} [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]"
-            for c, s, x1, y1, x2, y2 in kept.tolist()))
         drawn = draw_detections(image, bbox, names, threshold)
         stem = os.path.splitext(os.path.basename(path))[0]
         Image.fromarray(drawn).save(os.path.join(output_dir, f"{stem}.png"))

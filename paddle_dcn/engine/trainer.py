@@ -25,8 +25,10 @@ import paddle
 from .. import data, models  # noqa: F401 - registers datasets, transforms, models
 from ..config import dump_config
 from ..data.loader import build_dataloader
-from ..registry import DATASETS, METRICS, MODELS, build
+from ..registry import METRICS, MODELS, build
 from . import checkpoint as ckpt
+from .class_check import build_dataset, check_classes, train_class_names
+from .input_size import check_export_shape
 from .callbacks import Callback, CheckpointSaver, ProgressLogger, VisualDLLogger, setup_logging
 from .distributed import all_reduce_sum, init_distributed
 from .optim import build_optimizer, build_scheduler
@@ -80,9 +82,10 @@ class Trainer:
         self.amp_enabled = bool(amp.get("enabled", False))
         self.amp_level, self.amp_dtype = amp.get("level", "O1"), amp.get("dtype", "float16")
 
-        self.eval_dataset = self.eval_loader = None
-        if mode in ("train", "eval") and cfg.get("eval_dataset"):
-            self.eval_dataset = build(DATASETS, cfg["eval_dataset"])
+        self.train_dataset = self.eval_dataset = self.eval_loader = None
+        if mode in ("train", "eval"):
+            self._build_datasets()
+        if self.eval_dataset is not None:
             self.eval_loader = build_dataloader(
                 self.eval_dataset, int(loader_cfg.get("eval_batch_size", loader_cfg["batch_size"])),
                 shuffle=False, rank=self.rank, world_size=self.world_size, drop_last=False,
@@ -92,9 +95,6 @@ class Trainer:
         if mode != "train":
             return
 
-        if not cfg.get("train_dataset"):
-            raise KeyError("config has no train_dataset")
-        self.train_dataset = build(DATASETS, cfg["train_dataset"])
         self.train_loader = build_dataloader(
             self.train_dataset, int(loader_cfg["batch_size"]), shuffle=True, seed=self.seed,
             rank=self.rank, world_size=self.world_size, drop_last=bool(loader_cfg.get("drop_last", True)),
@@ -117,6 +117,25 @@ class Trainer:
             self.callbacks.append(VisualDLLogger(os.path.join(self.output_dir, "vdl"), cfg["log_interval"],
                                                  vdl.get("num_images", 4), vdl.get("histograms", True)))
         self.callbacks += list(callbacks or [])
+
+    def _build_datasets(self) -> None:
+        """Train (mode 'train') and eval datasets, checked before anything runs: class counts
+        and names (``class_check``: the eval set takes the train set's classes) and
+        ``export.image_shape`` against what the data give the model (``input_size``, a warning
+        here: training and evaluation are unaffected, export and infer would not be)."""
+        cfg = self.cfg
+        if self.mode == "train":
+            if not cfg.get("train_dataset"):
+                raise KeyError("config has no train_dataset")
+            self.train_dataset = build_dataset(cfg, "train_dataset")
+        train_names = train_class_names(cfg, self.train_dataset)
+        if cfg.get("eval_dataset"):
+            self.eval_dataset = build_dataset(cfg, "eval_dataset", train_names)
+        check_classes(cfg, self.train_dataset, self.eval_dataset, train_names)
+        key = "eval_dataset" if self.eval_dataset is not None else "train_dataset"
+        reference = self.eval_dataset if self.eval_dataset is not None else self.train_dataset
+        if reference is not None:
+            check_export_shape(cfg, reference, key, strict=False)
 
     # ----------------------------------------------------------------- state
     def model_state_dict(self) -> Dict[str, Any]:

@@ -12,15 +12,10 @@ import os
 import threading
 from typing import Any
 
-import warnings
-
 import paddle
+import paddle.utils.cpp_extension  # imported quietly by paddle_dcn._paddle_import (no ccache warning)
 from paddle import _C_ops
 from paddle.jit.marker import unified
-
-with warnings.catch_warnings():  # its import warns about ccache, irrelevant at run time
-    warnings.simplefilter("ignore")
-    import paddle.utils.cpp_extension
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LIBRARY_GLOBS = ("_pdcn_ops_pd_*.so", "_pdcn_ops_pd_.so", "_pdcn_ops*.so")
