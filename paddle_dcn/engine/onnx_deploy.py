@@ -50,14 +50,17 @@ def export(cfg: Dict[str, Any], weights: str, output_dir: str, opset: int = onnx
     """Writes ``model.onnx`` and ``infer_cfg.yml`` to ``output_dir``; returns their paths
     (``onnx``, ``infer_cfg``), the graph's ``inputs``/``outputs`` names and, for detectors,
     ``not_exported``: ``[(Paddle op, layer path), ...]`` of the full model's unexportable ops."""
+    detection = cfg.get("task") == "detection"
+    # the checks of the Paddle export: classes against the data, export.image_shape against it
+    dataset = deploy.reference_dataset(cfg)[0] if detection else deploy.checked_reference(cfg)
     model = deploy.build_model_with_weights(cfg, weights)
     path = os.path.join(output_dir, ONNX_FILE)
     ds_cfg = cfg.get("eval_dataset") or cfg.get("train_dataset") or {}
     info: Dict[str, Any] = {"config_name": cfg.get("_name_"), "format": "onnx", "model_file": ONNX_FILE,
                             "opset": int(opset), "transforms": ds_cfg.get("transforms", []),
-                            "class_names": deploy.class_names_of(cfg)}
+                            "class_names": deploy.class_names_of(cfg, dataset)}
     result: Dict[str, Any] = {}
-    if cfg.get("task") == "detection":
+    if detection:
         from .det_deploy import _PredictDetection, input_spec
 
         result["not_exported"] = onnx_export.unsupported_ops(_PredictDetection(model), input_spec())
