@@ -18,7 +18,8 @@ HARNESS = os.path.join(ROOT, "custom_ops", "tests", "gpu_validate")
 MIN_CHECKS = 140  # 157 when written; fewer means checks were lost
 CHECK_KINDS = ("conv ", "deterministic grad_x bitwise repeat", "weight gradient over", "empty batch",
                "chunk=0 launches", "roi_batch_from_counts", "beyond the counts' sum", "vs torchvision",
-               "random offset", "gradcheck", "large:", "bench produced timings")
+               "random offset", "gradcheck", "large:", "bench produced timings", "aggregate G",
+               "aggregate gradcheck")
 
 
 def _mock_python():

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "deform_aggregate_cpu.h"
 #include "deform_conv_cpu.h"
 #include "deform_psroi_pool_cpu.h"
 #include "deform_roi_pool_cpu.h"
@@ -153,5 +154,19 @@ int pdcn_psroi_backward(int d, const long long* i, const float* f, const void* g
                                                 (const T*)off, (T*)goff);
       zero_boxes((T*)goff, cb.uncovered, 2 * g.offset_groups * g.parts());
     } });
+}
+long long pdcn_aggregate_scratch_bytes(int, const long long*, double, int) { return 0; }
+int pdcn_aggregate_forward(int d, const long long* ga, double scale, const void* value, const void* off,
+                           const void* w, void* out, void*) {
+  return by_dtype(d, [&](auto t) { using T = decltype(t);
+    cpu::deform_aggregate_forward<T>(shim::aggregate(ga, scale), (const T*)value, (const T*)off, (const T*)w,
+                                     (T*)out); });
+}
+// grad_offset (and, when fused, the padding of the shared tensor) must be zeroed by the caller
+int pdcn_aggregate_backward(int d, const long long* ga, double scale, const void* value, const void* off,
+                            const void* w, const void* gout, void* gv, void* goff, void* gw, void*, int, void*) {
+  return by_dtype(d, [&](auto t) { using T = decltype(t);
+    cpu::deform_aggregate_backward<T>(shim::aggregate(ga, scale), (const T*)value, (const T*)off, (const T*)w,
+                                      (const T*)gout, (T*)gv, (T*)goff, (T*)gw); });
 }
 }

@@ -3,6 +3,7 @@
 // cudaError_t (as int) of its first failed launch; pdcn_error_string names it.
 // cpu_shim.cc implements the same C API over the CPU drivers (--cpu-mock).
 
+#include "deform_aggregate_cuda.h"
 #include "deform_conv_cuda.h"
 #include "deform_roi_pool_cuda.h"
 #include "shim_geometry.h"
@@ -86,5 +87,19 @@ int pdcn_psroi_backward(int d, const long long* i, const float* f, const void* g
                         void* gx, void* goff, void* scratch, int det, void* s) {
   return pdcn::cuda::deform_psroi_pool_backward(dt(d), psroi(i, f), gout, x, boxes, batch, off,
                                            gx, goff, scratch, det != 0, s);
+}
+// DCNv3/v4 aggregation (fused: offset and weight are the same pointer)
+long long pdcn_aggregate_scratch_bytes(int d, const long long* g, double scale, int det) {
+  return pdcn::cuda::deform_aggregate_backward_scratch_bytes(dt(d), shim::aggregate(g, scale), det != 0);
+}
+int pdcn_aggregate_forward(int d, const long long* g, double scale, const void* value, const void* off,
+                           const void* w, void* out, void* s) {
+  return pdcn::cuda::deform_aggregate_forward(dt(d), shim::aggregate(g, scale), value, off, w, out, s);
+}
+int pdcn_aggregate_backward(int d, const long long* g, double scale, const void* value, const void* off,
+                            const void* w, const void* gout, void* gv, void* goff, void* gw, void* scratch,
+                            int det, void* s) {
+  return pdcn::cuda::deform_aggregate_backward(dt(d), shim::aggregate(g, scale), value, off, w, gout, gv, goff,
+                                               gw, scratch, det != 0, s);
 }
 }

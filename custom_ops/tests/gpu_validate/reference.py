@@ -147,3 +147,34 @@ def deform_roi_pool(x, boxes, output_size, offset=None, spatial_scale=1.0, sampl
 def roi_align(x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
     """torchvision.ops.roi_align's signature and semantics (boxes [K, 5])."""
     return deform_roi_pool(x, boxes, output_size, None, spatial_scale, sampling_ratio, 0.0, aligned)
+
+
+def deform_aggregate(value, offset, weight, kernel, stride, padding, dilation, groups, offset_scale):
+    """DCNv3's core as InternImage's ``dcnv3_core_pytorch`` (grid_sample on the zero-padded
+    channels-last input, align_corners=False). value [N, H, W, G*C], offset [N, Ho, Wo, G*K*2]
+    ((dx, dy) per point, k = iw*kh + ih), weight [N, Ho, Wo, G*K] -> [N, Ho, Wo, G*C]."""
+    import torch.nn.functional as F
+
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair, (kernel, stride, padding, dilation))
+    n, h, w, gc = value.shape
+    g, k = groups, kh * kw
+    c = gc // g
+    x = F.pad(value.permute(0, 3, 1, 2), (pw, pw, ph, ph))
+    hi, wi = h + 2 * ph, w + 2 * pw
+    ho, wo = (hi - (dh * (kh - 1) + 1)) // sh + 1, (wi - (dw * (kw - 1) + 1)) // sw + 1
+    ch, cw = (dh * (kh - 1)) // 2, (dw * (kw - 1)) // 2
+    dt, dev = value.dtype, value.device
+    ref_y = (torch.arange(ho, dtype=dt, device=dev) * sh + ch + 0.5) / hi
+    ref_x = (torch.arange(wo, dtype=dt, device=dev) * sw + cw + 0.5) / wi
+    ref = torch.stack([ref_x[None, :].expand(ho, wo), ref_y[:, None].expand(ho, wo)], -1).reshape(1, ho, wo, 1, 1, 2)
+    iw = torch.arange(kw, dtype=dt, device=dev)[:, None].expand(kw, kh).reshape(-1)
+    ih = torch.arange(kh, dtype=dt, device=dev)[None, :].expand(kw, kh).reshape(-1)
+    grid = torch.stack([(iw * dw - cw) / wi, (ih * dh - ch) / hi], -1).reshape(1, 1, 1, 1, k, 2)
+    norm = torch.tensor([wi, hi], dtype=dt, device=dev).reshape(1, 1, 1, 1, 1, 2)
+    loc = ref + grid * offset_scale + offset.reshape(n, ho, wo, g, k, 2) * offset_scale / norm
+    grids = (2 * loc - 1).reshape(n, ho * wo, g, k, 2).transpose(1, 2).reshape(n * g, ho * wo, k, 2)
+    sampled = F.grid_sample(x.reshape(n * g, c, hi, wi), grids, mode="bilinear", padding_mode="zeros",
+                            align_corners=False)
+    m = weight.reshape(n, ho * wo, g, k).transpose(1, 2).reshape(n * g, 1, ho * wo, k)
+    out = (sampled * m).sum(-1).reshape(n, g * c, ho * wo).transpose(1, 2)
+    return out.reshape(n, ho, wo, g * c)

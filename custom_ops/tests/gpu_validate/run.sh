@@ -44,7 +44,7 @@ build_s=$(cap 200)
 ( timeout "$build_s" bash "$root/custom_ops/tests/build.sh" --out "$work/native" > "$work/build_native.log" 2>&1
   echo $? > "$work/native.rc" ) &
 ( timeout "$build_s" nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 --expt-relaxed-constexpr $half \
-    -Xcompiler -fPIC -shared -I"$K" "$here/pdcn_shim.cu" "$K/deform_conv_cuda.cu" "$K/deform_roi_pool_cuda.cu" \
+    -Xcompiler -fPIC -shared -I"$K" "$here/pdcn_shim.cu" "$K/deform_conv_cuda.cu" "$K/deform_roi_pool_cuda.cu" "$K/deform_aggregate_cuda.cu" \
     -o "$work/libpdcn_shim.so" > "$work/build_shim.log" 2>&1
   echo $? > "$work/shim.rc" ) &
 wait

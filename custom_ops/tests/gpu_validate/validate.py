@@ -58,6 +58,9 @@ def load(path):
         "pdcn_psroi_scratch_bytes": (LL, [I, llp, fp, I]),
         "pdcn_psroi_forward": (I, [I, llp, fp, VP, VP, VP, VP, VP, VP]),
         "pdcn_psroi_backward": (I, [I, llp, fp, VP, VP, VP, VP, VP, VP, VP, VP, I, VP]),
+        "pdcn_aggregate_scratch_bytes": (LL, [I, llp, ctypes.c_double, I]),
+        "pdcn_aggregate_forward": (I, [I, llp, ctypes.c_double, VP, VP, VP, VP, VP]),
+        "pdcn_aggregate_backward": (I, [I, llp, ctypes.c_double, VP, VP, VP, VP, VP, VP, VP, VP, I, VP]),
     }
     for name, (res, args) in sig.items():
         fn = getattr(LIB, name)
@@ -639,6 +642,95 @@ def psroi_accuracy():
                                        raise_exception=False))
 
 
+class PdcnAggregate(torch.autograd.Function):
+    """deform_aggregate through the shim; fused: ``offset`` is DCNv4's [N, Ho, Wo, S] tensor
+    (weight None)."""
+
+    @staticmethod
+    def forward(ctx, value, offset, weight, kernel, stride, pad, dil, groups, scale, det):
+        n, h, w, gc = value.shape
+        kh, kw = kernel
+        ho, wo = (h + 2 * pad - (dil * (kh - 1) + 1)) // stride + 1, (w + 2 * pad - (dil * (kw - 1) + 1)) // stride + 1
+        fused = weight is None
+        g = lls([n, h, w, groups, gc // groups, ho, wo, kh, kw, stride, stride, pad, pad, dil, dil,
+                 offset.shape[3] if fused else 0])
+        wt = offset if fused else weight
+        out = torch.empty(n, ho, wo, gc, dtype=value.dtype, device=value.device)
+        ok(LIB.pdcn_aggregate_forward(DT[value.dtype], g, scale, p(value), p(offset), p(wt), p(out), stream()),
+           "aggregate fwd")
+        ctx.save_for_backward(value, offset, wt)
+        ctx.g, ctx.scale, ctx.det, ctx.fused = g, scale, det, fused
+        return out
+
+    @staticmethod
+    def backward(ctx, gout):
+        value, offset, wt = ctx.saved_tensors
+        d = DT[value.dtype]
+        _keep, scratch = scratch_buffer(LIB.pdcn_aggregate_scratch_bytes(d, ctx.g, ctx.scale, int(ctx.det)),
+                                        value.device)
+        gv = torch.empty_like(value)
+        goff = torch.zeros_like(offset)
+        gw = goff if ctx.fused else torch.zeros_like(wt)
+        ok(LIB.pdcn_aggregate_backward(d, ctx.g, ctx.scale, p(value), p(offset), p(wt), p(gout.contiguous()), p(gv),
+                                       p(goff), p(gw), scratch, int(ctx.det), stream()), "aggregate bwd")
+        return gv, goff, (None if ctx.fused else gw), None, None, None, None, None, None, None
+
+
+def aggregate_accuracy():
+    """DCNv3/v4 core against InternImage's grid_sample formulation (reference.py), every dtype,
+    atomic and deterministic, separate and fused (DCNv4) layouts; gradcheck in float64."""
+    gen = torch.Generator().manual_seed(17)
+    for n, h, w, groups, c, kernel, stride, pad, dil, scale in [(2, 9, 8, 3, 5, (3, 3), 1, 1, 1, 1.0),
+                                                                 (2, 12, 11, 4, 16, (3, 3), 2, 1, 1, 0.5),
+                                                                 (1, 14, 14, 8, 16, (3, 3), 1, 2, 2, 1.0)]:
+        kh, kw = kernel
+        ho, wo = (h + 2 * pad - (dil * (kh - 1) + 1)) // stride + 1, (w + 2 * pad - (dil * (kw - 1) + 1)) // stride + 1
+        k = kh * kw
+        v64 = torch.randn(n, h, w, groups * c, generator=gen, dtype=torch.float64).to(DEV)
+        o64 = (torch.randn(n, ho, wo, groups * k * 2, generator=gen, dtype=torch.float64) * 2).to(DEV)
+        w64 = torch.randn(n, ho, wo, groups * k, generator=gen, dtype=torch.float64).to(DEV)
+        g64 = torch.randn(n, ho, wo, groups * c, generator=gen, dtype=torch.float64).to(DEV)
+        for dtype in DTYPES:
+            for det in (False, True):
+                for fused in (False, True):
+                    v = v64.to(dtype).detach().clone().requires_grad_(True)
+                    o, wt = o64.to(dtype), w64.to(dtype)
+                    if fused:
+                        width = (groups * 3 * k + 7) // 8 * 8
+                        om = torch.cat([o.reshape(n, ho, wo, groups, 2 * k), wt.reshape(n, ho, wo, groups, k)], -1)
+                        om = torch.cat([om.reshape(n, ho, wo, -1),
+                                        torch.zeros(n, ho, wo, width - groups * 3 * k, dtype=dtype, device=DEV)], -1)
+                        om = om.detach().requires_grad_(True)
+                        out = PdcnAggregate.apply(v, om, None, kernel, stride, pad, dil, groups, scale, det)
+                    else:
+                        o, wt = o.detach().clone().requires_grad_(True), wt.detach().clone().requires_grad_(True)
+                        out = PdcnAggregate.apply(v, o, wt, kernel, stride, pad, dil, groups, scale, det)
+                    out.backward(g64.to(dtype))
+                    vr = v.detach().double().requires_grad_(True)
+                    orf = o.detach().double().requires_grad_(True)
+                    wr = wt.detach().double().requires_grad_(True)
+                    ref = reference.deform_aggregate(vr, orf, wr, kernel, stride, pad, dil, groups, scale)
+                    ref.backward(g64.to(dtype).double())
+                    tol = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 6e-2}[dtype]
+                    if fused:
+                        split = om.grad[..., : groups * 3 * k].reshape(n, ho, wo, groups, 3 * k)
+                        g_off = split[..., : 2 * k].reshape(orf.shape)
+                        g_w = split[..., 2 * k:].reshape(wr.shape)
+                        pad_ok = bool((om.grad[..., groups * 3 * k:] == 0).all())
+                    else:
+                        g_off, g_w, pad_ok = o.grad, wt.grad, True
+                    errs = [rel_err(out, ref), rel_err(v.grad, vr.grad), rel_err(g_off, orf.grad), rel_err(g_w, wr.grad)]
+                    check(f"aggregate G{groups} C{c} s{stride} d{dil} {str(dtype)[6:]} {'det' if det else 'atomic'} "
+                          f"{'fused' if fused else 'separate'} out/grad value/offset/weight vs reference",
+                          max(errs) <= 4 * tol and pad_ok, " ".join(f"{e:.2e}" for e in errs) + f" (tol {4 * tol:.0e})")
+    v = torch.randn(1, 5, 5, 4, generator=gen, dtype=torch.float64).to(DEV).requires_grad_(True)
+    o = (torch.randn(1, 5, 5, 2 * 9 * 2, generator=gen, dtype=torch.float64) * 1.3).to(DEV).requires_grad_(True)
+    wt = torch.randn(1, 5, 5, 2 * 9, generator=gen, dtype=torch.float64).to(DEV).requires_grad_(True)
+    fn = lambda vv, oo, ww: PdcnAggregate.apply(vv, oo, ww, (3, 3), 1, 1, 1, 2, 0.9, False)
+    check("aggregate gradcheck (value, offset, weight) float64", torch.autograd.gradcheck(
+        fn, (v, o, wt), eps=1e-6, atol=1e-6, nondet_tol=1e-12, raise_exception=False))
+
+
 # ---- timing --------------------------------------------------------------------------------
 
 def timed(fn, warmup=2, iters=10, budget_s=1.5):
@@ -784,7 +876,7 @@ def main():
     print(f"torch {torch.__version__} torchvision {tv_version} on {where}")
     # (step, seconds it needs at least to be worth starting)
     steps = [(conv_accuracy, 5), (conv_weight_grad_accumulation, 2), (conv_streams_and_empty, 2),
-             (roi_batch_checks, 2), (roi_accuracy, 5), (psroi_accuracy, 2),
+             (roi_batch_checks, 2), (roi_accuracy, 5), (psroi_accuracy, 2), (aggregate_accuracy, 3),
              (reference_vs_torchvision, 2)]
     if not a.skip_large:
         steps.append((conv_large, 40 if not MOCK else 1))

@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""DCNv3/DCNv4 on the CPU: our op and layers against the pure-Paddle grid_sample reference.
+
+    python tools/benchmark_aggregate.py [--repeats 10] [--write docs/benchmarks.md]
+
+Shapes: the four stages of InternImage-T at 224 px (batch 1; 16 channels per group) and the
+two deformable stages of the shipped dcnv3_r50 / dcnv4_r50 (batch 32, 48 px). Per shape,
+interleaved in one process (round-robin over repeats, medians), one thread as Paddle sets it:
+``deform_aggregate`` against ``deform_aggregate_reference`` (InternImage's grid_sample core,
+ported), forward and forward+backward; and forward+backward of the layers: DCNv3 with our op,
+DCNv3 with the reference core, DCNv4 with our op. With ``--write`` the table replaces the
+``dcnv3-cpu`` section of the file.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import paddle  # noqa: E402
+
+from bench_common import interleaved_medians, passes  # noqa: E402
+from paddle_dcn import DCNv3, DCNv4  # noqa: E402
+from paddle_dcn.layers import dcnv3 as dcnv3_module  # noqa: E402
+from paddle_dcn.ops import deform_aggregate  # noqa: E402
+from paddle_dcn.ops.deform_aggregate_reference import deform_aggregate_reference  # noqa: E402
+
+SECTION = "dcnv3-cpu"
+# (label, N, C, H=W, G)
+SHAPES = [("InternImage-T stage 1", 1, 64, 56, 4), ("InternImage-T stage 2", 1, 128, 28, 8),
+          ("InternImage-T stage 3", 1, 256, 14, 16), ("InternImage-T stage 4", 1, 512, 7, 32),
+          ("dcnv3_r50 conv2_x", 32, 16, 24, 4), ("dcnv3_r50 conv3_x", 32, 32, 12, 4)]
+
+
+class _ReferenceOps:
+    """``ops`` for the DCNv3 module with the reference core (same layer, other op)."""
+
+    deform_aggregate = staticmethod(deform_aggregate_reference)
+
+
+def measure(label: str, n: int, c: int, hw: int, g: int, repeats: int) -> dict:
+    paddle.seed(0)
+    k = 9
+    value = paddle.randn([n, hw, hw, c])
+    offset = paddle.randn([n, hw, hw, g * k * 2])
+    weight = paddle.rand([n, hw, hw, g * k]) / k
+    for t in (value, offset, weight):
+        t.stop_gradient = False
+    leaves = [value, offset, weight]
+    ours = passes(lambda: deform_aggregate(value, offset, weight, 3, 1, 1, 1, g), leaves)
+    ref = passes(lambda: deform_aggregate_reference(value, offset, weight, 3, 1, 1, 1, g), leaves)
+    x = paddle.randn([n, c, hw, hw])
+    x.stop_gradient = False
+    v3, v4 = DCNv3(c, groups=g), DCNv4(c, groups=g, mask_init="mean")
+    v3_ref = DCNv3(c, groups=g)
+    v3_ref.set_state_dict(v3.state_dict())
+
+    def v3_reference_layer():
+        saved = dcnv3_module.ops
+        dcnv3_module.ops = _ReferenceOps
+        try:
+            return v3_ref(x)
+        finally:
+            dcnv3_module.ops = saved
+
+    layers = {name: passes(fn, [x] + list(layer.parameters()))["forward+backward"]
+              for name, fn, layer in (("v3", lambda: v3(x), v3), ("v3_ref", v3_reference_layer, v3_ref),
+                                      ("v4", lambda: v4(x), v4))}
+    m = interleaved_medians({"ours_f": ours["forward"], "ref_f": ref["forward"], "ours_fb": ours["forward+backward"],
+                             "ref_fb": ref["forward+backward"], **layers}, repeats)
+    return dict(label=label, shape=f"{n}x{hw}x{hw}x{c}, G={g}", **m)
+
+
+def table(rows: list, repeats: int) -> str:
+    head = (f"Measured {datetime.date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU cores, Python "
+            f"{platform.python_version()}, paddlepaddle {paddle.__version__}, one thread; medians of {repeats} "
+            "interleaved repeats (`python tools/benchmark_aggregate.py --write docs/benchmarks.md`). 3x3 kernel, "
+            "stride 1; ms.\n\n"
+            "| shape | value NxHxWxC | op fwd | reference fwd | op fwd+bwd | reference fwd+bwd | reference / op "
+            "(fwd+bwd) | DCNv3 layer | DCNv3 layer, reference core | DCNv4 layer | DCNv3 / DCNv4 layer |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+    lines = [f"| {r['label']} | {r['shape']} | {r['ours_f']:.1f} | {r['ref_f']:.1f} | {r['ours_fb']:.1f} | "
+             f"{r['ref_fb']:.1f} | {r['ref_fb'] / r['ours_fb']:.1f}x | {r['v3']:.1f} | {r['v3_ref']:.1f} | "
+             f"{r['v4']:.1f} | {r['v3'] / r['v4']:.2f}x |" for r in rows]
+    return head + "\n".join(lines) + "\n"
+
+
+def write_section(path: str, text: str) -> None:
+    begin, end = f"<!-- {SECTION}:begin -->", f"<!-- {SECTION}:end -->"
+    with open(path, encoding="utf-8") as f:
+        doc = f.read()
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"{path} has no {begin} ... {end} section to replace")
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(head + begin + "\n" + text + end + tail)
+
+
+def main(argv=None) -> list:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--shapes", type=int, nargs="*", default=None, help="indices into the shape list")
+    parser.add_argument("--write", default=None)
+    args = parser.parse_args(argv)
+    chosen = SHAPES if args.shapes is None else [SHAPES[i] for i in args.shapes]
+    rows = [measure(*s, repeats=args.repeats) for s in chosen]
+    text = table(rows, args.repeats)
+    print(text)
+    if args.write:
+        write_section(args.write, text)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
