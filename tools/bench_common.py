@@ -1,6 +1,7 @@
 """Timing helpers shared by the benchmark scripts in tools/ (interleaved medians, pass wrappers)."""
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Callable, Dict, List
@@ -50,3 +51,23 @@ def compare(op: str, shape: str, peer: str, ours: Callable, theirs: Callable,
         rows.append(dict(op=op, shape=shape, mode=mode, ours_ms=m["ours"], peer=peer,
                          peer_ms=m["peer"], speedup=m["peer"] / m["ours"]))
     return rows
+
+
+def markers(section: str) -> tuple:
+    """The ``<!-- section:begin -->`` / ``<!-- section:end -->`` pair of a docs section."""
+    return f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+
+
+def write_section(path: str, body: str, section: str) -> None:
+    """Replaces the text between ``section``'s markers in ``path`` with ``body`` (the markers
+    are appended when missing; the file is created when absent), atomically."""
+    BEGIN, END = markers(section)
+    text = open(path).read() if os.path.exists(path) else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{head}{BEGIN}\n{body}\n{END}{tail}")
+    os.replace(tmp, path)

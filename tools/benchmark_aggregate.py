@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import paddle  # noqa: E402
 
-from bench_common import interleaved_medians, passes  # noqa: E402
+from bench_common import interleaved_medians, passes, write_section  # noqa: E402
 from paddle_dcn import DCNv3, DCNv4  # noqa: E402
 from paddle_dcn.layers import dcnv3 as dcnv3_module  # noqa: E402
 from paddle_dcn.ops import deform_aggregate  # noqa: E402
@@ -90,18 +90,6 @@ def table(rows: list, repeats: int) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def write_section(path: str, text: str) -> None:
-    begin, end = f"<!-- {SECTION}:begin -->", f"<!-- {SECTION}:end -->"
-    with open(path, encoding="utf-8") as f:
-        doc = f.read()
-    if begin not in doc or end not in doc:
-        raise SystemExit(f"{path} has no {begin} ... {end} section to replace")
-    head, rest = doc.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(head + begin + "\n" + text + end + tail)
-
-
 def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=10)
@@ -113,7 +101,7 @@ def main(argv=None) -> list:
     text = table(rows, args.repeats)
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, text.rstrip("\n"), SECTION)
     return rows
 
 

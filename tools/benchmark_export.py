@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import paddle  # noqa: E402
 
-from bench_common import interleaved_medians  # noqa: E402
+from bench_common import interleaved_medians, write_section  # noqa: E402
 from paddle_dcn import inference  # noqa: E402
 from paddle_dcn.config import load_config  # noqa: E402
 from paddle_dcn.engine import deploy, onnx_deploy  # noqa: E402
@@ -95,18 +95,6 @@ def table(rows: list, threads: int, repeats: int) -> str:
     return header + "\n".join(lines) + "\n"
 
 
-def write_section(path: str, text: str) -> None:
-    begin, end = f"<!-- {SECTION}:begin -->", f"<!-- {SECTION}:end -->"
-    with open(path, encoding="utf-8") as f:
-        doc = f.read()
-    if begin not in doc or end not in doc:
-        raise SystemExit(f"{path} has no {begin} ... {end} section to replace")
-    head, rest = doc.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(head + begin + "\n" + text + end + tail)
-
-
 def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--configs", nargs="+", default=DEFAULT)
@@ -120,7 +108,7 @@ def main(argv=None) -> list:
     text = table(rows, args.threads, args.repeats)
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, text.rstrip("\n"), SECTION)
     return rows
 
 

@@ -29,15 +29,13 @@ import paddle.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import paddle_dcn  # noqa: E402
-from bench_common import interleaved_medians  # noqa: E402
+from bench_common import interleaved_medians, markers, write_section  # noqa: E402,F401
 from paddle_dcn.ops import (  # noqa: E402
     deform_conv2d, get_workspace_limit, images_per_chunk, workspace_bytes_per_image)
 
 SECTION, SECTION_MKL_AVX2 = "cpu-ops", "cpu-ops-mkl-avx2"
 
 
-def markers(section: str) -> tuple:
-    return f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
 
 
 
@@ -132,19 +130,6 @@ def machine_line() -> str:
             f"{os.cpu_count()} CPU cores, Python {platform.python_version()}, "
             f"paddlepaddle {paddle.__version__}, paddle_dcn {paddle_dcn.__version__}, "
             f"workspace limit {get_workspace_limit() // 2**20} MiB")
-
-
-def write_section(path: str, body: str, section: str = SECTION) -> None:
-    BEGIN, END = markers(section)
-    text = open(path).read() if os.path.exists(path) else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        text += f"\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{head}{BEGIN}\n{body}\n{END}{tail}")
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> None:

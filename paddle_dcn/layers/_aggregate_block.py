@@ -39,6 +39,15 @@ def check_common(channels: int, kernel_size, stride, dilation, groups: int, padd
                 offset_scale=float(offset_scale))
 
 
+def set_common(layer: nn.Layer, checked: dict, data_format: str) -> None:
+    """Stores ``check_common``'s result on the layer (``channels``, ``groups``, ``kernel_size``,
+    ``stride``, ``dilation``, ``padding``, ``offset_scale``, ``data_format``)."""
+    layer.channels, layer.groups, layer.data_format = checked["channels"], checked["groups"], data_format
+    layer.kernel_size, layer.stride = checked["kernel"], checked["stride"]
+    layer.dilation, layer.padding = checked["dilation"], checked["padding"]
+    layer.offset_scale = checked["offset_scale"]
+
+
 def projection(channels_in: int, channels_out: int, bias: bool = True) -> nn.Linear:
     """A Linear with InternImage's initialisation (Xavier-uniform weight, zero bias)."""
     return nn.Linear(channels_in, channels_out, weight_attr=paddle.ParamAttr(initializer=XavierUniform()),

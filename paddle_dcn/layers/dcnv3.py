@@ -45,9 +45,7 @@ class DCNv3(nn.Layer):
                  data_format: str = "NCHW") -> None:
         super().__init__()
         a = blk.check_common(channels, kernel_size, stride, dilation, groups, padding, offset_scale, data_format)
-        self.channels, self.groups, self.data_format = a["channels"], a["groups"], data_format
-        self.kernel_size, self.stride, self.dilation, self.padding = a["kernel"], a["stride"], a["dilation"], a["padding"]
-        self.offset_scale = a["offset_scale"]
+        blk.set_common(self, a, data_format)
         dw = _args.positive_int(dw_kernel_size if dw_kernel_size is not None else self.kernel_size[0], "dw_kernel_size")
         if dw % 2 == 0:
             raise ValueError(f"dw_kernel_size must be odd, got {dw}")

@@ -46,9 +46,7 @@ class DCNv4(nn.Layer):
                  data_format: str = "NCHW") -> None:
         super().__init__()
         a = blk.check_common(channels, kernel_size, stride, dilation, groups, padding, offset_scale, data_format)
-        self.channels, self.groups, self.data_format = a["channels"], a["groups"], data_format
-        self.kernel_size, self.stride, self.dilation, self.padding = a["kernel"], a["stride"], a["dilation"], a["padding"]
-        self.offset_scale = a["offset_scale"]
+        blk.set_common(self, a, data_format)
         if mask_init not in MASK_INITS:
             raise ValueError(f"mask_init must be one of {MASK_INITS}, got {mask_init!r}")
         if dw_kernel_size is None and self.stride != [1, 1]:
