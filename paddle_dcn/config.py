@@ -45,6 +45,9 @@ DEFAULTS: Dict[str, Any] = {
     "export": {"image_shape": [3, 32, 32]},
     # true: the datasets may use only some of the model's classes (paddle_dcn/engine/class_check.py)
     "allow_class_subset": False,
+    # a NaN/inf training loss: "raise" stops the run naming epoch, iteration and value; "skip"
+    # drops that step (no parameter update) and counts it in the log
+    "nonfinite_loss": "raise",
 }
 
 BASE_KEY = "_base_"

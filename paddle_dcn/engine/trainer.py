@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import time
@@ -104,6 +105,10 @@ class Trainer:
         self.scheduler = build_scheduler(cfg["lr_scheduler"], self.epochs, self.iters_per_epoch)
         self.optimizer = build_optimizer(cfg["optimizer"], self.model.parameters(), self.scheduler,
                                          cfg.get("grad_clip"))
+        self.nonfinite_policy = str(cfg.get("nonfinite_loss", "raise"))
+        if self.nonfinite_policy not in ("raise", "skip"):
+            raise ValueError(f"nonfinite_loss must be 'raise' or 'skip', got {self.nonfinite_policy!r}")
+        self.skipped_steps, self.iter = 0, 0
         self.scaler = None
         if self.amp_enabled and self.amp_dtype == "float16":
             self.scaler = paddle.amp.GradScaler(init_loss_scaling=float(amp.get("init_loss_scaling", 1024.0)))
@@ -142,9 +147,13 @@ class Trainer:
         return self.unwrapped_model.state_dict()
 
     def training_state(self) -> Dict[str, Any]:
-        return {"epoch": self.epoch + 1, "global_step": self.global_step, "best_metric": self.best_metric,
-                "optimizer": ckpt.portable_optimizer_state(self.optimizer.state_dict(), self.unwrapped_model), "scheduler": self.scheduler.state_dict(),
-                "config_name": self.cfg.get("_name_"), "seed": self.seed}
+        state = {"epoch": self.epoch + 1, "global_step": self.global_step, "best_metric": self.best_metric,
+                 "optimizer": ckpt.portable_optimizer_state(self.optimizer.state_dict(), self.unwrapped_model),
+                 "scheduler": self.scheduler.state_dict(), "config_name": self.cfg.get("_name_"), "seed": self.seed,
+                 "skipped_steps": self.skipped_steps}
+        if self.scaler is not None:  # float16 AMP: the loss scale and its counters
+            state["grad_scaler"] = self.scaler.state_dict()
+        return state
 
     def load_weights(self, path: str) -> None:
         """Loads model weights from a checkpoint (prefix, file or directory; see checkpoint.resolve)."""
@@ -166,6 +175,11 @@ class Trainer:
         self.start_epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.best_metric = float(state["best_metric"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        if self.scaler is not None and "grad_scaler" in state:
+            self.scaler.load_state_dict(state["grad_scaler"])
+        elif self.scaler is not None:
+            logger.warning(f"{ckpt.resolve(path)} holds no AMP loss-scale state: the loss scale restarts")
         logger.info(f"resumed from {ckpt.resolve(path)} at epoch {self.start_epoch}")
 
     def fixed_eval_batch(self, n: int) -> Dict[str, paddle.Tensor]:
@@ -187,9 +201,27 @@ class Trainer:
             getattr(cb, name)(self, *args)
 
     def train_one_iter(self, batch: Dict[str, paddle.Tensor]) -> float:
+        """One step; returns the loss. A non-finite loss raises FloatingPointError (config
+        ``nonfinite_loss: raise``) or skips the update (``skip``, counted in
+        ``self.skipped_steps``); the schedule advances either way."""
         with self._autocast():
             losses = self.model(batch)
         loss = losses["loss"]
+        value = float(loss)
+        if self.world_size > 1:  # the global batch's loss: every process decides alike (no hang)
+            value = all_reduce_sum([value])[0] / self.world_size
+        if not math.isfinite(value):
+            if self.nonfinite_policy != "skip":
+                raise FloatingPointError(
+                    f"non-finite training loss {value} at epoch {self.epoch + 1}/{self.epochs}, iteration "
+                    f"{self.iter + 1}/{self.iters_per_epoch} (global step {self.global_step + 1}); lower the "
+                    "learning rate or set grad_clip, or nonfinite_loss: skip to drop such steps")
+            self.skipped_steps += 1
+            logger.warning(f"skipped step {self.global_step + 1} (epoch {self.epoch + 1}, iteration "
+                           f"{self.iter + 1}): non-finite loss {value}; {self.skipped_steps} skipped so far")
+            self.optimizer.clear_grad()
+            self.scheduler.step()
+            return value
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -199,15 +231,24 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.clear_grad()
         self.scheduler.step()
-        if self.world_size > 1:  # log the global batch's loss, not this process's half
-            return all_reduce_sum([float(loss)])[0] / self.world_size
-        return float(loss)
+        return value
 
     def train(self) -> Dict[str, float]:
         """Runs the remaining epochs; returns the last evaluation's metrics (or {})."""
         eval_interval = int(self.cfg.get("eval_interval", 1))
         last_metrics: Dict[str, float] = {}
         self._call("on_train_begin")
+        try:
+            last_metrics = self._train_epochs(eval_interval)
+        finally:  # end callbacks (log line, VisualDL writer) run whatever happened
+            try:
+                self._call("on_train_end")
+            except Exception:  # never hide the exception that ended the run
+                logger.exception("a callback failed at the end of training")
+        return last_metrics
+
+    def _train_epochs(self, eval_interval: int) -> Dict[str, float]:
+        last_metrics: Dict[str, float] = {}
         for epoch in range(self.start_epoch, self.epochs):
             self.epoch = epoch
             seed_everything(self.seed + 1000003 * (epoch + 1) + 7919 * self.rank)
@@ -215,6 +256,7 @@ class Trainer:
             self.model.train()
             tic = time.time()
             for it, batch in enumerate(self.train_loader):
+                self.iter = it
                 lr = self.optimizer.get_lr()
                 loss = self.train_one_iter(batch)
                 self.global_step += 1
@@ -233,7 +275,6 @@ class Trainer:
                 self.improved = value > self.best_metric
                 self.best_metric = max(self.best_metric, value)
             self._call("on_epoch_end", metrics)
-        self._call("on_train_end")
         return last_metrics
 
     def evaluate(self) -> Dict[str, float]:

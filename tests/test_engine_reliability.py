@@ -1,0 +1,108 @@
+"""Trainer reliability: a non-finite loss stops the run (or is skipped and counted), the end
+callbacks run when training fails, and a float16-AMP run resumes with its loss scale."""
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from engine_helpers import tiny_config, write_config
+from paddle_dcn.config import load_config
+from paddle_dcn.engine.callbacks import Callback
+from paddle_dcn.engine.trainer import Trainer
+
+BACKBONE = {"type": "ResNet", "depth": 18, "stem": "small", "base_channels": 4}
+
+
+def _trainer(tmp_path, callbacks=None, **top):
+    cfg = tiny_config(str(tmp_path / "cache"), BACKBONE, epochs=1, train_samples=64, batch_size=16)
+    cfg.update(top)
+    cfg["visualdl"] = {"enabled": False}
+    path = write_config(str(tmp_path), "tiny_rel", cfg)
+    return Trainer(load_config(path, [f"output_dir={tmp_path / 'out'}"]), callbacks=callbacks)
+
+
+def _poison(trainer, at_iters):
+    """The model's loss becomes NaN at the given iterations (0-based, first epoch)."""
+    model = trainer.unwrapped_model
+    forward = model.forward
+
+    def poisoned(batch):
+        out = forward(batch)
+        if model.training and trainer.iter in at_iters:
+            out = dict(out, loss=out["loss"] * float("nan"))
+        return out
+
+    model.forward = poisoned
+
+
+class _Ends(Callback):
+    def __init__(self):
+        self.ended = 0
+
+    def on_train_end(self, trainer):
+        self.ended += 1
+
+
+def test_nonfinite_loss_stops_naming_epoch_iteration_and_value_and_end_callbacks_run(tmp_path):
+    ends = _Ends()
+    trainer = _trainer(tmp_path, callbacks=[ends])
+    _poison(trainer, {2})
+    before = {k: v.numpy().copy() for k, v in trainer.unwrapped_model.state_dict().items()}
+    with pytest.raises(FloatingPointError, match=r"non-finite training loss nan at epoch 1/1, iteration 3/4 "
+                                                 r"\(global step 3\).*nonfinite_loss: skip"):
+        trainer.train()
+    assert ends.ended == 1  # on_train_end ran although training failed
+    after = trainer.unwrapped_model.state_dict()
+    assert all(np.isfinite(after[k].numpy()).all() for k in before)  # the NaN step updated nothing
+
+
+def test_nonfinite_loss_skip_drops_the_step_and_counts_it(tmp_path):
+    trainer = _trainer(tmp_path, nonfinite_loss="skip")
+    _poison(trainer, {1, 3})
+    trainer.train()
+    assert trainer.skipped_steps == 2 and trainer.global_step == 4
+    assert all(np.isfinite(v.numpy()).all() for v in trainer.unwrapped_model.state_dict().values())
+    with pytest.raises(ValueError, match="nonfinite_loss must be 'raise' or 'skip'"):
+        _trainer(tmp_path, nonfinite_loss="ignore")
+
+
+class _Scaler:
+    """A stand-in for paddle.amp.GradScaler: CPU Paddle disables float16 AMP (its scaler's
+    state_dict is {}), so the trainer's save/restore path is checked with a scaler whose state
+    moves like the real one's (scale, counters)."""
+
+    def __init__(self, scale):
+        self.state = {"scale": np.array([scale], dtype=np.float32), "incr_count": 0, "decr_count": 0}
+
+    def scale(self, loss):
+        return loss
+
+    def step(self, optimizer):
+        optimizer.step()
+
+    def update(self):
+        self.state["incr_count"] += 1
+        self.state["scale"] = self.state["scale"] * 2
+
+    def state_dict(self):
+        return dict(self.state)
+
+    def load_state_dict(self, state):
+        self.state = dict(state)
+
+
+def test_amp_loss_scale_is_checkpointed_and_resumed(tmp_path):
+    amp = {"enabled": True, "dtype": "float16", "init_loss_scaling": 256.0}
+    trainer = _trainer(tmp_path, amp=amp)
+    assert trainer.scaler is not None  # float16 AMP makes a scaler (disabled by Paddle on CPU)
+    trainer.scaler = _Scaler(256.0)
+    trainer.train()
+    state = paddle.load(os.path.join(str(tmp_path / "out"), "latest.pdstate"))
+    saved = state["grad_scaler"]
+    assert float(np.asarray(saved["scale"]).reshape(-1)[0]) == 256.0 * 2 ** 4 and int(saved["incr_count"]) == 4
+    resumed = _trainer(tmp_path, amp={**amp, "init_loss_scaling": 8.0})
+    resumed.scaler = _Scaler(8.0)
+    resumed.resume(str(tmp_path / "out" / "latest"))
+    got = resumed.scaler.state_dict()
+    assert float(np.asarray(got["scale"]).reshape(-1)[0]) == 256.0 * 2 ** 4 and int(got["incr_count"]) == 4
