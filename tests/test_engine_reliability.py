@@ -1,6 +1,9 @@
 """Trainer reliability: a non-finite loss stops the run (or is skipped and counted), the end
 callbacks run when training fails, and a float16-AMP run resumes with its loss scale."""
+import logging
 import os
+import re
+import time
 
 import numpy as np
 import paddle
@@ -106,3 +109,46 @@ def test_amp_loss_scale_is_checkpointed_and_resumed(tmp_path):
     resumed.resume(str(tmp_path / "out" / "latest"))
     got = resumed.scaler.state_dict()
     assert float(np.asarray(got["scale"]).reshape(-1)[0]) == 256.0 * 2 ** 4 and int(got["incr_count"]) == 4
+
+
+class _Infos(Callback):
+    def __init__(self):
+        self.infos = []
+
+    def on_iter_end(self, trainer, info):
+        self.infos.append(info)
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_progress_line_reports_data_loading_time_apart(tmp_path):
+    infos = _Infos()
+    trainer = _trainer(tmp_path, callbacks=[infos])
+    cls = type(trainer.train_dataset)
+    real = cls.__getitem__
+
+    def slow(self, i):
+        time.sleep(0.02)
+        return real(self, i)
+
+    handler = _Lines()
+    logging.getLogger("paddle_dcn").addHandler(handler)
+    cls.__getitem__ = slow
+    try:
+        trainer.train()
+    finally:
+        cls.__getitem__ = real
+        logging.getLogger("paddle_dcn").removeHandler(handler)
+    data = [info["data_time"] for info in infos.infos]
+    assert len(data) == 4 and min(data) >= 0.16  # 16 samples x 20 ms of loading per batch
+    assert all(info["iter_time"] >= info["data_time"] for info in infos.infos)
+    shown = [float(re.search(r" data (\d+\.\d+)s eta ", line).group(1)) for line in handler.lines
+             if re.search(r" data \d+\.\d+s eta ", line)]
+    assert len(shown) == 4 and min(shown) >= 0.16

@@ -33,13 +33,16 @@ class Callback:
 
 
 class ProgressLogger(Callback):
-    """``epoch 2/10 iter 40/250 loss 1.2345 lr 0.0950 imgs/s 31.2 eta 0:05:12`` every
-    ``interval`` iterations (and the last of an epoch); eval results after each evaluation."""
+    """``epoch 2/10 iter 40/250 loss 1.2345 lr 0.0950 imgs/s 31.2 data 0.004s eta 0:05:12``
+    every ``interval`` iterations (and the last of an epoch): ``data`` is the mean time per
+    iteration spent waiting for the loader since the last line (detectron2's ``data_time``),
+    apart from the step itself; eval results after each evaluation."""
 
     def __init__(self, interval: int = 10) -> None:
         self.interval = max(1, int(interval))
         self.smoothed: Optional[float] = None
         self.loss_sum, self.loss_n = 0.0, 0
+        self.data_sum = 0.0
 
     def on_train_begin(self, trainer: Any) -> None:
         self.t0 = time.time()
@@ -48,6 +51,7 @@ class ProgressLogger(Callback):
         t = info["iter_time"]
         self.smoothed = t if self.smoothed is None else 0.9 * self.smoothed + 0.1 * t
         self.loss_sum += info["loss"]
+        self.data_sum += info.get("data_time", 0.0)
         self.loss_n += 1
         it, n_iters = info["iter"] + 1, trainer.iters_per_epoch
         if it % self.interval and it != n_iters:
@@ -57,8 +61,8 @@ class ProgressLogger(Callback):
         logger.info(
             f"epoch {info['epoch'] + 1}/{trainer.epochs} iter {it}/{n_iters} "
             f"loss {self.loss_sum / self.loss_n:.4f} lr {info['lr']:.5f} "
-            f"imgs/s {info['batch_size'] / self.smoothed:.1f} eta {eta}")
-        self.loss_sum, self.loss_n = 0.0, 0
+            f"imgs/s {info['batch_size'] / self.smoothed:.1f} data {self.data_sum / self.loss_n:.3f}s eta {eta}")
+        self.loss_sum, self.loss_n, self.data_sum = 0.0, 0, 0.0
 
     def on_epoch_end(self, trainer: Any, metrics: Optional[Dict[str, float]]) -> None:
         if metrics:

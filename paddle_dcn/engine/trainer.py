@@ -256,13 +256,15 @@ class Trainer:
             self.model.train()
             tic = time.time()
             for it, batch in enumerate(self.train_loader):
+                data_time = time.time() - tic  # waiting for the loader, apart from the step
                 self.iter = it
                 lr = self.optimizer.get_lr()
                 loss = self.train_one_iter(batch)
                 self.global_step += 1
                 toc = time.time()
                 self._call("on_iter_end", {"loss": loss, "lr": lr, "batch_size": self.global_batch,
-                                           "iter_time": toc - tic, "epoch": epoch, "iter": it})
+                                           "iter_time": toc - tic, "data_time": data_time, "epoch": epoch,
+                                           "iter": it})
                 tic = time.time()
             metrics = None
             last = epoch + 1 == self.epochs
