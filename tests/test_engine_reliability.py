@@ -152,3 +152,37 @@ def test_progress_line_reports_data_loading_time_apart(tmp_path):
     shown = [float(re.search(r" data (\d+\.\d+)s eta ", line).group(1)) for line in handler.lines
              if re.search(r" data \d+\.\d+s eta ", line)]
     assert len(shown) == 4 and min(shown) >= 0.16
+
+
+_FAILING_ITEM = r"""
+import sys
+sys.path.insert(0, {tests!r})
+from test_engine_reliability import _trainer
+import pathlib
+trainer = _trainer(pathlib.Path({tmp!r}), loader={{"batch_size": 16, "eval_batch_size": 16, "num_workers": {workers}}})
+cls = type(trainer.train_dataset)
+real = cls.__getitem__
+def broken(self, i):
+    if i == {bad}:
+        raise FileNotFoundError(f"/data/img_{{i}}.png")
+    return real(self, i)
+cls.__getitem__ = broken
+try:
+    trainer.{step}()
+except Exception as e:
+    print("RAISED", type(e).__name__, e)
+"""
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("step", ["train", "evaluate"])
+def test_a_failing_dataset_item_stops_the_run_naming_it_never_hangs(tmp_path, workers, step):
+    import subprocess
+    import sys
+
+    script = _FAILING_ITEM.format(tests=os.path.dirname(os.path.abspath(__file__)), tmp=str(tmp_path),
+                                  workers=workers, bad=7, step=step)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    out = run.stdout
+    assert "RAISED DataLoadError loading item 7 of GeometricShapes failed: FileNotFoundError: /data/img_7.png" in out, \
+        (out + run.stderr)[-3000:]
