@@ -40,6 +40,16 @@ def write_config(directory: str, name: str, cfg: dict) -> str:
     return path
 
 
+def tool_main(name: str):
+    """``tools/<name>.py``'s ``main``, loaded from the file (tools/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"pdcn_tool_{name}", os.path.join(TOOLS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
 def tool_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")

@@ -1,7 +1,6 @@
 """A tiny detection run through the tools with the real configs (shrunk by -o overrides):
 train -> eval (COCOeval) -> infer (boxes drawn) -> export -> Paddle Inference == dygraph."""
 import glob
-import importlib.util
 import os
 
 import numpy as np
@@ -10,19 +9,12 @@ import pytest
 from PIL import Image
 
 from det_helpers import tiny_overrides
-from engine_helpers import REPO, TOOLS
+from engine_helpers import REPO, tool_main as _tool
 from paddle_dcn.config import load_config
 from paddle_dcn.data.folder import load_rgb
 from paddle_dcn.engine import det_deploy
 
 KEYS = {"AP", "AP50", "AP75", "APs", "APm", "APl"}
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"pdcn_det_tool_{name}", os.path.join(TOOLS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 @pytest.fixture(scope="module")

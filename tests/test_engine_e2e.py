@@ -4,7 +4,6 @@ Also checks what the run leaves behind (checkpoints, pruning, config, VisualDL r
 that a resumed run ends with exactly the parameters of an uninterrupted one.
 """
 import glob
-import importlib.util
 import os
 
 import numpy as np
@@ -12,17 +11,10 @@ import paddle
 import pytest
 from PIL import Image
 
-from engine_helpers import TOOLS, tiny_config, write_config
+from engine_helpers import tiny_config, tool_main as _tool, write_config
 from paddle_dcn.config import load_config
 from paddle_dcn.data import GeometricShapes
 from paddle_dcn.engine import deploy
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"pdcn_tool_{name}", os.path.join(TOOLS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def _params(path):

@@ -161,16 +161,12 @@ def test_resnet_takes_them_as_the_deformable_stage_operator():
 
 @pytest.mark.parametrize("config", ["configs/dcnv3_r50.yml", "configs/dcnv4_r50.yml"])
 def test_shipped_config_trains_end_to_end(tmp_path, config):
-    import importlib.util
     import os
 
-    from engine_helpers import TOOLS
+    from engine_helpers import tool_main
 
-    spec = importlib.util.spec_from_file_location("pdcn_tool_train", os.path.join(TOOLS, "train.py"))
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
     cache = str(tmp_path / "cache")
-    metrics = train.main(["-c", config, "--output", str(tmp_path / "out"), "-o", "epochs=1",
+    metrics = tool_main("train")(["-c", config, "--output", str(tmp_path / "out"), "-o", "epochs=1",
                           "train_dataset.num_samples=64", "eval_dataset.num_samples=32",
                           f"train_dataset.cache_dir={cache}", f"eval_dataset.cache_dir={cache}",
                           "visualdl.enabled=false"])

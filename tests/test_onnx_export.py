@@ -4,7 +4,6 @@ Every file must pass onnx.checker; its onnxruntime output on a batch the exporte
 (other batch size than the export's own check) must equal Paddle's to 1e-4 of the output's
 scale, and each deformable conv must be one DeformConv node carrying its own attributes.
 """
-import importlib.util
 import os
 
 import numpy as np
@@ -13,7 +12,7 @@ import onnxruntime as ort
 import paddle
 import pytest
 
-from engine_helpers import TOOLS
+from engine_helpers import tool_main as _tool
 from paddle_dcn import CoordConv, DeformableSampling2D, DeformConv2D, DeformRoIPool, SpatialTransformer
 from paddle_dcn.config import load_config
 from paddle_dcn.data import GeometricShapes
@@ -23,13 +22,6 @@ from paddle_dcn.onnx_export import OnnxExportError, export_onnx
 from paddle_dcn.registry import MODELS, build
 
 RTOL = 1e-4
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"pdcn_tool_{name}", os.path.join(TOOLS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def _session(path):

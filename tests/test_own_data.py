@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from engine_helpers import NORMALIZE, PYTHON, REPO, TOOLS, tool_env
+from engine_helpers import NORMALIZE, PYTHON, REPO, TOOLS, tool_env, tool_main as _tool
 from paddle_dcn.config import load_config
 from paddle_dcn.data import ImageFolder, ImageList
 from paddle_dcn.engine import Trainer
@@ -250,13 +250,6 @@ def test_eval_names_differ_from_train_for_built_in_sets(tmp_path):
 
 
 # ----------------------------------------------------------------------------- input size
-def _tool(name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"pdcn_tool_{name}", os.path.join(TOOLS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def test_export_image_shape_differing_from_the_data(tmp_path, capsys):
