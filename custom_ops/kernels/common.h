@@ -55,6 +55,24 @@ PDCN_HD To cast(From v) {
   return Cast<To, From>::apply(v);
 }
 
+// sum_c a[c] * b[c] over n channels, in kLanes interleaved partial sums added
+// at the end: a fixed order (the same on every driver and thread count) that
+// the CPU compiler can vectorise.
+template <typename Acc, typename T>
+PDCN_HD Acc lane_dot(const T* a, const T* b, int64_t n) {
+  constexpr int kLanes = 8;
+  Acc lanes[kLanes];
+  for (int l = 0; l < kLanes; ++l) lanes[l] = Acc(0);
+  int64_t c = 0;
+  for (; c + kLanes <= n; c += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lanes[l] += cast<Acc>(a[c + l]) * cast<Acc>(b[c + l]);
+  }
+  for (int l = 0; c < n; ++c, ++l) lanes[l] += cast<Acc>(a[c]) * cast<Acc>(b[c]);
+  Acc total = Acc(0);
+  for (int l = 0; l < kLanes; ++l) total += lanes[l];
+  return total;
+}
+
 PDCN_HD float floor_acc(float v) { return floorf(v); }
 PDCN_HD double floor_acc(double v) { return ::floor(v); }
 

@@ -119,24 +119,6 @@ PDCN_HD void aggregate_forward_block(const AggregateGeometry& g, const T* value,
   for (int c = 0; c < nc; ++c) o[c] = cast<T>(acc[c]);
 }
 
-// sum_c a[c] * b[c] over n channels, in kLanes interleaved partial sums added
-// at the end: a fixed order (the same on every driver and thread count) that
-// the CPU compiler can vectorise.
-template <typename Acc, typename T>
-PDCN_HD Acc lane_dot(const T* a, const T* b, int64_t n) {
-  constexpr int kLanes = 8;
-  Acc lanes[kLanes];
-  for (int l = 0; l < kLanes; ++l) lanes[l] = Acc(0);
-  int64_t c = 0;
-  for (; c + kLanes <= n; c += kLanes) {
-    for (int l = 0; l < kLanes; ++l) lanes[l] += cast<Acc>(a[c + l]) * cast<Acc>(b[c + l]);
-  }
-  for (int l = 0; c < n; ++c, ++l) lanes[l] += cast<Acc>(a[c]) * cast<Acc>(b[c]);
-  Acc total = Acc(0);
-  for (int l = 0; l < kLanes; ++l) total += lanes[l];
-  return total;
-}
-
 // The backward of kernel point k of (n, p, grp) over channels [c0, c0+nc).
 // kCoords: adds to *gx, *gy, *gm the sums over those channels of
 // grad_out * d out / d(x, y, m), through the four dot products

@@ -32,17 +32,25 @@ struct DeformConvGeometry {
   }
 };
 
-// Where kernel point k of output pixel p of image n, deformable group dg,
-// samples the input.
+// Where kernel point k = a*kernel_w + b of output pixel p = i*out_w + j of
+// image n, deformable group dg, samples the input (callers that loop over
+// i, j, a, b pass them; the form below derives them from p and k).
+template <typename Acc, typename T>
+PDCN_HD void deform_sample_position_at(const DeformConvGeometry& g, const T* offset, int64_t n,
+                                       int64_t dg, int64_t k, int64_t p, int64_t i, int64_t j,
+                                       int64_t a, int64_t b, Acc* y, Acc* x) {
+  const int64_t hw = g.out_plane();
+  const T* off = offset + ((n * g.deformable_groups + dg) * 2 * g.kernel_size() + 2 * k) * hw + p;
+  *y = cast<Acc>(i * g.stride_h - g.pad_h + a * g.dilation_h) + cast<Acc>(off[0]);
+  *x = cast<Acc>(j * g.stride_w - g.pad_w + b * g.dilation_w) + cast<Acc>(off[hw]);
+}
+
 template <typename Acc, typename T>
 PDCN_HD void deform_sample_position(const DeformConvGeometry& g, const T* offset, int64_t n,
                                     int64_t dg, int64_t k, int64_t p, Acc* y, Acc* x) {
-  const int64_t hw = g.out_plane();
-  const T* off = offset + ((n * g.deformable_groups + dg) * 2 * g.kernel_size() + 2 * k) * hw + p;
   const int64_t i = p / g.out_w, j = p - (p / g.out_w) * g.out_w;
   const int64_t a = k / g.kernel_w, b = k - (k / g.kernel_w) * g.kernel_w;
-  *y = cast<Acc>(i * g.stride_h - g.pad_h + a * g.dilation_h) + cast<Acc>(off[0]);
-  *x = cast<Acc>(j * g.stride_w - g.pad_w + b * g.dilation_w) + cast<Acc>(off[hw]);
+  deform_sample_position_at<Acc>(g, offset, n, dg, k, p, i, j, a, b, y, x);
 }
 
 template <typename Acc, typename T>
@@ -62,10 +70,17 @@ PDCN_HD DeformSampleStencil<Acc> deform_sample_stencil(const DeformConvGeometry&
   return sample_stencil_at(y, x, g.in_h, g.in_w, deform_mask_value<Acc>(g, mask, n, dg, k, p));
 }
 
-// Index of stencil (b, dg, k, p) in a chunk's stencil table.
-PDCN_HD int64_t deform_stencil_index(const DeformConvGeometry& g, int64_t b, int64_t dg,
-                                     int64_t k, int64_t p) {
-  return ((b * g.deformable_groups + dg) * g.kernel_size() + k) * g.out_plane() + p;
+// deform_sample_stencil for a caller that knows p = i*out_w + j and
+// k = a*kernel_w + b.
+template <typename Acc, typename T>
+PDCN_HD DeformSampleStencil<Acc> deform_sample_stencil_at(const DeformConvGeometry& g,
+                                                          const T* offset, const T* mask,
+                                                          int64_t n, int64_t dg, int64_t k,
+                                                          int64_t p, int64_t i, int64_t j,
+                                                          int64_t a, int64_t b) {
+  Acc y, x;
+  deform_sample_position_at<Acc>(g, offset, n, dg, k, p, i, j, a, b, &y, &x);
+  return sample_stencil_at(y, x, g.in_h, g.in_w, deform_mask_value<Acc>(g, mask, n, dg, k, p));
 }
 
 template <typename Acc, typename T>

@@ -1,14 +1,14 @@
-// CPU driver of the deformable convolution kernels: OpenMP loops over the
-// per-element functions of deform_conv.h.
+// Plane-layout CPU driver of the deformable convolution kernels: OpenMP loops
+// over the per-element functions of deform_conv.h, in the layout the CUDA
+// kernels use. The CPU binding takes this path when a deformable group has
+// fewer than kChannelsLastMinChannels channels (per-channel sampling and the
+// like); with more, deform_conv_cpu_cl.h's channels-last path.
 //
-// A pass gets each sample's stencil from a `source`: StencilTable, built once
-// per chunk (one stencil per image, deformable group, kernel point and output
-// pixel) and reused by every channel of the group and by every pass, or
-// StencilOnTheFly, which computes it where it is used (as the CUDA kernels do;
-// the better choice when a group has few channels, since a table entry is
-// several times the size of a column element). Every output element is owned
-// by exactly one thread: the backward pass is deterministic and atomic-free. Thread count: OpenMP's (Paddle sets OMP_NUM_THREADS=1
-// unless the user chose otherwise).
+// A pass gets each sample's stencil from a `source`, StencilOnTheFly, which
+// computes it where it is used (as the CUDA kernels do). Every output element
+// is owned by exactly one thread: the backward pass is deterministic and
+// atomic-free. Thread count: OpenMP's (Paddle sets OMP_NUM_THREADS=1 unless
+// the user chose otherwise).
 #pragma once
 
 #include <algorithm>
@@ -21,37 +21,10 @@ namespace cpu {
 template <typename T>
 using Stencil = DeformSampleStencil<acc_t<T>>;
 
-// Number of stencils of a chunk of `chunk` images.
-inline int64_t deform_stencil_count(const DeformConvGeometry& g, int64_t chunk) {
-  return chunk * g.deformable_groups * g.kernel_size() * g.out_plane();
-}
-
-// Whether a chunk's stencils are worth a table: an entry serves every channel
-// of its deformable group, and is ~17 column elements in size, so the table
-// pays off only when a group has several channels (per-channel sampling, with
-// one channel per group, computes stencils on the fly).
-template <typename T>
-inline bool deform_use_stencil_table(const DeformConvGeometry& g) {
-  return g.channels_per_dgroup() >= 4;
-}
-
-// CPU workspace per image beyond the columns: the stencil table, if used.
-template <typename T>
-inline int64_t deform_stencil_bytes_per_image(const DeformConvGeometry& g) {
-  return deform_use_stencil_table<T>(g)
-             ? deform_stencil_count(g, 1) * static_cast<int64_t>(sizeof(Stencil<T>))
-             : 0;
-}
-
-// A chunk's stencils, built once (deform_build_stencils).
-template <typename T>
-struct StencilTable {
-  const Stencil<T>* table;
-  const Stencil<T>& operator()(const DeformConvGeometry& g, int64_t b, int64_t dg, int64_t k,
-                               int64_t p) const {
-    return table[deform_stencil_index(g, b, dg, k, p)];
-  }
-};
+// Channels per deformable group from which the CPU binding takes the
+// channels-last path (deform_conv_cpu_cl.h). Measured, one thread
+// (docs/benchmarks.md, "Channels-last sampling"): ...
+constexpr int64_t kChannelsLastMinChannels = 2;
 
 // Stencils computed where they are used, from the offsets and mask of images
 // [n0, n0 + chunk).
@@ -65,21 +38,6 @@ struct StencilOnTheFly {
     return deform_sample_stencil<acc_t<T>>(g, offset, mask, n0 + b, dg, k, p);
   }
 };
-
-template <typename T>
-void deform_build_stencils(const DeformConvGeometry& g, const T* offset, const T* mask,
-                           int64_t n0, int64_t chunk, Stencil<T>* stencils) {
-  using Acc = acc_t<T>;
-  const int64_t K = g.kernel_size(), hw = g.out_plane();
-  cpu_parallel_for(chunk * g.deformable_groups * K, [&](int64_t row) {
-    const int64_t k = row % K, t = row / K, dg = t % g.deformable_groups,
-                  b = t / g.deformable_groups;
-    Stencil<T>* out = stencils + row * hw;
-    for (int64_t p = 0; p < hw; ++p) {
-      out[p] = deform_sample_stencil<Acc>(g, offset, mask, n0 + b, dg, k, p);
-    }
-  });
-}
 
 template <typename T, typename Source>
 void deform_im2col(const DeformConvGeometry& g, const Source& source, const T* x, T* columns,

@@ -14,6 +14,7 @@
 #include "paddle/extension.h"
 
 #include "../kernels/deform_conv_cpu.h"
+#include "../kernels/deform_conv_cpu_cl.h"
 #include "host_sgemm.h"
 #include "plain_layout.h"
 #include "op_common.h"
@@ -80,16 +81,19 @@ void check_offset_mask(const DeformConvGeometry& g, const std::vector<int64_t>& 
 
 // Images per chunk: as many as fit the workspace budget (columns plus the
 // kernels' own per-image scratch), at least one.
+int64_t bytes_per_image(const DeformConvGeometry& g, int64_t element_bytes, int64_t scratch_bytes) {
+  return std::max<int64_t>(1, g.column_elements(1) * element_bytes + scratch_bytes);
+}
+
 int64_t choose_chunk(const DeformConvGeometry& g, int64_t element_bytes, int64_t scratch_bytes,
                      int64_t workspace_bytes) {
-  const int64_t per_image =
-      std::max<int64_t>(1, g.column_elements(1) * element_bytes + scratch_bytes);
+  const int64_t per_image = bytes_per_image(g, element_bytes, scratch_bytes);
   const int64_t fit = std::max<int64_t>(1, workspace_bytes / per_image);
   return std::max<int64_t>(1, std::min<int64_t>(g.batch, fit));
 }
 
 // Workspace buffers of a call, by role.
-enum class Buffer { kColumns, kGathered, kGradColumns, kStencils, kCount };
+enum class Buffer { kColumns, kGathered, kGradColumns, kInput, kGradInput, kCount };
 
 // CPU workspace kept across calls, one set per thread. Fresh multi-MiB
 // allocations come back from the allocator as untouched pages, and faulting
@@ -137,10 +141,14 @@ class ConvKernels {
                                 const paddle::Place& place) {
     return paddle::empty({elements}, dtype, place);
   }
-  // Fixes the offsets and mask of images [n0, n0 + chunk) for the calls that
-  // follow (the CPU kernels build the chunk's sample stencils here).
-  virtual void prepare_chunk(const DeformConvGeometry& g, const void* offset, const void* mask,
-                             int64_t n0, int64_t chunk) = 0;
+  // Whether the columns are pixel-major, [G, B*Ho*Wo, K*Cg] with the weight
+  // as [C_out, K, Cg] (the CPU's channels-last path), instead of
+  // [G, Cg*K, B*Ho*Wo] with the weight as stored.
+  virtual bool pixel_major(const DeformConvGeometry& g) const { return false; }
+  // Fixes the input, offsets and mask of images [n0, n0 + chunk) for the
+  // calls that follow (the CPU's channels-last path copies the input here).
+  virtual void prepare_chunk(const DeformConvGeometry& g, const void* x, const void* offset,
+                             const void* mask, int64_t n0, int64_t chunk) = 0;
   virtual void im2col(const DeformConvGeometry& g, const void* x, void* columns, int64_t n0,
                       int64_t chunk) = 0;
   virtual void col2im(const DeformConvGeometry& g, const void* grad_columns, void* grad_x,
@@ -159,71 +167,71 @@ class ConvKernels {
   virtual void convert_from_acc(const void* acc, void* dst, int64_t n) {
     (void)acc, (void)dst, (void)n;
   }
-  // Offset/mask gradients and grad_x of a chunk from its column gradients.
+  // Whether backward_columns also writes the chunk's columns (so that the
+  // backward needs no im2col of its own).
+  virtual bool backward_writes_columns(const DeformConvGeometry& g) const { return false; }
+  // Offset/mask gradients and grad_x of a chunk from its column gradients
+  // (and the columns themselves when backward_writes_columns).
   virtual void backward_columns(const DeformConvGeometry& g, const void* grad_columns,
-                                const void* x, void* grad_x, void* grad_offset, void* grad_mask,
-                                int64_t n0, int64_t chunk) {
+                                const void* x, void* columns, void* grad_x, void* grad_offset,
+                                void* grad_mask, int64_t n0, int64_t chunk) {
     coord_grad(g, grad_columns, x, grad_offset, grad_mask, n0, chunk);
     col2im(g, grad_columns, grad_x, n0, chunk);
   }
 };
 
+// The CPU kernels: the channels-last path (deform_conv_cpu_cl.h) when a
+// deformable group has at least kChannelsLastMinChannels channels, else the
+// plane-layout passes with stencils computed where they are used.
 template <typename T>
 class CpuConvKernels final : public ConvKernels {
   static const T* c(const void* p) { return static_cast<const T*>(p); }
   static T* m(void* p) { return static_cast<T*>(p); }
-  pdcn::cpu::Stencil<T>* stencils_ = nullptr;  // in this thread's scratch
-  bool use_table_ = false;
   pdcn::cpu::StencilOnTheFly<T> on_the_fly_{nullptr, nullptr, 0};
-
-  // Runs pass(source) with the chunk's stencil source.
-  template <typename Pass>
-  void with_stencils(const Pass& pass) const {
-    if (use_table_) {
-      pass(pdcn::cpu::StencilTable<T>{stencils_});
-    } else {
-      pass(on_the_fly_);
-    }
-  }
+  const T* x_cl_ = nullptr;  // the chunk's channels-last input, in this thread's scratch
 
  public:
-  int64_t scratch_bytes_per_image(const DeformConvGeometry& g, bool) const override {
-    return pdcn::cpu::deform_stencil_bytes_per_image<T>(g);
+  static bool channels_last(const DeformConvGeometry& g) {
+    return g.channels_per_dgroup() >= pdcn::cpu::kChannelsLastMinChannels;
+  }
+  bool pixel_major(const DeformConvGeometry& g) const override { return channels_last(g); }
+  int64_t scratch_bytes_per_image(const DeformConvGeometry& g, bool backward) const override {
+    if (!channels_last(g)) return 0;
+    return (backward ? 2 : 1) * pdcn::cpu::channels_last_image_elements(g) *
+           static_cast<int64_t>(sizeof(T));
   }
   paddle::Tensor buffer(Buffer role, int64_t elements, paddle::DataType dtype,
                         const paddle::Place& place) override {
     void* data = HostScratch::for_this_thread().get(role, elements * sizeof(T));
     return paddle::from_blob(data, {elements}, dtype, phi::DataLayout::NCHW, place);
   }
-  void prepare_chunk(const DeformConvGeometry& g, const void* offset, const void* mask,
-                     int64_t n0, int64_t chunk) override {
-    use_table_ = pdcn::cpu::deform_use_stencil_table<T>(g);
+  void prepare_chunk(const DeformConvGeometry& g, const void* x, const void* offset,
+                     const void* mask, int64_t n0, int64_t chunk) override {
     on_the_fly_ = {c(offset), c(mask), n0};
-    if (use_table_) {
-      const size_t bytes = sizeof(pdcn::cpu::Stencil<T>) * pdcn::cpu::deform_stencil_count(g, chunk);
-      stencils_ = static_cast<pdcn::cpu::Stencil<T>*>(
-          HostScratch::for_this_thread().get(Buffer::kStencils, bytes));
-      pdcn::cpu::deform_build_stencils(g, c(offset), c(mask), n0, chunk, stencils_);
+    if (channels_last(g)) {
+      T* x_cl = static_cast<T*>(HostScratch::for_this_thread().get(
+          Buffer::kInput, sizeof(T) * chunk * pdcn::cpu::channels_last_image_elements(g)));
+      pdcn::cpu::to_channels_last(g, c(x), x_cl, n0, chunk);
+      x_cl_ = x_cl;
     }
   }
   void im2col(const DeformConvGeometry& g, const void* x, void* columns, int64_t n0,
               int64_t chunk) override {
-    with_stencils([&](const auto& source) {
-      pdcn::cpu::deform_im2col(g, source, c(x), m(columns), n0, chunk);
-    });
+    if (channels_last(g)) {
+      pdcn::cpu::deform_im2col_cl(g, on_the_fly_.offset, on_the_fly_.mask, x_cl_, m(columns), n0,
+                                  chunk);
+      return;
+    }
+    pdcn::cpu::deform_im2col(g, on_the_fly_, c(x), m(columns), n0, chunk);
   }
   void col2im(const DeformConvGeometry& g, const void* grad_columns, void* grad_x, int64_t n0,
               int64_t chunk) override {
-    with_stencils([&](const auto& source) {
-      pdcn::cpu::deform_col2im(g, source, c(grad_columns), m(grad_x), n0, chunk);
-    });
+    pdcn::cpu::deform_col2im(g, on_the_fly_, c(grad_columns), m(grad_x), n0, chunk);
   }
   void coord_grad(const DeformConvGeometry& g, const void* grad_columns, const void* x,
                   void* grad_offset, void* grad_mask, int64_t n0, int64_t chunk) override {
-    with_stencils([&](const auto& source) {
-      pdcn::cpu::deform_coord_grad(g, source, c(grad_columns), c(x), m(grad_offset),
-                                   m(grad_mask), n0, chunk);
-    });
+    pdcn::cpu::deform_coord_grad(g, on_the_fly_, c(grad_columns), c(x), m(grad_offset),
+                                 m(grad_mask), n0, chunk);
   }
   void columns_to_output(const DeformConvGeometry& g, const void* result, void* out, int64_t n0,
                          int64_t chunk) override {
@@ -236,17 +244,29 @@ class CpuConvKernels final : public ConvKernels {
   void accumulate(void* dst, const void* src, int64_t n) override {
     pdcn::cpu::accumulate(m(dst), c(src), n);
   }
+  bool backward_writes_columns(const DeformConvGeometry& g) const override {
+    return channels_last(g);
+  }
   void backward_columns(const DeformConvGeometry& g, const void* grad_columns, const void* x,
-                        void* grad_x, void* grad_offset, void* grad_mask, int64_t n0,
-                        int64_t chunk) override {
-    if (g.channels_per_dgroup() != 1) {
-      ConvKernels::backward_columns(g, grad_columns, x, grad_x, grad_offset, grad_mask, n0, chunk);
+                        void* columns, void* grad_x, void* grad_offset, void* grad_mask,
+                        int64_t n0, int64_t chunk) override {
+    if (channels_last(g)) {
+      T* grad_x_cl = static_cast<T*>(HostScratch::for_this_thread().get(
+          Buffer::kGradInput, sizeof(T) * chunk * pdcn::cpu::channels_last_image_elements(g)));
+      pdcn::cpu::deform_backward_cl(g, on_the_fly_.offset, on_the_fly_.mask, x_cl_,
+                                    c(grad_columns), m(columns), grad_x_cl, m(grad_offset),
+                                    m(grad_mask), n0, chunk);
+      pdcn::cpu::from_channels_last(g, grad_x_cl, m(grad_x), n0, chunk);
       return;
     }
-    with_stencils([&](const auto& source) {
-      pdcn::cpu::deform_backward_one_channel_groups(g, source, c(grad_columns), c(x), m(grad_x),
-                                                    m(grad_offset), m(grad_mask), n0, chunk);
-    });
+    if (g.channels_per_dgroup() != 1) {
+      ConvKernels::backward_columns(g, grad_columns, x, columns, grad_x, grad_offset, grad_mask,
+                                    n0, chunk);
+      return;
+    }
+    pdcn::cpu::deform_backward_one_channel_groups(g, on_the_fly_, c(grad_columns), c(x),
+                                                  m(grad_x), m(grad_offset), m(grad_mask), n0,
+                                                  chunk);
   }
 };
 
@@ -261,8 +281,8 @@ class CudaConvKernels final : public ConvKernels {
   int64_t scratch_bytes_per_image(const DeformConvGeometry& g, bool backward) const override {
     return backward ? pdcn::cuda::col2im_scratch_bytes(dtype_, g, 1, deterministic_) : 0;
   }
-  void prepare_chunk(const DeformConvGeometry&, const void* offset, const void* mask, int64_t,
-                     int64_t) override {
+  void prepare_chunk(const DeformConvGeometry&, const void*, const void* offset, const void* mask,
+                     int64_t, int64_t) override {
     offset_ = offset;  // the CUDA kernels compute each stencil where they use it
     mask_ = mask;
   }
@@ -381,6 +401,29 @@ paddle::Tensor grouped_matmul(const paddle::Tensor& a, bool trans_a, const paddl
   return out;
 }
 
+// The weight as the GEMMs use it, [G, C_out/G, rows per group]: as stored
+// ([C_out, Cg, kh, kw], rows c*K + k), or, with pixel-major columns, permuted
+// to [C_out, kh*kw, Cg] (rows k*Cg + c).
+paddle::Tensor gemm_weight(const paddle::Tensor& weight, const DeformConvGeometry& g,
+                           bool pixel_major) {
+  const int64_t G = g.groups, K = g.kernel_size(), Cg = g.in_channels / G;
+  if (!pixel_major) return paddle::experimental::reshape(weight, {G, g.out_channels / G, Cg * K});
+  const paddle::Tensor permuted = paddle::experimental::transpose(
+      paddle::experimental::reshape(weight, {g.out_channels, Cg, K}), {0, 2, 1});
+  return paddle::experimental::reshape(permuted, {G, g.out_channels / G, K * Cg});
+}
+
+// The weight gradient in the weight's layout from its GEMM layout (the
+// inverse of gemm_weight).
+paddle::Tensor weight_from_gemm(const paddle::Tensor& grad_w3, const DeformConvGeometry& g,
+                                const std::vector<int64_t>& weight_shape, bool pixel_major) {
+  if (!pixel_major) return paddle::experimental::reshape(grad_w3, weight_shape);
+  const int64_t K = g.kernel_size(), Cg = g.in_channels / g.groups;
+  const paddle::Tensor permuted = paddle::experimental::transpose(
+      paddle::experimental::reshape(grad_w3, {g.out_channels, K, Cg}), {0, 2, 1});
+  return paddle::experimental::reshape(permuted, weight_shape);
+}
+
 // The op's inputs in the plain layout (see plain_layout.h); mask may be absent.
 struct PlainInputs {
   paddle::Tensor x, offset, mask, weight;
@@ -416,14 +459,17 @@ std::vector<paddle::Tensor> forward(const paddle::Tensor& x_in, const paddle::Te
       kernels->buffer(Buffer::kColumns, g.column_elements(chunk), x.dtype(), x.place());
   paddle::Tensor results =
       kernels->buffer(Buffer::kGathered, g.out_channels * chunk * hw, x.dtype(), x.place());
-  paddle::Tensor w3 = paddle::experimental::reshape(weight, {G, g.out_channels / G, rows_per_group});
+  const bool pixel_major = kernels->pixel_major(g);
+  const paddle::Tensor w3 = gemm_weight(weight, g, pixel_major);
   for (int64_t n0 = 0; n0 < g.batch; n0 += chunk) {
     const int64_t b = std::min(chunk, g.batch - n0);
-    kernels->prepare_chunk(g, offset.data(), optional_data(mask), n0, b);
+    kernels->prepare_chunk(g, x.data(), offset.data(), optional_data(mask), n0, b);
     kernels->im2col(g, x.data(), columns.data(), n0, b);
     paddle::Tensor result = view(results, {G, g.out_channels / G, b * hw});
-    result = grouped_matmul(w3, false, view(columns, {G, rows_per_group, b * hw}), false, result,
-                            false, *kernels);
+    // result = w3 @ columns ([G, rows, b*hw], or its transpose when pixel-major)
+    const paddle::Tensor cols = pixel_major ? view(columns, {G, b * hw, rows_per_group})
+                                            : view(columns, {G, rows_per_group, b * hw});
+    result = grouped_matmul(w3, false, cols, pixel_major, result, false, *kernels);
     kernels->columns_to_output(g, result.data(), out.data(), n0, b);
   }
   return {out};
@@ -454,11 +500,12 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
   const int64_t G = g.groups, rows_per_group = g.column_rows() / G, hw = g.out_plane();
   const int64_t out_per_group = g.out_channels / G;
   paddle::Tensor grad_w3;
+  auto kernels = make_kernels(x, deterministic);
+  const bool pixel_major = kernels->pixel_major(g);
   if (g.batch == 0) {
     grad_w3 = paddle::full({G, out_per_group, rows_per_group}, 0.0, x.dtype(), x.place());
   } else {
     grad_w3 = paddle::empty({G, out_per_group, rows_per_group}, x.dtype(), x.place());
-    auto kernels = make_kernels(x, deterministic);
     const int64_t chunk = choose_chunk(g, element_bytes(x.dtype()),
                                        kernels->scratch_bytes_per_image(g, true), workspace_bytes);
     paddle::Tensor columns =
@@ -467,7 +514,7 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
         kernels->buffer(Buffer::kGathered, g.out_channels * chunk * hw, x.dtype(), x.place());
     paddle::Tensor grad_columns_buffer =
         kernels->buffer(Buffer::kGradColumns, g.column_elements(chunk), x.dtype(), x.place());
-    paddle::Tensor w3 = paddle::experimental::reshape(weight, {G, out_per_group, rows_per_group});
+    const paddle::Tensor w3 = gemm_weight(weight, g, pixel_major);
     // float16/bfloat16 on GPU: the chunks' weight gradients are summed in
     // float32 and rounded once at the end, not summed in the half type.
     paddle::Tensor grad_w_acc;
@@ -476,28 +523,43 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
     }
     for (int64_t n0 = 0; n0 < g.batch; n0 += chunk) {
       const int64_t b = std::min(chunk, g.batch - n0);
-      kernels->prepare_chunk(g, offset.data(), optional_data(mask), n0, b);
-      kernels->im2col(g, x.data(), columns.data(), n0, b);
+      kernels->prepare_chunk(g, x.data(), offset.data(), optional_data(mask), n0, b);
+      // Kernels whose backward sweep writes the columns itself need no im2col
+      // here; the weight gradient then follows the sweep.
+      const bool sweep_writes_columns = kernels->backward_writes_columns(g);
+      if (!sweep_writes_columns) kernels->im2col(g, x.data(), columns.data(), n0, b);
       kernels->output_to_columns(g, grad_out.data(), gathered.data(), n0, b);
-      paddle::Tensor cols = view(columns, {G, rows_per_group, b * hw});
-      paddle::Tensor gout = view(gathered, {G, out_per_group, b * hw});
-      if (grad_w_acc.initialized()) {
-        const paddle::Tensor product = paddle::experimental::matmul(gout, cols, false, true);
-        kernels->accumulate(grad_w_acc.data(), product.data(), product.numel());
-      } else {
-        grad_w3 = grouped_matmul(gout, false, cols, true, grad_w3, n0 > 0, *kernels);
-      }
-      paddle::Tensor grad_columns = grouped_matmul(
-          w3, true, gout, false, view(grad_columns_buffer, {G, rows_per_group, b * hw}), false,
-          *kernels);
-      kernels->backward_columns(g, grad_columns.data(), x.data(), grad_x.data(),
+      // Plane columns [G, rows, b*hw]: grad_w3 += gout @ cols^T, grad_cols = w3^T @ gout.
+      // Pixel-major [G, b*hw, rows]: grad_w3 += gout @ cols, grad_cols = gout^T @ w3.
+      const std::vector<int64_t> cols_shape =
+          pixel_major ? std::vector<int64_t>{G, b * hw, rows_per_group}
+                      : std::vector<int64_t>{G, rows_per_group, b * hw};
+      const paddle::Tensor cols = view(columns, cols_shape);
+      const paddle::Tensor gout = view(gathered, {G, out_per_group, b * hw});
+      auto weight_gradient = [&]() {
+        if (grad_w_acc.initialized()) {
+          const paddle::Tensor product =
+              paddle::experimental::matmul(gout, cols, false, !pixel_major);
+          kernels->accumulate(grad_w_acc.data(), product.data(), product.numel());
+        } else {
+          grad_w3 = grouped_matmul(gout, false, cols, !pixel_major, grad_w3, n0 > 0, *kernels);
+        }
+      };
+      if (!sweep_writes_columns) weight_gradient();
+      const paddle::Tensor grad_columns =
+          pixel_major ? grouped_matmul(gout, true, w3, false,
+                                       view(grad_columns_buffer, cols_shape), false, *kernels)
+                      : grouped_matmul(w3, true, gout, false,
+                                       view(grad_columns_buffer, cols_shape), false, *kernels);
+      kernels->backward_columns(g, grad_columns.data(), x.data(), columns.data(), grad_x.data(),
                                 grad_offset.data(), mask ? grad_mask.data() : nullptr, n0, b);
+      if (sweep_writes_columns) weight_gradient();
     }
     if (grad_w_acc.initialized()) {
       kernels->convert_from_acc(grad_w_acc.data(), grad_w3.data(), grad_w3.numel());
     }
   }
-  paddle::Tensor grad_weight = paddle::experimental::reshape(grad_w3, weight.shape());
+  paddle::Tensor grad_weight = weight_from_gemm(grad_w3, g, weight.shape(), pixel_major);
   if (mask) return {grad_x, grad_offset, grad_mask, grad_weight};
   return {grad_x, grad_offset, grad_weight};
 }
@@ -592,6 +654,36 @@ std::vector<paddle::DataType> ModulatedDeformConvInferDtype(const paddle::DataTy
 }
 
 }  // namespace
+
+// The workspace one image of a chunk takes, as choose_chunk counts it, for
+// paddle_dcn.ops.workspace_bytes_per_image (called through ctypes, so that
+// Python reports the library's own rule instead of a copy of it). Pixel
+// counts stand for the planes (only their sizes matter); the CUDA figure
+// leaves out the deterministic backward's scratch.
+extern "C" int64_t pdcn_deform_conv_bytes_per_image(int64_t in_channels, int64_t in_pixels,
+                                                    int64_t kernel_points, int64_t out_pixels,
+                                                    int64_t groups, int64_t deformable_groups,
+                                                    int64_t element_bytes, int on_cpu,
+                                                    int backward) {
+  DeformConvGeometry g{};
+  g.batch = 1;
+  g.in_channels = in_channels;
+  g.in_h = in_pixels;
+  g.in_w = 1;
+  g.out_h = out_pixels;
+  g.out_w = 1;
+  g.kernel_h = kernel_points;
+  g.kernel_w = 1;
+  g.groups = groups;
+  g.deformable_groups = deformable_groups;
+  int64_t scratch = 0;
+  if (on_cpu && element_bytes == 4) {
+    scratch = CpuConvKernels<float>().scratch_bytes_per_image(g, backward != 0);
+  } else if (on_cpu && element_bytes == 8) {
+    scratch = CpuConvKernels<double>().scratch_bytes_per_image(g, backward != 0);
+  }
+  return bytes_per_image(g, element_bytes, scratch);
+}
 
 #define PDCN_CONV_ATTRS                                                              \
   {"strides: std::vector<int>", "paddings: std::vector<int>",                        \

@@ -1,13 +1,16 @@
 // Native test of the CPU deformable-convolution kernels under AddressSanitizer:
 // NaN, Inf and huge offsets (1e30, 3e9) must never read or write outside the
 // buffers, and must give exactly what an offset far outside the map gives
-// (a zero sample with zero gradients). Run by custom_ops/tests/run_cpu_native.sh.
+// (a zero sample with zero gradients), on both CPU paths: the plane-layout
+// passes (deform_conv_cpu.h) and the channels-last path (deform_conv_cpu_cl.h),
+// which must agree. Run by custom_ops/tests/run_cpu_native.sh.
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <vector>
 
 #include "deform_conv_cpu.h"
+#include "deform_conv_cpu_cl.h"
 
 using pdcn::DeformConvGeometry;
 
@@ -17,43 +20,90 @@ struct Outputs {
   std::vector<double> columns, grad_x, grad_offset, grad_mask;
 };
 
-// All passes with the given stencil source (a table or on-the-fly stencils).
-template <typename Source>
-Outputs run_with(const DeformConvGeometry& g, const Source& table, const std::vector<double>& x,
-                 const std::vector<double>& offset, const std::vector<double>& mask,
-                 const std::vector<double>& grad_columns) {
+// All plane-layout passes.
+Outputs run_plane(const DeformConvGeometry& g, const std::vector<double>& x,
+                  const std::vector<double>& offset, const std::vector<double>& mask,
+                  const std::vector<double>& grad_columns) {
   Outputs o;
   const int64_t chunk = g.batch;
+  const pdcn::cpu::StencilOnTheFly<double> source{offset.data(), mask.data(), 0};
   o.columns.assign(g.column_elements(chunk), 0.0);
   o.grad_x.assign(x.size(), 0.0);
   o.grad_offset.assign(offset.size(), 0.0);
   o.grad_mask.assign(mask.size(), 0.0);
-  pdcn::cpu::deform_im2col(g, table, x.data(), o.columns.data(), 0, chunk);
-  pdcn::cpu::deform_coord_grad(g, table, grad_columns.data(), x.data(),
+  pdcn::cpu::deform_im2col(g, source, x.data(), o.columns.data(), 0, chunk);
+  pdcn::cpu::deform_coord_grad(g, source, grad_columns.data(), x.data(),
                                o.grad_offset.data(), o.grad_mask.data(), 0, chunk);
-  pdcn::cpu::deform_col2im(g, table, grad_columns.data(), o.grad_x.data(), 0, chunk);
+  pdcn::cpu::deform_col2im(g, source, grad_columns.data(), o.grad_x.data(), 0, chunk);
+  return o;
+}
+
+// The channels-last path on the same inputs, its columns and column gradients
+// translated from / to the plane layout ([C*K, B*HW] <-> [G, B*HW, K*Cg]).
+Outputs run_channels_last(const DeformConvGeometry& g, const std::vector<double>& x,
+                          const std::vector<double>& offset, const std::vector<double>& mask,
+                          const std::vector<double>& grad_columns) {
+  const int64_t chunk = g.batch, K = g.kernel_size(), hw = g.out_plane();
+  const int64_t Cg = g.in_channels / g.groups;
+  auto pixel_major_index = [&](int64_t c, int64_t k, int64_t q) {
+    return pdcn::cpu::channels_last_column_index(g, chunk, c / Cg, q, k, c);
+  };
+  std::vector<double> grad_pm(grad_columns.size()), columns_pm(grad_columns.size(), -7.0);
+  for (int64_t c = 0; c < g.in_channels; ++c)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t q = 0; q < chunk * hw; ++q)
+        grad_pm[pixel_major_index(c, k, q)] = grad_columns[(c * K + k) * chunk * hw + q];
+  std::vector<double> x_cl(x.size()), grad_x_cl(x.size(), -7.0), im2col_pm(grad_columns.size());
+  Outputs o;
+  o.grad_x.assign(x.size(), -7.0);
+  o.grad_offset.assign(offset.size(), -7.0);
+  o.grad_mask.assign(mask.size(), -7.0);
+  pdcn::cpu::to_channels_last(g, x.data(), x_cl.data(), 0, chunk);
+  pdcn::cpu::deform_im2col_cl(g, offset.data(), mask.data(), x_cl.data(), im2col_pm.data(), 0,
+                              chunk);
+  pdcn::cpu::deform_backward_cl(g, offset.data(), mask.data(), x_cl.data(), grad_pm.data(),
+                                columns_pm.data(), grad_x_cl.data(), o.grad_offset.data(),
+                                o.grad_mask.data(), 0, chunk);
+  pdcn::cpu::from_channels_last(g, grad_x_cl.data(), o.grad_x.data(), 0, chunk);
+  if (im2col_pm != columns_pm) {
+    std::printf("FAIL channels-last: the backward sweep's columns differ from im2col's\n");
+    std::exit(1);
+  }
+  o.columns.resize(grad_columns.size());
+  for (int64_t c = 0; c < g.in_channels; ++c)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t q = 0; q < chunk * hw; ++q)
+        o.columns[(c * K + k) * chunk * hw + q] = columns_pm[pixel_major_index(c, k, q)];
   return o;
 }
 
 bool same(const char* what, const std::vector<double>& a, const std::vector<double>& b);
+bool close(const char* what, const std::vector<double>& a, const std::vector<double>& b);
 
-// Runs with a stencil table and with on-the-fly stencils; both must agree exactly.
+// Both paths; they must agree (to rounding: the channel sums run in another order).
 Outputs run(const DeformConvGeometry& g, const std::vector<double>& x,
             const std::vector<double>& offset, const std::vector<double>& mask,
             const std::vector<double>& grad_columns) {
-  std::vector<pdcn::cpu::Stencil<double>> stencils(pdcn::cpu::deform_stencil_count(g, g.batch));
-  pdcn::cpu::deform_build_stencils(g, offset.data(), mask.data(), 0, g.batch, stencils.data());
-  const Outputs a = run_with(g, pdcn::cpu::StencilTable<double>{stencils.data()}, x, offset, mask,
-                             grad_columns);
-  const pdcn::cpu::StencilOnTheFly<double> on_the_fly{offset.data(), mask.data(), 0};
-  const Outputs b = run_with(g, on_the_fly, x, offset, mask, grad_columns);
-  if (!(same("table vs on-the-fly columns", a.columns, b.columns) &&
-        same("table vs on-the-fly grad_x", a.grad_x, b.grad_x) &&
-        same("table vs on-the-fly grad_offset", a.grad_offset, b.grad_offset) &&
-        same("table vs on-the-fly grad_mask", a.grad_mask, b.grad_mask))) {
+  const Outputs a = run_plane(g, x, offset, mask, grad_columns);
+  const Outputs b = run_channels_last(g, x, offset, mask, grad_columns);
+  if (!(close("plane vs channels-last columns", a.columns, b.columns) &&
+        close("plane vs channels-last grad_x", a.grad_x, b.grad_x) &&
+        close("plane vs channels-last grad_offset", a.grad_offset, b.grad_offset) &&
+        close("plane vs channels-last grad_mask", a.grad_mask, b.grad_mask))) {
     std::exit(1);
   }
-  return a;
+  return b;
+}
+
+bool close(const char* what, const std::vector<double>& a, const std::vector<double>& b) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i]) ||
+        std::fabs(a[i] - b[i]) > 1e-12 * (1.0 + std::fabs(a[i]))) {
+      std::printf("FAIL %s at %zu: %.17g vs %.17g\n", what, i, a[i], b[i]);
+      return false;
+    }
+  }
+  return true;
 }
 
 bool same(const char* what, const std::vector<double>& a, const std::vector<double>& b) {
@@ -81,27 +131,41 @@ int main() {
     for (auto& e : v) e = scale * normal(rng);
     return v;
   };
+  int failures = 0;
+  const double poisons[] = {NAN, INFINITY, -INFINITY, 1e30, -1e30, 3e9, -3e9, 2.5e9};
+  // Conv groups that split deformable groups (6 channels, 3 conv groups, 2
+  // deformable groups: runs of 1 and 2 channels), stride 2, dilation 2.
+  DeformConvGeometry split = g;
+  split.in_channels = 6; split.out_channels = 6; split.groups = 3; split.deformable_groups = 2;
+  split.stride_h = split.stride_w = 2; split.dilation_h = 2; split.pad_h = 2;
+  split.out_h = (split.in_h + 2 * split.pad_h - (2 * 2 + 1)) / 2 + 1;
+  split.out_w = (split.in_w + 2 * split.pad_w - 3) / 2 + 1;
+  for (const DeformConvGeometry& geo : {g, split}) {
+    const int64_t K = geo.kernel_size(), hw = geo.out_plane();
+    const auto x = randoms(geo.batch * geo.in_channels * geo.in_plane(), 1.0);
+    const auto offset = randoms(geo.batch * geo.deformable_groups * 2 * K * hw, 2.0);
+    const auto mask = randoms(geo.batch * geo.deformable_groups * K * hw, 1.0);
+    const auto grad_columns = randoms(geo.column_elements(geo.batch), 1.0);
+    for (double poison : poisons) {
+      auto bad = offset, far = offset;
+      for (size_t i = 0; i < bad.size(); i += 3) {
+        bad[i] = poison;
+        far[i] = 1e4;
+      }
+      const Outputs a = run(geo, x, bad, mask, grad_columns),
+                    b = run(geo, x, far, mask, grad_columns);
+      const bool ok = same("columns", a.columns, b.columns) && same("grad_x", a.grad_x, b.grad_x) &&
+                      same("grad_mask", a.grad_mask, b.grad_mask);
+      // Offset gradients of the poisoned entries are zero in both runs; compare all.
+      const bool ok_offset = same("grad_offset", a.grad_offset, b.grad_offset);
+      std::printf("groups %ld, offset %-8g %s\n", static_cast<long>(geo.groups), poison,
+                  ok && ok_offset ? "ok" : "FAIL");
+      failures += !(ok && ok_offset);
+    }
+  }
   const int64_t K = g.kernel_size(), hw = g.out_plane();
   const auto x = randoms(g.batch * g.in_channels * g.in_plane(), 1.0);
-  const auto offset = randoms(g.batch * g.deformable_groups * 2 * K * hw, 2.0);
-  const auto mask = randoms(g.batch * g.deformable_groups * K * hw, 1.0);
   const auto grad_columns = randoms(g.column_elements(g.batch), 1.0);
-  const double poisons[] = {NAN, INFINITY, -INFINITY, 1e30, -1e30, 3e9, -3e9, 2.5e9};
-  int failures = 0;
-  for (double poison : poisons) {
-    auto bad = offset, far = offset;
-    for (size_t i = 0; i < bad.size(); i += 3) {
-      bad[i] = poison;
-      far[i] = 1e4;
-    }
-    const Outputs a = run(g, x, bad, mask, grad_columns), b = run(g, x, far, mask, grad_columns);
-    const bool ok = same("columns", a.columns, b.columns) && same("grad_x", a.grad_x, b.grad_x) &&
-                    same("grad_mask", a.grad_mask, b.grad_mask);
-    // Offset gradients of the poisoned entries are zero in both runs; compare all.
-    const bool ok_offset = same("grad_offset", a.grad_offset, b.grad_offset);
-    std::printf("offset %-8g %s\n", poison, ok && ok_offset ? "ok" : "FAIL");
-    failures += !(ok && ok_offset);
-  }
   // One channel per deformable group: the fused backward equals the two passes.
   DeformConvGeometry one = g;
   one.deformable_groups = one.in_channels;
@@ -110,7 +174,7 @@ int main() {
   for (size_t i = 0; i < poisoned1.size(); i += 5) poisoned1[i] = poisons[(i / 5) % 8];
   const auto mask1 = randoms(one.batch * one.deformable_groups * K * hw, 1.0);
   const pdcn::cpu::StencilOnTheFly<double> source{poisoned1.data(), mask1.data(), 0};
-  const Outputs separate = run_with(one, source, x, poisoned1, mask1, grad_columns);
+  const Outputs separate = run_plane(one, x, poisoned1, mask1, grad_columns);
   Outputs fused = separate;
   std::fill(fused.grad_x.begin(), fused.grad_x.end(), -7.0);
   std::fill(fused.grad_offset.begin(), fused.grad_offset.end(), -7.0);

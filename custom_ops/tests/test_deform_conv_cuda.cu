@@ -56,9 +56,7 @@ void run_case(const char* name, DeformConvGeometry g, DType dtype, Tolerance tol
   auto result = rounded<T>(normal_vector(g.out_channels * chunk * hw, 1.0, rng));
 
   // CPU reference in double.
-  std::vector<pdcn::cpu::Stencil<double>> stencils(pdcn::cpu::deform_stencil_count(g, chunk));
-  pdcn::cpu::deform_build_stencils(g, offset.data(), mask.data(), n0, chunk, stencils.data());
-  const pdcn::cpu::StencilTable<double> table{stencils.data()};
+  const pdcn::cpu::StencilOnTheFly<double> table{offset.data(), mask.data(), n0};
   std::vector<double> ref_columns(g.column_elements(chunk));
   pdcn::cpu::deform_im2col(g, table, x.data(), ref_columns.data(), n0, chunk);
   std::vector<double> ref_grad_x(x.size(), 0.0), ref_grad_offset(offset.size(), 0.0),

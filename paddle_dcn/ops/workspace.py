@@ -1,13 +1,14 @@
 """Settings shared by the deformable-convolution op calls: column workspace and determinism.
 
 The op processes the batch in chunks of images whose deformable im2col columns
-(``C_in * kh * kw * H_out * W_out`` elements per image, plus the CPU's table of
-sample stencils) fit the workspace limit; at least one image is always
+(``C_in * kh * kw * H_out * W_out`` elements per image, plus the CPU's channels-last
+copy of the input) fit the workspace limit; at least one image is always
 processed, whatever the limit. The backward pass holds the columns and their
 gradient.
 """
 from __future__ import annotations
 
+import ctypes
 from typing import Optional
 
 import paddle
@@ -30,20 +31,35 @@ def get_workspace_limit() -> int:
     return _workspace_bytes
 
 
-# sizeof(DeformSampleStencil<float>) and <double> in custom_ops/kernels/deform_conv.h.
-_STENCIL_BYTES = {4: 68, 8: 120}
-
-
 def workspace_bytes_per_image(in_channels: int, kernel_points: int, out_pixels: int,
                               deformable_groups: int, element_bytes: int,
-                              on_cpu: bool = True) -> int:
-    """Workspace one image of a chunk takes: its im2col columns
+                              on_cpu: bool = True, *, in_pixels: Optional[int] = None,
+                              groups: int = 1, backward: bool = False) -> int:
+    """Workspace one image of a chunk takes, as the op library counts it when it sizes chunks
+    (asked of the library itself, ``pdcn_deform_conv_bytes_per_image``): its im2col columns
     (``in_channels * kernel_points * out_pixels`` elements) plus, on CPU when a deformable
-    group has at least 4 channels, its table of sample stencils (mirrors the C++ binding)."""
-    columns = in_channels * kernel_points * out_pixels * element_bytes
-    uses_table = on_cpu and in_channels // deformable_groups >= 4
-    table = deformable_groups * kernel_points * out_pixels * _STENCIL_BYTES[element_bytes]
-    return columns + (table if uses_table else 0)
+    group has at least 2 channels, the channels-last copy of its input (``in_channels *
+    in_pixels`` elements; twice that for ``backward``, which also holds the input gradient).
+    ``in_pixels`` defaults to ``out_pixels`` (stride 1, "same" padding)."""
+    fn = _bytes_per_image_fn()
+    return int(fn(in_channels, out_pixels if in_pixels is None else in_pixels, kernel_points,
+                  out_pixels, groups, deformable_groups, element_bytes, int(on_cpu),
+                  int(backward)))
+
+
+def _bytes_per_image_fn():
+    global _library_fn
+    if _library_fn is None:
+        from ._library import library_path
+
+        fn = ctypes.CDLL(library_path()).pdcn_deform_conv_bytes_per_image
+        fn.restype = ctypes.c_int64
+        fn.argtypes = [ctypes.c_int64] * 7 + [ctypes.c_int, ctypes.c_int]
+        _library_fn = fn
+    return _library_fn
+
+
+_library_fn = None
 
 
 def images_per_chunk(batch: int, bytes_per_image: int) -> int:

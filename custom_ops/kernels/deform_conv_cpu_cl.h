@@ -1,0 +1,283 @@
+// Channels-last CPU driver of deformable convolution: the path the CPU binding
+// takes when a deformable group has several channels (deform_conv_cpu.h keeps
+// the plane-layout passes, the CUDA kernels' layout, for the others).
+//
+// Why: all channels of a deformable group share a sample's stencil (the
+// observation behind DCNv4's speed). With the chunk's input copied
+// channels-last, the four neighbours of a sample are four contiguous runs over
+// channels, and the columns are laid out pixel-major so that the run a sample
+// writes is contiguous too: im2col, col2im and the coordinate gradient become
+// vector loops over channels, with one stencil computed per (image, group,
+// pixel, kernel point) and used for every channel at once.
+//
+// Layouts for a chunk of B images starting at image n0 (Cg = C / groups,
+// K = kh * kw, q = b * Ho*Wo + p):
+//   x_cl       [B, H*W, C]         the chunk's input, channels last
+//   columns    [G, B*Ho*Wo, K*Cg]  entry (gi, q, k*Cg + c - gi*Cg)
+//   grad_x_cl  [B, H*W, C]
+// The binding multiplies the columns with the weight permuted to
+// [C_out, K, Cg] (see deform_conv_op.cc).
+//
+// Ownership: im2col writes disjoint column runs; the backward sweep gives one
+// thread one (image, deformable group): it owns that group's channels of the
+// image's input gradient and the group's offset/mask gradients, and adds in a
+// fixed order, so results are bitwise equal for every thread count.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+
+#include "deform_conv.h"
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__CUDACC__)
+#define PDCN_CPU_AVX2 1
+#define PDCN_TARGET_AVX2 __attribute__((target("avx2,fma"), noinline))
+#define PDCN_CPU_INLINE __attribute__((always_inline)) inline
+#else
+#define PDCN_CPU_AVX2 0
+#define PDCN_CPU_INLINE inline
+#endif
+
+namespace pdcn {
+namespace cpu {
+
+#if PDCN_CPU_AVX2
+// Whether this CPU runs AVX2 and FMA (asked once).
+inline bool cpu_has_avx2_fma() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+}
+#endif
+
+// Elements of one image's channels-last input copy (and of its gradient).
+inline int64_t channels_last_image_elements(const DeformConvGeometry& g) {
+  return g.in_channels * g.in_plane();
+}
+
+// x[n0 + b] ([C, H*W]) -> x_cl[b] ([H*W, C]) for the chunk's images, in
+// 32 x 32 tiles.
+template <typename T>
+void to_channels_last(const DeformConvGeometry& g, const T* x, T* x_cl, int64_t n0,
+                      int64_t chunk) {
+  const int64_t C = g.in_channels, hw = g.in_plane();
+  constexpr int64_t kTile = 32;
+  const int64_t tiles_c = (C + kTile - 1) / kTile;
+  cpu_parallel_for(chunk * tiles_c, [&](int64_t t) {
+    const int64_t b = t / tiles_c, c0 = (t % tiles_c) * kTile, c1 = std::min(C, c0 + kTile);
+    const T* src = x + (n0 + b) * C * hw;
+    T* dst = x_cl + b * C * hw;
+    for (int64_t p0 = 0; p0 < hw; p0 += kTile) {
+      const int64_t p1 = std::min(hw, p0 + kTile);
+      for (int64_t c = c0; c < c1; ++c) {
+        for (int64_t p = p0; p < p1; ++p) dst[p * C + c] = src[c * hw + p];
+      }
+    }
+  });
+}
+
+// grad_x_cl[b] ([H*W, C]) -> grad_x[n0 + b] ([C, H*W]).
+template <typename T>
+void from_channels_last(const DeformConvGeometry& g, const T* grad_x_cl, T* grad_x, int64_t n0,
+                        int64_t chunk) {
+  const int64_t C = g.in_channels, hw = g.in_plane();
+  constexpr int64_t kTile = 32;
+  const int64_t tiles_c = (C + kTile - 1) / kTile;
+  cpu_parallel_for(chunk * tiles_c, [&](int64_t t) {
+    const int64_t b = t / tiles_c, c0 = (t % tiles_c) * kTile, c1 = std::min(C, c0 + kTile);
+    const T* src = grad_x_cl + b * C * hw;
+    T* dst = grad_x + (n0 + b) * C * hw;
+    for (int64_t p0 = 0; p0 < hw; p0 += kTile) {
+      const int64_t p1 = std::min(hw, p0 + kTile);
+      for (int64_t c = c0; c < c1; ++c) {
+        for (int64_t p = p0; p < p1; ++p) dst[c * hw + p] = src[p * C + c];
+      }
+    }
+  });
+}
+
+// The runs of deformable group dg's channels that lie in one conv group: one
+// run unless the two groupings interleave. next_channel_run(g, dg, &c, &n, &gi)
+// advances to the run after [c, c + n) (start with n = 0); false at the end.
+inline bool next_channel_run(const DeformConvGeometry& g, int64_t dg, int64_t* c, int64_t* n,
+                             int64_t* gi) {
+  const int64_t cpg = g.channels_per_dgroup(), end = (dg + 1) * cpg;
+  const int64_t start = *n == 0 ? dg * cpg : *c + *n;
+  if (start >= end) return false;
+  if (g.groups == 1) {
+    *c = start, *n = end - start, *gi = 0;
+    return true;
+  }
+  const int64_t Cg = g.in_channels / g.groups;
+  *gi = start / Cg;
+  *c = start;
+  *n = std::min(end, (*gi + 1) * Cg) - start;
+  return true;
+}
+
+// Where the run of channels [c, ...) of conv group gi, kernel point k, column
+// row q starts in the pixel-major columns.
+inline int64_t channels_last_column_index(const DeformConvGeometry& g, int64_t chunk, int64_t gi,
+                                          int64_t q, int64_t k, int64_t c) {
+  const int64_t Cg = g.in_channels / g.groups;
+  return (gi * chunk * g.out_plane() + q) * g.kernel_size() * Cg + k * Cg + (c - gi * Cg);
+}
+
+// dst[l] = mask * sum_i w_i * v_i[l] for the n channels of a run (the plane
+// path's deform_im2col_element, channel by channel, in the same order).
+template <typename T, typename Acc>
+PDCN_CPU_INLINE void blend_run_body(const DeformSampleStencil<Acc>& st, const T* __restrict__ image,
+                                    int64_t C, int64_t c, int64_t n, T* __restrict__ dst) {
+  const T* __restrict__ v0 = image + static_cast<int64_t>(st.index[0]) * C + c;
+  const T* __restrict__ v1 = image + static_cast<int64_t>(st.index[1]) * C + c;
+  const T* __restrict__ v2 = image + static_cast<int64_t>(st.index[2]) * C + c;
+  const T* __restrict__ v3 = image + static_cast<int64_t>(st.index[3]) * C + c;
+  const Acc w0 = st.w[0], w1 = st.w[1], w2 = st.w[2], w3 = st.w[3], m = st.mask;
+  for (int64_t l = 0; l < n; ++l) {
+    dst[l] = cast<T>(m * (w0 * cast<Acc>(v0[l]) + w1 * cast<Acc>(v1[l]) +
+                          w2 * cast<Acc>(v2[l]) + w3 * cast<Acc>(v3[l])));
+  }
+}
+
+// One run of the backward sweep: adds the run's share of the four dot products
+// D_s = sum_c grad_column[c] * v_s[c] to d[s], scatters mask * w_s *
+// grad_column into the input gradient and writes the run's columns (as
+// blend_run_body: the sweep has the neighbours at hand, so the backward needs
+// no im2col pass of its own).
+template <typename T, typename Acc>
+PDCN_CPU_INLINE void backward_run_body(const DeformSampleStencil<Acc>& st, const T* image,
+                                       T* grad_image, const T* gcol, T* column, int64_t C,
+                                       int64_t c, int64_t n, Acc* d) {
+  blend_run_body(st, image, C, c, n, column);
+  for (int s = 0; s < 4; ++s) {
+    const int64_t e = static_cast<int64_t>(st.index[s]) * C + c;
+    d[s] += lane_dot<Acc>(gcol, image + e, n);
+    const Acc w = st.w[s] * st.mask;
+    if (w == Acc(0)) continue;
+    T* __restrict__ dst = grad_image + e;
+    for (int64_t l = 0; l < n; ++l) dst[l] += cast<T>(w * cast<Acc>(gcol[l]));
+  }
+}
+
+// Pixel-major columns of output row i of image b of the chunk.
+template <typename T>
+PDCN_CPU_INLINE void im2col_row(const DeformConvGeometry& g, const T* offset, const T* mask,
+                                const T* x_cl, T* columns, int64_t n0, int64_t chunk, int64_t b,
+                                int64_t i) {
+  using Acc = acc_t<T>;
+  const int64_t hw = g.out_plane(), C = g.in_channels;
+  const T* image = x_cl + b * C * g.in_plane();
+  for (int64_t j = 0; j < g.out_w; ++j) {
+    const int64_t p = i * g.out_w + j, q = b * hw + p;
+    for (int64_t dg = 0; dg < g.deformable_groups; ++dg) {
+      for (int64_t k = 0, a = 0; a < g.kernel_h; ++a) {
+        for (int64_t kb = 0; kb < g.kernel_w; ++kb, ++k) {
+          const DeformSampleStencil<Acc> st =
+              deform_sample_stencil_at<Acc>(g, offset, mask, n0 + b, dg, k, p, i, j, a, kb);
+          for (int64_t c = 0, n = 0, gi = 0; next_channel_run(g, dg, &c, &n, &gi);) {
+            blend_run_body(st, image, C, c, n,
+                           columns + channels_last_column_index(g, chunk, gi, q, k, c));
+          }
+        }
+      }
+    }
+  }
+}
+
+// The backward of image b's deformable group dg: offset and mask gradients (as
+// deform_coord_grad_element: the channel sums of grad_column * dsample/d(y, x,
+// m), here through the four dot products D_s = sum_c grad_column[c] * v_s[c]),
+// the group's channels of the channels-last input gradient (added to) and the
+// group's columns (written, for the weight gradient's GEMM).
+template <typename T>
+PDCN_CPU_INLINE void backward_image_group(const DeformConvGeometry& g, const T* offset,
+                                          const T* mask, const T* x_cl, const T* grad_columns,
+                                          T* columns, T* grad_x_cl, T* grad_offset, T* grad_mask, int64_t n0,
+                                          int64_t chunk, int64_t b, int64_t dg) {
+  using Acc = acc_t<T>;
+  const int64_t hw = g.out_plane(), C = g.in_channels;
+  const int64_t image_elements = channels_last_image_elements(g);
+  const T* image = x_cl + b * image_elements;
+  T* grad_image = grad_x_cl + b * image_elements;
+  for (int64_t i = 0; i < g.out_h; ++i) {
+    for (int64_t j = 0; j < g.out_w; ++j) {
+      const int64_t p = i * g.out_w + j, q = b * hw + p;
+      for (int64_t k = 0, a = 0; a < g.kernel_h; ++a) {
+        for (int64_t kb = 0; kb < g.kernel_w; ++kb, ++k) {
+          const DeformSampleStencil<Acc> st =
+              deform_sample_stencil_at<Acc>(g, offset, mask, n0 + b, dg, k, p, i, j, a, kb);
+          Acc d[4] = {Acc(0), Acc(0), Acc(0), Acc(0)};
+          for (int64_t c = 0, n = 0, gi = 0; next_channel_run(g, dg, &c, &n, &gi);) {
+            const int64_t at = channels_last_column_index(g, chunk, gi, q, k, c);
+            backward_run_body(st, image, grad_image, grad_columns + at, columns + at, C, c, n, d);
+          }
+          const Acc gy = st.wy[0] * d[0] + st.wy[1] * d[1] + st.wy[2] * d[2] + st.wy[3] * d[3];
+          const Acc gx = st.wx[0] * d[0] + st.wx[1] * d[1] + st.wx[2] * d[2] + st.wx[3] * d[3];
+          const Acc gm = st.w[0] * d[0] + st.w[1] * d[1] + st.w[2] * d[2] + st.w[3] * d[3];
+          deform_coord_grad_store(g, st, gy, gx, gm, grad_offset, grad_mask, n0 + b, dg, k, p);
+        }
+      }
+    }
+  }
+}
+
+#if PDCN_CPU_AVX2
+// The same bodies compiled for AVX2 + FMA, taken when the CPU has them (the
+// library itself is built for the baseline x86-64, so that it runs anywhere).
+template <typename T>
+PDCN_TARGET_AVX2 void im2col_row_avx2(const DeformConvGeometry& g, const T* offset,
+                                      const T* mask, const T* x_cl, T* columns, int64_t n0,
+                                      int64_t chunk, int64_t b, int64_t i) {
+  im2col_row(g, offset, mask, x_cl, columns, n0, chunk, b, i);
+}
+template <typename T>
+PDCN_TARGET_AVX2 void backward_image_group_avx2(const DeformConvGeometry& g, const T* offset,
+                                                const T* mask, const T* x_cl,
+                                                const T* grad_columns, T* columns,
+                                                T* grad_x_cl,
+                                                T* grad_offset, T* grad_mask, int64_t n0,
+                                                int64_t chunk, int64_t b, int64_t dg) {
+  backward_image_group(g, offset, mask, x_cl, grad_columns, columns, grad_x_cl, grad_offset,
+                       grad_mask, n0, chunk, b, dg);
+}
+#endif
+
+// Pixel-major columns of the chunk from its channels-last input.
+template <typename T>
+void deform_im2col_cl(const DeformConvGeometry& g, const T* offset, const T* mask,
+                      const T* x_cl, T* columns, int64_t n0, int64_t chunk) {
+  cpu_parallel_for(chunk * g.out_h, [&](int64_t t) {
+    const int64_t b = t / g.out_h, i = t % g.out_h;
+#if PDCN_CPU_AVX2
+    if (cpu_has_avx2_fma()) return im2col_row_avx2(g, offset, mask, x_cl, columns, n0, chunk, b, i);
+#endif
+    im2col_row(g, offset, mask, x_cl, columns, n0, chunk, b, i);
+  });
+}
+
+// The whole backward of the chunk's columns: offset and mask gradients, the
+// channels-last input gradient (overwritten) and the chunk's columns (written,
+// as deform_im2col_cl would). One task per (image, group).
+template <typename T>
+void deform_backward_cl(const DeformConvGeometry& g, const T* offset, const T* mask,
+                        const T* x_cl, const T* grad_columns, T* columns, T* grad_x_cl,
+                        T* grad_offset,
+                        T* grad_mask, int64_t n0, int64_t chunk) {
+  const int64_t image_elements = channels_last_image_elements(g);
+  cpu_parallel_for(chunk, [&](int64_t b) {
+    std::memset(grad_x_cl + b * image_elements, 0, sizeof(T) * image_elements);
+  });
+  cpu_parallel_for(chunk * g.deformable_groups, [&](int64_t t) {
+    const int64_t b = t / g.deformable_groups, dg = t % g.deformable_groups;
+#if PDCN_CPU_AVX2
+    if (cpu_has_avx2_fma()) {
+      return backward_image_group_avx2(g, offset, mask, x_cl, grad_columns, columns, grad_x_cl,
+                                       grad_offset, grad_mask, n0, chunk, b, dg);
+    }
+#endif
+    backward_image_group(g, offset, mask, x_cl, grad_columns, columns, grad_x_cl, grad_offset,
+                         grad_mask, n0, chunk, b, dg);
+  });
+}
+
+}  // namespace cpu
+}  // namespace pdcn
