@@ -1,14 +1,15 @@
 // Plane-layout CPU driver of the deformable convolution kernels: OpenMP loops
 // over the per-element functions of deform_conv.h, in the layout the CUDA
-// kernels use. The CPU binding takes this path when a deformable group has
-// fewer than kChannelsLastMinChannels channels (per-channel sampling and the
-// like); with more, deform_conv_cpu_cl.h's channels-last path.
+// kernels use. It is the CUDA kernels' CPU reference: the native tests
+// (custom_ops/tests) compare CUDA against it, and the channels-last path
+// (deform_conv_cpu_cl.h, what the CPU binding runs) against it under ASan.
+// The binding does not run it: the channels-last path measured faster at
+// every group width, one channel per group included.
 //
 // A pass gets each sample's stencil from a `source`, StencilOnTheFly, which
 // computes it where it is used (as the CUDA kernels do). Every output element
 // is owned by exactly one thread: the backward pass is deterministic and
-// atomic-free. Thread count: OpenMP's (Paddle sets OMP_NUM_THREADS=1 unless
-// the user chose otherwise).
+// atomic-free.
 #pragma once
 
 #include <algorithm>
@@ -20,11 +21,6 @@ namespace cpu {
 
 template <typename T>
 using Stencil = DeformSampleStencil<acc_t<T>>;
-
-// Channels per deformable group from which the CPU binding takes the
-// channels-last path (deform_conv_cpu_cl.h). Measured, one thread
-// (docs/benchmarks.md, "Channels-last sampling"): ...
-constexpr int64_t kChannelsLastMinChannels = 2;
 
 // Stencils computed where they are used, from the offsets and mask of images
 // [n0, n0 + chunk).
@@ -88,35 +84,6 @@ void deform_coord_grad(const DeformConvGeometry& g, const Source& source, const 
     for (int64_t p = 0; p < hw; ++p) {
       deform_coord_grad_element(g, source(g, b, dg, k, p), grad_columns, x, grad_offset,
                                 grad_mask, n0, chunk, dg, k, b, p);
-    }
-  });
-}
-
-// Both backward passes in one sweep when every deformable group has a single
-// channel (per-channel sampling): the coordinate gradients of (image, group)
-// and the input-gradient plane of that channel belong to the same thread, so
-// each stencil is fetched once for both.
-template <typename T, typename Source>
-void deform_backward_one_channel_groups(const DeformConvGeometry& g, const Source& source,
-                                        const T* grad_columns, const T* x, T* grad_x,
-                                        T* grad_offset, T* grad_mask, int64_t n0, int64_t chunk) {
-  using Acc = acc_t<T>;
-  const int64_t K = g.kernel_size(), hw = g.out_plane();
-  cpu_parallel_for(chunk * g.in_channels, [&](int64_t plane_index) {
-    const int64_t b = plane_index / g.in_channels, c = plane_index % g.in_channels;
-    const T* x_plane = x + ((n0 + b) * g.in_channels + c) * g.in_plane();
-    T* plane = grad_x + ((n0 + b) * g.in_channels + c) * g.in_plane();
-    std::fill(plane, plane + g.in_plane(), T(0));
-    auto add = [plane](int64_t i, Acc v) { plane[i] += static_cast<T>(v); };
-    for (int64_t k = 0; k < K; ++k) {
-      const T* gcol = grad_columns + ((c * K + k) * chunk + b) * hw;
-      for (int64_t p = 0; p < hw; ++p) {
-        const Stencil<T> st = source(g, b, c, k, p);
-        Acc gy = 0, gx = 0, gm = 0;
-        deform_coord_grad_accumulate(st, x_plane, static_cast<Acc>(gcol[p]), &gy, &gx, &gm);
-        deform_coord_grad_store(g, st, gy, gx, gm, grad_offset, grad_mask, n0 + b, c, k, p);
-        deform_col2im_element(g, st, grad_columns, chunk, c, k, b, p, add);
-      }
     }
   });
 }

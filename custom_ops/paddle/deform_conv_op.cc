@@ -151,10 +151,6 @@ class ConvKernels {
                              const void* mask, int64_t n0, int64_t chunk) = 0;
   virtual void im2col(const DeformConvGeometry& g, const void* x, void* columns, int64_t n0,
                       int64_t chunk) = 0;
-  virtual void col2im(const DeformConvGeometry& g, const void* grad_columns, void* grad_x,
-                      int64_t n0, int64_t chunk) = 0;
-  virtual void coord_grad(const DeformConvGeometry& g, const void* grad_columns, const void* x,
-                          void* grad_offset, void* grad_mask, int64_t n0, int64_t chunk) = 0;
   virtual void columns_to_output(const DeformConvGeometry& g, const void* result, void* out,
                                  int64_t n0, int64_t chunk) = 0;
   virtual void output_to_columns(const DeformConvGeometry& g, const void* grad_out,
@@ -174,29 +170,24 @@ class ConvKernels {
   // (and the columns themselves when backward_writes_columns).
   virtual void backward_columns(const DeformConvGeometry& g, const void* grad_columns,
                                 const void* x, void* columns, void* grad_x, void* grad_offset,
-                                void* grad_mask, int64_t n0, int64_t chunk) {
-    coord_grad(g, grad_columns, x, grad_offset, grad_mask, n0, chunk);
-    col2im(g, grad_columns, grad_x, n0, chunk);
-  }
+                                void* grad_mask, int64_t n0, int64_t chunk) = 0;
 };
 
-// The CPU kernels: the channels-last path (deform_conv_cpu_cl.h) when a
-// deformable group has at least kChannelsLastMinChannels channels, else the
-// plane-layout passes with stencils computed where they are used.
+// The CPU kernels: the channels-last path of deform_conv_cpu_cl.h (pixel-major
+// columns; the backward sweep also writes the columns). Measured faster than
+// the plane-layout passes at every group width, one channel per group included
+// (docs/benchmarks.md), so the plane layout serves the CUDA kernels only.
 template <typename T>
 class CpuConvKernels final : public ConvKernels {
   static const T* c(const void* p) { return static_cast<const T*>(p); }
   static T* m(void* p) { return static_cast<T*>(p); }
-  pdcn::cpu::StencilOnTheFly<T> on_the_fly_{nullptr, nullptr, 0};
+  const T* offset_ = nullptr;
+  const T* mask_ = nullptr;
   const T* x_cl_ = nullptr;  // the chunk's channels-last input, in this thread's scratch
 
  public:
-  static bool channels_last(const DeformConvGeometry& g) {
-    return g.channels_per_dgroup() >= pdcn::cpu::kChannelsLastMinChannels;
-  }
-  bool pixel_major(const DeformConvGeometry& g) const override { return channels_last(g); }
+  bool pixel_major(const DeformConvGeometry&) const override { return true; }
   int64_t scratch_bytes_per_image(const DeformConvGeometry& g, bool backward) const override {
-    if (!channels_last(g)) return 0;
     return (backward ? 2 : 1) * pdcn::cpu::channels_last_image_elements(g) *
            static_cast<int64_t>(sizeof(T));
   }
@@ -207,31 +198,16 @@ class CpuConvKernels final : public ConvKernels {
   }
   void prepare_chunk(const DeformConvGeometry& g, const void* x, const void* offset,
                      const void* mask, int64_t n0, int64_t chunk) override {
-    on_the_fly_ = {c(offset), c(mask), n0};
-    if (channels_last(g)) {
-      T* x_cl = static_cast<T*>(HostScratch::for_this_thread().get(
-          Buffer::kInput, sizeof(T) * chunk * pdcn::cpu::channels_last_image_elements(g)));
-      pdcn::cpu::to_channels_last(g, c(x), x_cl, n0, chunk);
-      x_cl_ = x_cl;
-    }
+    offset_ = c(offset);
+    mask_ = c(mask);
+    T* x_cl = static_cast<T*>(HostScratch::for_this_thread().get(
+        Buffer::kInput, sizeof(T) * chunk * pdcn::cpu::channels_last_image_elements(g)));
+    pdcn::cpu::to_channels_last(g, c(x), x_cl, n0, chunk);
+    x_cl_ = x_cl;
   }
-  void im2col(const DeformConvGeometry& g, const void* x, void* columns, int64_t n0,
+  void im2col(const DeformConvGeometry& g, const void*, void* columns, int64_t n0,
               int64_t chunk) override {
-    if (channels_last(g)) {
-      pdcn::cpu::deform_im2col_cl(g, on_the_fly_.offset, on_the_fly_.mask, x_cl_, m(columns), n0,
-                                  chunk);
-      return;
-    }
-    pdcn::cpu::deform_im2col(g, on_the_fly_, c(x), m(columns), n0, chunk);
-  }
-  void col2im(const DeformConvGeometry& g, const void* grad_columns, void* grad_x, int64_t n0,
-              int64_t chunk) override {
-    pdcn::cpu::deform_col2im(g, on_the_fly_, c(grad_columns), m(grad_x), n0, chunk);
-  }
-  void coord_grad(const DeformConvGeometry& g, const void* grad_columns, const void* x,
-                  void* grad_offset, void* grad_mask, int64_t n0, int64_t chunk) override {
-    pdcn::cpu::deform_coord_grad(g, on_the_fly_, c(grad_columns), c(x), m(grad_offset),
-                                 m(grad_mask), n0, chunk);
+    pdcn::cpu::deform_im2col_cl(g, offset_, mask_, x_cl_, m(columns), n0, chunk);
   }
   void columns_to_output(const DeformConvGeometry& g, const void* result, void* out, int64_t n0,
                          int64_t chunk) override {
@@ -244,29 +220,15 @@ class CpuConvKernels final : public ConvKernels {
   void accumulate(void* dst, const void* src, int64_t n) override {
     pdcn::cpu::accumulate(m(dst), c(src), n);
   }
-  bool backward_writes_columns(const DeformConvGeometry& g) const override {
-    return channels_last(g);
-  }
-  void backward_columns(const DeformConvGeometry& g, const void* grad_columns, const void* x,
+  bool backward_writes_columns(const DeformConvGeometry&) const override { return true; }
+  void backward_columns(const DeformConvGeometry& g, const void* grad_columns, const void*,
                         void* columns, void* grad_x, void* grad_offset, void* grad_mask,
                         int64_t n0, int64_t chunk) override {
-    if (channels_last(g)) {
-      T* grad_x_cl = static_cast<T*>(HostScratch::for_this_thread().get(
-          Buffer::kGradInput, sizeof(T) * chunk * pdcn::cpu::channels_last_image_elements(g)));
-      pdcn::cpu::deform_backward_cl(g, on_the_fly_.offset, on_the_fly_.mask, x_cl_,
-                                    c(grad_columns), m(columns), grad_x_cl, m(grad_offset),
-                                    m(grad_mask), n0, chunk);
-      pdcn::cpu::from_channels_last(g, grad_x_cl, m(grad_x), n0, chunk);
-      return;
-    }
-    if (g.channels_per_dgroup() != 1) {
-      ConvKernels::backward_columns(g, grad_columns, x, columns, grad_x, grad_offset, grad_mask,
-                                    n0, chunk);
-      return;
-    }
-    pdcn::cpu::deform_backward_one_channel_groups(g, on_the_fly_, c(grad_columns), c(x),
-                                                  m(grad_x), m(grad_offset), m(grad_mask), n0,
-                                                  chunk);
+    T* grad_x_cl = static_cast<T*>(HostScratch::for_this_thread().get(
+        Buffer::kGradInput, sizeof(T) * chunk * pdcn::cpu::channels_last_image_elements(g)));
+    pdcn::cpu::deform_backward_cl(g, offset_, mask_, x_cl_, c(grad_columns), m(columns),
+                                  grad_x_cl, m(grad_offset), m(grad_mask), n0, chunk);
+    pdcn::cpu::from_channels_last(g, grad_x_cl, m(grad_x), n0, chunk);
   }
 };
 
@@ -291,15 +253,21 @@ class CudaConvKernels final : public ConvKernels {
     check(pdcn::cuda::deform_im2col(dtype_, g, x, offset_, mask_, columns, n0, chunk, stream_),
           "im2col");
   }
+  void backward_columns(const DeformConvGeometry& g, const void* grad_columns, const void* x,
+                        void*, void* grad_x, void* grad_offset, void* grad_mask, int64_t n0,
+                        int64_t chunk) override {
+    coord_grad(g, grad_columns, x, grad_offset, grad_mask, n0, chunk);
+    col2im(g, grad_columns, grad_x, n0, chunk);
+  }
   void col2im(const DeformConvGeometry& g, const void* grad_columns, void* grad_x, int64_t n0,
-              int64_t chunk) override {
+              int64_t chunk) {
     const int64_t bytes = pdcn::cuda::col2im_scratch_bytes(dtype_, g, chunk, deterministic_);
     check(pdcn::cuda::deform_col2im(dtype_, g, grad_columns, offset_, mask_, grad_x,
                                     scratch(bytes), n0, chunk, deterministic_, stream_),
           deterministic_ ? "col2im (deterministic)" : "col2im");
   }
   void coord_grad(const DeformConvGeometry& g, const void* grad_columns, const void* x,
-                  void* grad_offset, void* grad_mask, int64_t n0, int64_t chunk) override {
+                  void* grad_offset, void* grad_mask, int64_t n0, int64_t chunk) {
     check(pdcn::cuda::deform_coord_grad(dtype_, g, grad_columns, x, offset_, mask_, grad_offset,
                                         grad_mask, n0, chunk, stream_),
           "offset/mask gradient");

@@ -37,8 +37,8 @@ def workspace_bytes_per_image(in_channels: int, kernel_points: int, out_pixels: 
                               groups: int = 1, backward: bool = False) -> int:
     """Workspace one image of a chunk takes, as the op library counts it when it sizes chunks
     (asked of the library itself, ``pdcn_deform_conv_bytes_per_image``): its im2col columns
-    (``in_channels * kernel_points * out_pixels`` elements) plus, on CPU when a deformable
-    group has at least 2 channels, the channels-last copy of its input (``in_channels *
+    (``in_channels * kernel_points * out_pixels`` elements) plus, on CPU, the channels-last
+    copy of its input (``in_channels *
     in_pixels`` elements; twice that for ``backward``, which also holds the input gradient).
     ``in_pixels`` defaults to ``out_pixels`` (stride 1, "same" padding)."""
     fn = _bytes_per_image_fn()
