@@ -21,7 +21,7 @@ import yaml
 from .. import data, models  # noqa: F401 - registration
 from .. import inference
 from ..registry import MODELS, build
-from . import checkpoint as ckpt
+from ..weights import load_weights
 from . import class_check
 from .input_size import Preprocessor, check_export_shape
 
@@ -74,8 +74,7 @@ def checked_reference(cfg: Dict[str, Any]) -> Optional[Any]:
 
 def build_model_with_weights(cfg: Dict[str, Any], weights: str) -> paddle.nn.Layer:
     model = build(MODELS, cfg["model"])
-    state, _ = ckpt.load(weights, with_state=False)
-    model.set_state_dict(state)
+    load_weights(model, weights)
     model.eval()
     return model
 

@@ -27,6 +27,7 @@ from .. import data, models  # noqa: F401 - registers datasets, transforms, mode
 from ..config import dump_config
 from ..data.loader import build_dataloader
 from ..registry import METRICS, MODELS, build
+from ..weights import load_weights
 from . import checkpoint as ckpt
 from .class_check import build_dataset, check_classes, train_class_names
 from .input_size import check_export_shape
@@ -156,20 +157,17 @@ class Trainer:
         return state
 
     def load_weights(self, path: str) -> None:
-        """Loads model weights from a checkpoint (prefix, file or directory; see checkpoint.resolve)."""
-        state, _ = ckpt.load(path, with_state=False)
-        own = self.unwrapped_model.state_dict()
-        missing = sorted(set(own) - set(state))
-        unused = sorted(set(state) - set(own))
-        self.unwrapped_model.set_state_dict(state)
-        logger.info(f"loaded weights from {ckpt.resolve(path)}"
-                    + (f"; {len(missing)} parameters not in the file (kept initial): {missing[:5]}" if missing else "")
-                    + (f"; {len(unused)} entries unused: {unused[:5]}" if unused else ""))
+        """Loads model weights from a checkpoint (prefix, file or directory; see
+        ``paddle_dcn.weights``: older paddle_dcn layer entries are upgraded, what does not fit
+        is logged)."""
+        logger.info(load_weights(self.unwrapped_model, path).summary())
 
     def resume(self, path: str) -> None:
         """Restores model, optimizer, schedule, epoch, step and best metric from ``path``."""
         model_state, state = ckpt.load(path, with_state=True)
-        self.unwrapped_model.set_state_dict(model_state)
+        report = load_weights(self.unwrapped_model, model_state)
+        if report.missing or report.unused or report.mismatched:
+            logger.warning(f"resume {ckpt.resolve(path)}: " + report.summary())
         self.optimizer.set_state_dict(ckpt.restore_optimizer_state(state["optimizer"], self.unwrapped_model))
         self.scheduler.set_state_dict(state["scheduler"])
         self.start_epoch = int(state["epoch"])

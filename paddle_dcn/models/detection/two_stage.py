@@ -17,6 +17,7 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from ...registry import BACKBONES, MODELS, accepted_keys, build
+from ...weights import load_weights
 from .fpn import FPN
 from .postprocess import batch_detections
 from .roi_extractor import RoIExtractor
@@ -38,24 +39,12 @@ def make(cls: Any, cfg: Optional[Dict[str, Any]], section: str, **fixed: Any) ->
 
 
 def load_backbone_weights(backbone: nn.Layer, path: str) -> int:
-    """Copies the ``backbone.*`` entries of checkpoint ``path`` (see ``engine.checkpoint.resolve``)
+    """Copies the ``backbone.*`` entries of checkpoint ``path`` (see ``paddle_dcn.weights``)
     into ``backbone``; returns how many. Every backbone parameter must be found with its shape
     (ValueError listing the missing or mismatched names otherwise)."""
-    from ...engine import checkpoint as ckpt
-
-    state, _ = ckpt.load(path, with_state=False)
-    prefix = "backbone."
-    found = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    own = backbone.state_dict()
-    missing = [k for k in own if k not in found]
-    mismatched = [f"{k} {list(found[k].shape)} vs {list(own[k].shape)}" for k in own
-                  if k in found and list(found[k].shape) != list(own[k].shape)]
-    if missing or mismatched:
-        raise ValueError(f"backbone_weights {path}: the checkpoint's backbone does not fit this one "
-                         f"(same depth, stem, base_channels needed); missing: {missing[:5]}"
-                         f"{' ...' if len(missing) > 5 else ''}, shape mismatches: {mismatched[:5]}")
-    backbone.set_state_dict({k: found[k] for k in own})
-    return len(own)
+    report = load_weights(backbone, path, prefix="backbone.", strict=True, what="backbone_weights",
+                          hint=" (its backbone needs the same depth, stem, base_channels)")
+    return report.loaded
 
 
 class TwoStageDetector(nn.Layer):
