@@ -159,7 +159,8 @@ def detection_summary(bbox: np.ndarray, class_names: Sequence[str], threshold: f
 def run_infer(detector: Any, files: Sequence[str], output_dir: str, threshold: float,
               load_rgb: Any, visualdl: bool = True) -> List[Tuple[str, np.ndarray]]:
     """Detects, prints and draws every file into ``output_dir`` (same file name, .png), and into
-    a VisualDL log ``output_dir/vdl`` (images ``infer/<name>``); returns ``[(file, bbox)]``."""
+    a VisualDL log ``output_dir/vdl`` (images ``infer/<name>``); returns ``[(file, bbox)]``.
+    ``load_rgb(path)`` reads an image; a file for which it returns None is skipped."""
     os.makedirs(output_dir, exist_ok=True)
     writer = None
     if visualdl:
@@ -171,6 +172,8 @@ def run_infer(detector: Any, files: Sequence[str], output_dir: str, threshold: f
     results = []
     for path in files:
         image = load_rgb(path)
+        if image is None:  # skipped by the reader (tools/infer.py --bad-images skip)
+            continue
         bbox = detector.detect(image)
         results.append((path, bbox))
         print(f"{path}: {detection_summary(bbox, detector.class_names, threshold)}")
