@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from typing import Any, Callable, Dict, Iterator, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -96,12 +96,42 @@ def accepted_keys(fn: Callable[..., Any]) -> Optional[list]:
     ]
 
 
+class UnknownKeyError(KeyError, ValueError):
+    """A config section names keys its target does not take; the message lists the valid ones.
+    Both a KeyError (the registries' error) and a ValueError (the layers' argument error)."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+def check_keys(section: str, given: Iterable[str], valid: Sequence[str]) -> None:
+    """The one "unknown key(s)" check of config sections: raises :class:`UnknownKeyError`
+    ``'<section>: unknown key(s) 'a', 'b'; valid keys: x, y'`` when ``given`` has keys not in
+    ``valid``."""
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise UnknownKeyError(
+            f"{section}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(valid)}"
+        )
+
+
+def construct(cls: Callable[..., Any], cfg: Optional[Dict[str, Any]], section: str, **fixed: Any) -> Any:
+    """``cls(**cfg, **fixed)`` for a config section without ``type`` (a sub-part whose class
+    the parent fixes): ``cfg``'s keys are checked (:func:`check_keys`) against what ``cls``
+    accepts, less ``fixed`` (the values the parent sets, which the config cannot)."""
+    cfg = dict(cfg or {})
+    valid = accepted_keys(cls)
+    if valid is not None:
+        check_keys(section, cfg, [k for k in valid if k not in fixed])
+    return cls(**cfg, **fixed)
+
+
 def build(registry: Registry, cfg: Dict[str, Any], **extra: Any) -> Any:
     """Builds ``registry[cfg['type']](**rest_of_cfg, **extra)``.
 
     ``cfg`` is not modified. ``extra`` carries objects the config cannot hold (parameters,
     iteration counts, ...). Keys the constructor does not accept raise ``KeyError`` listing
-    the keys it does accept.
+    the keys it does accept (:func:`check_keys`).
     """
     if not isinstance(cfg, dict):
         raise TypeError(f"{registry.kind} config must be a mapping with a 'type' key, got {cfg!r}")
@@ -113,12 +143,7 @@ def build(registry: Registry, cfg: Dict[str, Any], **extra: Any) -> Any:
     cls = registry.get(cfg["type"])
     valid = accepted_keys(cls)
     if valid is not None:
-        unknown = sorted(set(kwargs) - set(valid))
-        if unknown:
-            hidden = set(extra)
-            raise KeyError(
-                f"{registry.kind} {cfg['type']!r}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                f"valid keys: {', '.join(k for k in valid if k not in hidden)}"
-            )
+        hidden = set(extra)
+        check_keys(f"{registry.kind} {cfg['type']!r}", set(kwargs) - hidden, [k for k in valid if k not in hidden])
     kwargs.update(extra)
     return cls(**kwargs)

@@ -153,7 +153,7 @@ def test_resnet_takes_them_as_the_deformable_stage_operator():
         layers = [l for l in net.sublayers() if isinstance(l, layer_cls)]
         assert len(layers) == 4 and layers[0].stride == [2, 2]  # conv3_x: 4 blocks, the first strided
         assert [o.shape for o in net(paddle.randn([2, 3, 16, 16]))] == [[2, 256, 2, 2]]
-    with pytest.raises(ValueError, match=r"dcn: unknown option\(s\) \['modulated'\] for DCNv3"):
+    with pytest.raises(ValueError, match=r"dcn \(DCNv3\): unknown key\(s\) 'modulated'; valid keys: .*offset_scale"):
         ResNet(depth=50, dcn_stages=[3], dcn={"type": "DCNv3", "modulated": True})
     with pytest.raises(ValueError, match="keeps the channel count"):
         ResNet(depth=18, dcn_stages=[3], dcn={"type": "DCNv3"})

@@ -66,3 +66,62 @@ def test_classifier_contract():
     ref = -np.log(np.exp(logits.numpy())[np.arange(4), [0, 1, 2, 0]] / np.exp(logits.numpy()).sum(1)).mean()
     model.train()
     assert loss.shape == [] and np.isfinite(float(loss)) and ref > 0
+
+
+def test_the_dcn_dict_reaches_the_layer_whole(tmp_path):
+    """Every DeformConv2D option but the geometry comes from the config's dcn dict (issue 16:
+    mask_init and offset_bound could not be set from YAML)."""
+    from paddle_dcn.config import load_config
+
+    path = tmp_path / "m.yml"
+    path.write_text("model:\n  type: Classifier\n  num_classes: 3\n  backbone:\n    type: ResNet\n    depth: 18\n"
+                    "    stem: small\n    base_channels: 4\n    dcn_stages: [4]\n"
+                    "    dcn: {type: DeformConv2D, mask_init: 1.0, offset_bound: 2.5, offset_bound_fn: sigmoid,"
+                    " offset_lr_mult: 0.1, deformable_groups: 2}\n")
+    cfg = load_config(str(path), ["model.backbone.dcn.deformable_groups_over=output"])
+    layers = [l for l in build(MODELS, cfg["model"]).sublayers() if isinstance(l, DeformConv2D)]
+    assert len(layers) == 4
+    for layer in layers:
+        assert (layer.mask_init, layer.offset_bound, layer.offset_bound_fn) == (1.0, 2.5, "sigmoid")
+        assert (layer.offset_lr_mult, layer.deformable_groups, layer.deformable_groups_over) == (0.1, 2, "output")
+    with pytest.raises(KeyError, match=r"dcn \(DeformConv2D\): unknown key\(s\) 'mask_int'; valid keys: .*mask_init"):
+        ResNet(18, dcn_stages=[4], dcn={"mask_int": 1.0})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'stride'.*"):  # the ResNet sets the geometry
+        ResNet(18, dcn_stages=[4], dcn={"stride": 2})
+
+
+def test_backbone_reports_its_output_strides_and_the_detector_uses_them():
+    assert ResNet(18, out_stages=[2, 3, 4, 5]).out_strides == [4, 8, 16, 32]
+    assert ResNet(18, stem="small", stem_stride=2, out_stages=[3, 5]).out_strides == [4, 16]
+    small = ResNet(18, stem="small", stem_stride=1, base_channels=4, out_stages=[2, 3, 4, 5])
+    assert small.out_strides == [1, 2, 4, 8]
+    x = paddle.randn([1, 3, 32, 32])
+    assert [32 // o.shape[2] for o in small(x)] == small.out_strides  # what the maps really are
+    det = build(MODELS, {"type": "FasterRCNN", "num_classes": 2,
+                         "backbone": {"type": "ResNet", "depth": 18, "stem": "small", "stem_stride": 2,
+                                      "base_channels": 4, "out_stages": [2, 3, 4, 5]},
+                         "neck": {"out_channels": 8}, "bbox_head": {"hidden": 8},
+                         "rpn": {"anchor_sizes": [[4], [8], [16], [32], [64]], "feat_channels": 8}})
+    assert det.neck.out_strides == [2, 4, 8, 16, 32]
+    assert det.roi_extractor.strides == [2, 4, 8, 16]  # the backbone's levels, not the extra one
+
+
+def test_one_unknown_key_check_for_every_config_section():
+    from paddle_dcn.registry import UnknownKeyError
+
+    cases = [lambda: build(MODELS, {"type": "Classifier", "num_classes": 2, "backbone": {"type": "ResNet"},
+                                    "num_clases": 3}),
+             lambda: ResNet(18, dcn={"modulate": True}),
+             lambda: build(MODELS, {"type": "FasterRCNN", "num_classes": 2,
+                                    "backbone": {"type": "ResNet", "depth": 18, "base_channels": 4,
+                                                 "out_stages": [2, 3, 4, 5]},
+                                    "rpn": {"anchor_sizes": [[8]] * 5}, "test": {"max_dets": 3}})]
+    messages = []
+    for case in cases:
+        with pytest.raises(UnknownKeyError) as err:
+            case()
+        assert isinstance(err.value, KeyError) and isinstance(err.value, ValueError)
+        messages.append(str(err.value))
+    assert messages[0].startswith("model 'Classifier': unknown key(s) 'num_clases'; valid keys: ")
+    assert messages[1].startswith("dcn (DeformConv2D): unknown key(s) 'modulate'; valid keys: ")
+    assert messages[2] == "model.test: unknown key(s) 'max_dets'; valid keys: score_thresh, nms_thresh, max_det"

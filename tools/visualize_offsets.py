@@ -24,7 +24,7 @@ import paddle
 from PIL import Image
 
 from paddle_dcn import DeformConv2D
-from paddle_dcn.layers import load_state_dict
+from paddle_dcn.weights import load_weights
 from paddle_dcn.visualize import visualize_offsets
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -78,7 +78,7 @@ def build_model(spec: str, weights: Optional[str]) -> paddle.nn.Layer:
         raise SystemExit(f"--model must be 'module:callable', got {spec!r}")
     model = getattr(importlib.import_module(module_name), attr)()
     if weights:
-        load_state_dict(model, paddle.load(weights))
+        load_weights(model, paddle.load(weights))
     return model
 
 

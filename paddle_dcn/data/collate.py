@@ -35,10 +35,18 @@ def check_uniform_files(files: Sequence[str], source: str) -> None:
     from the first file's, before any batch is made."""
     from PIL import Image
 
+    from .images import BadImageError
+
     first = None
     for path in files:
-        with Image.open(path) as img:
-            w, h = img.size
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except FileNotFoundError:
+            raise BadImageError(f"{source}: image not found: {path} (bad_images: skip leaves such files out)") from None
+        except (OSError, ValueError, SyntaxError) as error:
+            raise BadImageError(f"{source}: cannot read image {path}: {type(error).__name__}: {error} "
+                                "(bad_images: skip leaves such files out)") from None
         if first is None:
             first = (path, f"{h}x{w}")
         elif f"{h}x{w}" != first[1]:

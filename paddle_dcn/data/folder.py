@@ -12,27 +12,38 @@ Items: ``{'image': transformed image, 'label': int64, 'file': path}``; :meth:`co
 the batches (``file`` is left out; images of different sizes are an error naming two files).
 When the transforms keep every image's size (no resize or crop), the constructor reads the
 image headers and raises that error at once, before any batch.
+
+Broken files: an image that is missing or cannot be decoded raises :class:`BadImageError`
+naming the file (the loader stops the run with it, naming the item's index). With
+``bad_images: skip`` the constructor checks every file first (exists, PIL's ``verify``), leaves
+out the broken ones and logs their count and names; an image that still fails to decode
+when loaded is replaced by the next readable one, with a warning, and counted in
+``skipped_at_load`` (per process).
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
 
 from ..registry import DATASETS
 from .classes import ClassNames, describe_names, read_class_names
 from .collate import check_uniform_files, collate_images
+from .images import BadImageError, image_problem, load_rgb
 from .transforms import Compose
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff")
+BAD_IMAGE_POLICIES = ("raise", "skip")
+
+logger = logging.getLogger("paddle_dcn")
 
 
-def load_rgb(path: str) -> np.ndarray:
-    """The image at ``path`` as uint8 HWC RGB."""
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+def bad_image_policy(value: str) -> str:
+    if value not in BAD_IMAGE_POLICIES:
+        raise ValueError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {value!r}")
+    return value
 
 
 class _FileDataset:
@@ -44,9 +55,46 @@ class _FileDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
+    bad_images: str = "raise"
+    skipped: List[Tuple[str, str]] = []  # (path, reason) left out at build (bad_images: skip)
+    skipped_at_load: int = 0
+
     def __getitem__(self, index: int) -> Dict[str, Any]:
-        path, label = self.samples[index]
-        return {"image": self.transforms(load_rgb(path)), "label": np.int64(label), "file": path}
+        for attempt in range(len(self.samples)):
+            path, label = self.samples[(index + attempt) % len(self.samples)]
+            try:
+                image = load_rgb(path)
+            except BadImageError as error:
+                if self.bad_images != "skip":
+                    raise
+                self.skipped_at_load += 1
+                logger.warning(f"{self.class_source}: item {index}: {error}; using the next image instead "
+                               f"(bad_images: skip; {self.skipped_at_load} so far in this process)")
+                continue
+            return {"image": self.transforms(image), "label": np.int64(label), "file": path}
+        raise BadImageError(f"{self.class_source}: no readable image left (bad_images: skip)")
+
+    def _drop_bad_images(self, bad_images: str) -> None:
+        """``bad_images: skip``: leaves out (and logs) every missing or undecodable file now."""
+        self.bad_images = bad_image_policy(bad_images)
+        self.skipped = []
+        if self.bad_images != "skip":
+            return
+        kept = []
+        for path, label in self.samples:
+            problem = image_problem(path)
+            if problem is None:
+                kept.append((path, label))
+            else:
+                self.skipped.append((path, problem))
+        if self.skipped:
+            shown = "; ".join(f"{p} ({why})" for p, why in self.skipped[:5])
+            logger.warning(f"{self.class_source}: skipped {len(self.skipped)} of {len(self.samples)} images "
+                           f"(bad_images: skip): {shown}{' ...' if len(self.skipped) > 5 else ''}")
+        if not kept:
+            raise ValueError(f"{self.class_source}: none of the {len(self.samples)} images is readable "
+                             f"(first: {shown})")
+        self.samples = kept
 
     def _check_sizes(self) -> None:
         """Transforms that keep every image's size (no resize or crop): all images must have
@@ -103,11 +151,13 @@ class ImageFolder(_FileDataset):
             the sorted sub-folder names.
         allow_missing_classes: with ``class_names``, a class without a folder is accepted
             (it gets no samples; the other labels keep their index).
+        bad_images: ``'raise'`` (default: a missing or undecodable file stops the run naming
+            it) or ``'skip'`` (left out and counted in the log; see the module doc).
     """
 
     def __init__(self, root: str, transforms: Optional[List[Dict[str, Any]]] = None,
                  extensions: Sequence[str] = IMAGE_EXTENSIONS, class_names: Optional[ClassNames] = None,
-                 allow_missing_classes: bool = False) -> None:
+                 allow_missing_classes: bool = False, bad_images: str = "raise") -> None:
         self.class_names, self.class_source = folder_classes(root, class_names, allow_missing_classes)
         exts = tuple(e.lower() for e in extensions)
         self.samples = []
@@ -120,6 +170,7 @@ class ImageFolder(_FileDataset):
                         self.samples.append((os.path.join(dirpath, f), label))
         if not self.samples:
             raise ValueError(f"ImageFolder: no images with extensions {exts} under {root}")
+        self._drop_bad_images(bad_images)
         self.transforms = Compose(transforms or [])
         self._check_sizes()
 
@@ -187,14 +238,17 @@ class ImageList(_FileDataset):
             label must be below their count); default ``'0' .. 'max label'``.
         class_names_file: the same as a file (the older argument; not together with class_names).
         delimiter: between path and label (default: whitespace; the label is the last field).
+        bad_images: ``'raise'`` (default: a missing or undecodable file stops the run naming
+            it) or ``'skip'`` (left out and counted in the log; see the module doc).
     """
 
     def __init__(self, list_file: str, root: str = "", transforms: Optional[List[Dict[str, Any]]] = None,
                  class_names: Optional[ClassNames] = None, class_names_file: Optional[str] = None,
-                 delimiter: Optional[str] = None) -> None:
+                 delimiter: Optional[str] = None, bad_images: str = "raise") -> None:
         listed = read_list_file(list_file, root, delimiter)
         self.class_names, self.class_source = list_classes(list_file, listed, class_names, class_names_file)
         self.samples = [(path, label) for path, label, _ in listed]
+        self._drop_bad_images(bad_images)
         self.transforms = Compose(transforms or [])
         self._check_sizes()
 

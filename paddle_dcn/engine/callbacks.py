@@ -1,8 +1,9 @@
 """Trainer callbacks: progress logging, checkpointing, VisualDL.
 
 A callback overrides any of ``on_train_begin(trainer)``, ``on_iter_end(trainer, info)``,
-``on_epoch_end(trainer, metrics)`` (``metrics`` is None when the epoch had no evaluation)
-and ``on_train_end(trainer)``. ``info`` holds ``loss`` (float), ``lr``, ``batch_size``
+``on_eval_end(trainer, metrics)`` (right after an evaluation during training, before the
+epoch's end), ``on_epoch_end(trainer, metrics)`` (``metrics`` is None when the epoch had no
+evaluation) and ``on_train_end(trainer)``. ``info`` holds ``loss`` (float), ``lr``, ``batch_size``
 (global), ``iter_time`` (s), ``epoch`` and ``iter`` (0-based, within the epoch).
 """
 from __future__ import annotations
@@ -26,6 +27,8 @@ class Callback:
     def on_train_begin(self, trainer: Any) -> None: ...
 
     def on_iter_end(self, trainer: Any, info: Dict[str, Any]) -> None: ...
+
+    def on_eval_end(self, trainer: Any, metrics: Dict[str, float]) -> None: ...
 
     def on_epoch_end(self, trainer: Any, metrics: Optional[Dict[str, float]]) -> None: ...
 
@@ -75,12 +78,26 @@ class ProgressLogger(Callback):
 
 class CheckpointSaver(Callback):
     """Rank 0 writes ``epoch_N``/``latest`` every ``interval`` epochs (and the last), ``best``
-    when the primary metric improves; keeps the last ``keep_last`` epoch checkpoints."""
+    when the primary metric improves; keeps the last ``keep_last`` epoch checkpoints.
+
+    It owns "best": ``best`` is the highest primary metric (``trainer.metric.primary``) seen
+    (``trainer.best_metric`` reads it; the checkpoint stores it and resume restores it) and
+    ``improved`` says whether the last evaluation raised it."""
 
     def __init__(self, interval: int = 1) -> None:
         self.interval = max(1, int(interval))
+        self.best = float("-inf")
+        self.improved = False
+
+    def on_eval_end(self, trainer: Any, metrics: Dict[str, float]) -> None:
+        self.improved = False
+        if metrics and trainer.metric is not None:
+            value = float(metrics[trainer.metric.primary])
+            self.improved = value > self.best
+            self.best = max(self.best, value)
 
     def on_epoch_end(self, trainer: Any, metrics: Optional[Dict[str, float]]) -> None:
+        improved, self.improved = self.improved and bool(metrics), False
         if not trainer.is_main:
             return
         done = trainer.epoch + 1
@@ -90,11 +107,10 @@ class CheckpointSaver(Callback):
         manager = trainer.checkpoints
         manager.save(tag, trainer.model_state_dict(), trainer.training_state())
         manager.copy(tag, "latest")
-        if trainer.improved:
+        if improved:
             manager.copy(tag, "best")
         manager.prune()
-        logger.info(f"saved checkpoint {os.path.join(manager.directory, tag)}"
-                    + (" (best)" if trainer.improved else ""))
+        logger.info(f"saved checkpoint {os.path.join(manager.directory, tag)}" + (" (best)" if improved else ""))
 
 
 def _draw_sampling(model: Any, images: paddle.Tensor, layer_names: list) -> Dict[str, np.ndarray]:

@@ -3,19 +3,19 @@
 A checkpoint ``<dir>/<tag>`` is two files: ``<tag>.pdparams`` (the model's state dict, what
 ``-w`` loads and what other tools read) and ``<tag>.pdstate`` (optimizer, scheduler, epoch,
 best metric, config name). Tags: ``epoch_<N>`` (the last ``keep_last`` are kept), ``best``
-and ``latest`` (a copy of the newest epoch checkpoint).
+and ``latest`` (a copy of the newest epoch checkpoint). Finding and reading a checkpoint,
+and loading weights into a model, is ``paddle_dcn.weights`` (``resolve``, ``load`` here are
+its functions).
 """
 from __future__ import annotations
 
-import glob
 import os
-import re
 import shutil
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 import paddle
 
-_EPOCH_RE = re.compile(r"epoch_(\d+)\.pdparams$")
+from .. import weights
 
 
 def atomic_save(obj: Any, path: str) -> None:
@@ -49,12 +49,7 @@ class CheckpointManager:
             os.replace(tmp, dst)
 
     def epochs(self) -> list:
-        found = []
-        for path in glob.glob(os.path.join(self.directory, "epoch_*.pdparams")):
-            m = _EPOCH_RE.search(path)
-            if m:
-                found.append(int(m.group(1)))
-        return sorted(found)
+        return weights.checkpoint_epochs(self.directory)
 
     def prune(self) -> None:
         for epoch in self.epochs()[: -self.keep_last]:
@@ -64,38 +59,9 @@ class CheckpointManager:
                     os.remove(path)
 
 
-def resolve(path: str) -> str:
-    """``-r``/``-w`` argument -> checkpoint prefix (without extension).
-
-    Accepts a prefix (``output/x/epoch_3``), a ``.pdparams``/``.pdstate`` file, or a
-    directory (its ``latest``, else its highest ``epoch_N``).
-    """
-    if os.path.isdir(path):
-        if os.path.exists(os.path.join(path, "latest.pdparams")):
-            return os.path.join(path, "latest")
-        epochs = CheckpointManager(path).epochs()
-        if not epochs:
-            raise FileNotFoundError(f"no checkpoint (latest.pdparams or epoch_N.pdparams) in {path}")
-        return os.path.join(path, f"epoch_{epochs[-1]}")
-    for ext in (".pdparams", ".pdstate"):
-        if path.endswith(ext):
-            path = path[: -len(ext)]
-    if not os.path.exists(path + ".pdparams"):
-        raise FileNotFoundError(f"checkpoint not found: {path}.pdparams")
-    return path
-
-
-def load(path: str, with_state: bool = True) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
-    """Returns ``(model_state, state)`` of the checkpoint ``path`` (see :func:`resolve`)."""
-    prefix = resolve(path)
-    model_state = paddle.load(prefix + ".pdparams")
-    state = None
-    if with_state:
-        if not os.path.exists(prefix + ".pdstate"):
-            raise FileNotFoundError(f"{prefix}.pdstate is missing: {prefix} holds weights only, "
-                                    f"it cannot be resumed (use -w / pretrained weights instead)")
-        state = paddle.load(prefix + ".pdstate")
-    return model_state, state
+# reading a checkpoint lives below the engine (models load pretrained parts too)
+resolve = weights.resolve
+load = weights.read_checkpoint
 
 
 _SEP = "@param@"

@@ -8,25 +8,26 @@ the preprocessing (the eval transforms; the input-size rule of ``input_size``) a
 names. Export first checks the config's classes and ``export.image_shape`` against the data.
 Paddle Inference needs paddle_dcn's op library registered first
 (``paddle_dcn.ops.load_library()``); :class:`InferenceClassifier` does it.
+
+Imports flow one way: ``deploy`` (classification, and :func:`export` for every task) ->
+``det_deploy`` (detection) -> ``deploy_common`` (what both need: the model with its
+weights, the reference data set and its classes, ``infer_cfg.yml``).
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import paddle
 import yaml
 
-from .. import data, models  # noqa: F401 - registration
 from .. import inference
-from ..registry import MODELS, build
-from . import checkpoint as ckpt
-from . import class_check
-from .input_size import Preprocessor, check_export_shape
+from .det_deploy import export_detector
+from .deploy_common import (INFER_CFG, MODEL_PREFIX, build_model_with_weights,  # noqa: F401 - this module's API
+                            checked_reference, class_names_of, reference_dataset, write_infer_cfg)
+from .input_size import Preprocessor
 
-INFER_CFG = "infer_cfg.yml"
-MODEL_PREFIX = "model"
 
 
 class _Predict(paddle.nn.Layer):
@@ -40,51 +41,9 @@ class _Predict(paddle.nn.Layer):
         return self.model.predict(image)
 
 
-def reference_dataset(cfg: Dict[str, Any]) -> Tuple[Optional[Any], str]:
-    """``(dataset, config key)``: the eval set (given the train set's classes, as in training),
-    else the train set, else ``(None, '')``; its classes are checked against the model's
-    (``class_check``)."""
-    for key in ("eval_dataset", "train_dataset"):
-        if cfg.get(key):
-            names = class_check.train_class_names(cfg) if key == "eval_dataset" else None
-            dataset = class_check.build_dataset(cfg, key, names)
-            class_check.check_classes(cfg, dataset if key == "train_dataset" else None,
-                                      dataset if key == "eval_dataset" else None, names)
-            return dataset, key
-    return None, ""
-
-
-def class_names_of(cfg: Dict[str, Any], dataset: Optional[Any] = None) -> List[str]:
-    """The ``class_names`` of ``dataset`` (default: :func:`reference_dataset`);
-    ``['0', '1', ...]`` when it has none."""
-    if dataset is None:
-        dataset, _ = reference_dataset(cfg)
-    names = getattr(dataset, "class_names", None) if dataset is not None else None
-    return list(names) if names else [str(i) for i in range(int(cfg["model"].get("num_classes", 0)))]
-
-
-def checked_reference(cfg: Dict[str, Any]) -> Optional[Any]:
-    """:func:`reference_dataset`, with ``export.image_shape`` checked against it (ValueError on
-    a mismatch: see ``input_size``); what export and ``infer.py -c`` build first."""
-    dataset, key = reference_dataset(cfg)
-    if dataset is not None:
-        check_export_shape(cfg, dataset, key, strict=True)
-    return dataset
-
-
-def build_model_with_weights(cfg: Dict[str, Any], weights: str) -> paddle.nn.Layer:
-    model = build(MODELS, cfg["model"])
-    state, _ = ckpt.load(weights, with_state=False)
-    model.set_state_dict(state)
-    model.eval()
-    return model
-
-
 def export(cfg: Dict[str, Any], weights: str, output_dir: str) -> Dict[str, str]:
     """Writes the inference model and ``infer_cfg.yml`` to ``output_dir``; returns their paths."""
     if cfg.get("task") == "detection":
-        from .det_deploy import export_detector
-
         return export_detector(cfg, weights, output_dir)
     dataset = checked_reference(cfg)
     model = build_model_with_weights(cfg, weights)
@@ -94,10 +53,7 @@ def export(cfg: Dict[str, Any], weights: str, output_dir: str) -> Dict[str, str]
     ds_cfg = cfg.get("eval_dataset") or {}
     infer_cfg = {"config_name": cfg.get("_name_"), "model_prefix": MODEL_PREFIX, "image_shape": shape,
                  "transforms": ds_cfg.get("transforms", []), "class_names": class_names_of(cfg, dataset)}
-    cfg_path = os.path.join(output_dir, INFER_CFG)
-    with open(cfg_path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(infer_cfg, f, sort_keys=False, default_flow_style=None)
-    return {"model": model_file, "params": params_file, "infer_cfg": cfg_path}
+    return {"model": model_file, "params": params_file, "infer_cfg": write_infer_cfg(output_dir, infer_cfg)}
 
 
 def preprocessor(image_shape: Sequence[int], transforms: List[Dict[str, Any]]) -> Preprocessor:

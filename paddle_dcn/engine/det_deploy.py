@@ -19,10 +19,8 @@ from PIL import Image, ImageDraw
 
 from .. import inference
 from ..data.det_transforms import DetCompose, collate_detection
-from . import deploy
-
-INFER_CFG = deploy.INFER_CFG
-MODEL_PREFIX = deploy.MODEL_PREFIX
+from . import deploy_common as common
+from .deploy_common import INFER_CFG, MODEL_PREFIX
 
 
 class _PredictDetection(paddle.nn.Layer):
@@ -48,17 +46,14 @@ def _dataset_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
 
 def export_detector(cfg: Dict[str, Any], weights: str, output_dir: str) -> Dict[str, str]:
     """Writes the inference model and ``infer_cfg.yml``; returns their paths."""
-    model = deploy.build_model_with_weights(cfg, weights)
+    model = common.build_model_with_weights(cfg, weights)
     model_file, params_file = inference.export_model(_PredictDetection(model), os.path.join(output_dir, MODEL_PREFIX),
                                                      input_spec())
     ds = _dataset_cfg(cfg)
     infer_cfg = {"task": "detection", "config_name": cfg.get("_name_"), "model_prefix": MODEL_PREFIX,
                  "transforms": ds.get("transforms", []), "size_divisor": int(ds.get("size_divisor", 32)),
-                 "class_names": deploy.class_names_of(cfg)}
-    cfg_path = os.path.join(output_dir, INFER_CFG)
-    with open(cfg_path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(infer_cfg, f, sort_keys=False, default_flow_style=None)
-    return {"model": model_file, "params": params_file, "infer_cfg": cfg_path}
+                 "class_names": common.class_names_of(cfg)}
+    return {"model": model_file, "params": params_file, "infer_cfg": common.write_infer_cfg(output_dir, infer_cfg)}
 
 
 class Preprocessor:
@@ -80,10 +75,10 @@ class DygraphDetector:
     """A config + weights, run in dygraph: ``detect(image) -> bbox [M, 6]``."""
 
     def __init__(self, cfg: Dict[str, Any], weights: str) -> None:
-        self.model = deploy.build_model_with_weights(cfg, weights)
+        self.model = common.build_model_with_weights(cfg, weights)
         ds = _dataset_cfg(cfg)
         self.preprocess = Preprocessor(ds.get("transforms", []), int(ds.get("size_divisor", 32)))
-        self.class_names = deploy.class_names_of(cfg)
+        self.class_names = common.class_names_of(cfg)
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         inputs = [paddle.to_tensor(a) for a in self.preprocess(image)]
@@ -164,7 +159,8 @@ def detection_summary(bbox: np.ndarray, class_names: Sequence[str], threshold: f
 def run_infer(detector: Any, files: Sequence[str], output_dir: str, threshold: float,
               load_rgb: Any, visualdl: bool = True) -> List[Tuple[str, np.ndarray]]:
     """Detects, prints and draws every file into ``output_dir`` (same file name, .png), and into
-    a VisualDL log ``output_dir/vdl`` (images ``infer/<name>``); returns ``[(file, bbox)]``."""
+    a VisualDL log ``output_dir/vdl`` (images ``infer/<name>``); returns ``[(file, bbox)]``.
+    ``load_rgb(path)`` reads an image; a file for which it returns None is skipped."""
     os.makedirs(output_dir, exist_ok=True)
     writer = None
     if visualdl:
@@ -176,6 +172,8 @@ def run_infer(detector: Any, files: Sequence[str], output_dir: str, threshold: f
     results = []
     for path in files:
         image = load_rgb(path)
+        if image is None:  # skipped by the reader (tools/infer.py --bad-images skip)
+            continue
         bbox = detector.detect(image)
         results.append((path, bbox))
         print(f"{path}: {detection_summary(bbox, detector.class_names, threshold)}")

@@ -17,10 +17,10 @@ import os
 from typing import Any, Dict, List
 
 import paddle
-import yaml
 
 from .. import onnx_export
-from . import deploy
+from . import deploy, deploy_common as common
+from .det_deploy import _PredictDetection, input_spec
 
 ONNX_FILE = "model.onnx"
 
@@ -38,13 +38,6 @@ class _DetectorDense(paddle.nn.Layer):
         return list(feats) + list(logits) + list(deltas)
 
 
-def _write_infer_cfg(output_dir: str, info: Dict[str, Any]) -> str:
-    path = os.path.join(output_dir, deploy.INFER_CFG)
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(info, f, sort_keys=False, default_flow_style=None)
-    return path
-
-
 def export(cfg: Dict[str, Any], weights: str, output_dir: str, opset: int = onnx_export.DEFAULT_OPSET
            ) -> Dict[str, Any]:
     """Writes ``model.onnx`` and ``infer_cfg.yml`` to ``output_dir``; returns their paths
@@ -52,17 +45,15 @@ def export(cfg: Dict[str, Any], weights: str, output_dir: str, opset: int = onnx
     ``not_exported``: ``[(Paddle op, layer path), ...]`` of the full model's unexportable ops."""
     detection = cfg.get("task") == "detection"
     # the checks of the Paddle export: classes against the data, export.image_shape against it
-    dataset = deploy.reference_dataset(cfg)[0] if detection else deploy.checked_reference(cfg)
-    model = deploy.build_model_with_weights(cfg, weights)
+    dataset = common.reference_dataset(cfg)[0] if detection else common.checked_reference(cfg)
+    model = common.build_model_with_weights(cfg, weights)
     path = os.path.join(output_dir, ONNX_FILE)
     ds_cfg = cfg.get("eval_dataset") or cfg.get("train_dataset") or {}
     info: Dict[str, Any] = {"config_name": cfg.get("_name_"), "format": "onnx", "model_file": ONNX_FILE,
                             "opset": int(opset), "transforms": ds_cfg.get("transforms", []),
-                            "class_names": deploy.class_names_of(cfg, dataset)}
+                            "class_names": common.class_names_of(cfg, dataset)}
     result: Dict[str, Any] = {}
     if detection:
-        from .det_deploy import _PredictDetection, input_spec
-
         result["not_exported"] = onnx_export.unsupported_ops(_PredictDetection(model), input_spec())
         levels = len(model.neck.out_strides)
         names = ([f"fpn_{i}" for i in range(levels)] + [f"rpn_logits_{i}" for i in range(levels)]
@@ -83,5 +74,5 @@ def export(cfg: Dict[str, Any], weights: str, output_dir: str, opset: int = onnx
         onnx_export.export_onnx(deploy._Predict(model), path, spec, opset=opset, output_names=names)
         info["image_shape"] = shape
     info.update(inputs=["image"], outputs=names)
-    result.update(onnx=path, infer_cfg=_write_infer_cfg(output_dir, info), inputs=["image"], outputs=names)
+    result.update(onnx=path, infer_cfg=common.write_infer_cfg(output_dir, info), inputs=["image"], outputs=names)
     return result

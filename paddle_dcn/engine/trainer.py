@@ -18,7 +18,7 @@ import math
 import os
 import random
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import paddle
@@ -27,6 +27,7 @@ from .. import data, models  # noqa: F401 - registers datasets, transforms, mode
 from ..config import dump_config
 from ..data.loader import build_dataloader
 from ..registry import METRICS, MODELS, build
+from ..weights import load_weights
 from . import checkpoint as ckpt
 from .class_check import build_dataset, check_classes, train_class_names
 from .input_size import check_export_shape
@@ -46,6 +47,11 @@ def seed_everything(seed: int) -> None:
 class Trainer:
     """Builds model, data, optimizer, schedule and callbacks from ``cfg`` (see paddle_dcn.config).
 
+    The build steps are methods a subclass may override (detectron2's ``DefaultTrainer``
+    shape), called in this order: :meth:`build_model`, :meth:`build_datasets`,
+    :meth:`build_loaders`, then in mode 'train' :meth:`build_optimizer` (schedule and
+    optimizer), :meth:`build_scaler` and :meth:`build_callbacks`.
+
     Args:
         cfg: the loaded config (``load_config``).
         mode: 'train' (everything), 'eval' (model + eval data) or 'model' (model only).
@@ -60,91 +66,133 @@ class Trainer:
         self.is_main = self.rank == 0
         self.output_dir = cfg["output_dir"]
         self.seed = int(cfg["seed"])
-        setup_logging(self.output_dir if mode == "train" else None, self.rank)
-        if mode == "train" and self.is_main:
-            os.makedirs(self.output_dir, exist_ok=True)
-            text = dump_config(cfg)
-            with open(os.path.join(self.output_dir, "config.yml"), "w", encoding="utf-8") as f:
-                f.write(text)
-            logger.info(f"config ({cfg.get('_name_')}):\n{text}")
-
-        seed_everything(self.seed)
-        self.model = build(MODELS, cfg["model"])
-        self.unwrapped_model = self.model
         self.epochs = int(cfg["epochs"])
-        self.epoch = 0
-        self.start_epoch = 0
-        self.global_step = 0
-        self.best_metric = float("-inf")
-        self.improved = False
-        self.metric = build(METRICS, cfg["metric"]) if cfg.get("metric") else None
-        loader_cfg = cfg["loader"]
+        self.epoch = self.start_epoch = self.global_step = 0
+        self.skipped_steps, self.iter = 0, 0
         amp = cfg["amp"]
         self.amp_enabled = bool(amp.get("enabled", False))
         self.amp_level, self.amp_dtype = amp.get("level", "O1"), amp.get("dtype", "float16")
-
-        self.train_dataset = self.eval_dataset = self.eval_loader = None
-        if mode in ("train", "eval"):
-            self._build_datasets()
-        if self.eval_dataset is not None:
-            self.eval_loader = build_dataloader(
-                self.eval_dataset, int(loader_cfg.get("eval_batch_size", loader_cfg["batch_size"])),
-                shuffle=False, rank=self.rank, world_size=self.world_size, drop_last=False,
-                num_workers=int(loader_cfg.get("num_workers", 0)))
-            if hasattr(self.metric, "bind_dataset"):  # e.g. COCO metric: the ground truth it scores against
-                self.metric.bind_dataset(self.eval_dataset)
-        if mode != "train":
-            return
-
-        self.train_loader = build_dataloader(
-            self.train_dataset, int(loader_cfg["batch_size"]), shuffle=True, seed=self.seed,
-            rank=self.rank, world_size=self.world_size, drop_last=bool(loader_cfg.get("drop_last", True)),
-            num_workers=int(loader_cfg.get("num_workers", 0)))
-        self.iters_per_epoch = len(self.train_loader.batch_sampler)
-        self.global_batch = int(loader_cfg["batch_size"]) * self.world_size
-        self.scheduler = build_scheduler(cfg["lr_scheduler"], self.epochs, self.iters_per_epoch)
-        self.optimizer = build_optimizer(cfg["optimizer"], self.model.parameters(), self.scheduler,
-                                         cfg.get("grad_clip"))
         self.nonfinite_policy = str(cfg.get("nonfinite_loss", "raise"))
         if self.nonfinite_policy not in ("raise", "skip"):
             raise ValueError(f"nonfinite_loss must be 'raise' or 'skip', got {self.nonfinite_policy!r}")
-        self.skipped_steps, self.iter = 0, 0
-        self.scaler = None
-        if self.amp_enabled and self.amp_dtype == "float16":
-            self.scaler = paddle.amp.GradScaler(init_loss_scaling=float(amp.get("init_loss_scaling", 1024.0)))
+        setup_logging(self.output_dir if mode == "train" else None, self.rank)
+        if mode == "train" and self.is_main:
+            self._write_config()
+
+        seed_everything(self.seed)
+        self.model = self.unwrapped_model = self.build_model()
+        self.metric = build(METRICS, cfg["metric"]) if cfg.get("metric") else None
+        self.train_dataset = self.eval_dataset = self.train_loader = self.eval_loader = None
+        self.optimizer = self.scheduler = self.scaler = None
+        self.callbacks: List[Callback] = []
+        if mode in ("train", "eval"):
+            self.train_dataset, self.eval_dataset = self.build_datasets()
+            self.train_loader, self.eval_loader = self.build_loaders()
+        if self.eval_dataset is not None and hasattr(self.metric, "bind_dataset"):
+            self.metric.bind_dataset(self.eval_dataset)  # e.g. COCO metric: the ground truth it scores against
+        if mode != "train":
+            return
+        self.iters_per_epoch = len(self.train_loader.batch_sampler)
+        self.global_batch = int(cfg["loader"]["batch_size"]) * self.world_size
+        self.scheduler, self.optimizer = self.build_optimizer()
+        self.scaler = self.build_scaler()
         if self.world_size > 1:
             self.model = paddle.DataParallel(self.model)
         self.checkpoints = ckpt.CheckpointManager(self.output_dir, int(cfg["checkpoint"]["keep_last"]))
-        vdl = cfg["visualdl"]
-        self.callbacks: List[Callback] = [ProgressLogger(cfg["log_interval"]),
-                                          CheckpointSaver(cfg["checkpoint"]["interval"])]
-        if vdl.get("enabled", True):
-            self.callbacks.append(VisualDLLogger(os.path.join(self.output_dir, "vdl"), cfg["log_interval"],
-                                                 vdl.get("num_images", 4), vdl.get("histograms", True)))
-        self.callbacks += list(callbacks or [])
+        self.callbacks = self.build_callbacks() + list(callbacks or [])
 
-    def _build_datasets(self) -> None:
+    def _write_config(self) -> None:
+        os.makedirs(self.output_dir, exist_ok=True)
+        text = dump_config(self.cfg)
+        with open(os.path.join(self.output_dir, "config.yml"), "w", encoding="utf-8") as f:
+            f.write(text)
+        logger.info(f"config ({self.cfg.get('_name_')}):\n{text}")
+
+    # ----------------------------------------------------------------- build steps
+    def build_model(self) -> paddle.nn.Layer:
+        """The model of ``cfg['model']`` (registry ``MODELS``), parameters from ``seed``."""
+        return build(MODELS, self.cfg["model"])
+
+    def build_datasets(self) -> Tuple[Optional[Any], Optional[Any]]:
+        """``(train_dataset, eval_dataset)``: the train set in mode 'train' only, the eval set
+        when the config has one; both checked (see :meth:`_build_datasets`)."""
+        return self._build_datasets()
+
+    def build_loaders(self) -> Tuple[Optional[Any], Optional[Any]]:
+        """``(train_loader, eval_loader)`` over the datasets (``loader`` section; None where the
+        dataset is). The train loader shuffles by ``(seed, epoch)`` and drops the last
+        incomplete batch unless ``loader.drop_last: false``."""
+        loader_cfg = self.cfg["loader"]
+        workers = int(loader_cfg.get("num_workers", 0))
+        train_loader = eval_loader = None
+        if self.eval_dataset is not None:
+            eval_loader = build_dataloader(
+                self.eval_dataset, int(loader_cfg.get("eval_batch_size", loader_cfg["batch_size"])),
+                shuffle=False, rank=self.rank, world_size=self.world_size, drop_last=False, num_workers=workers)
+        if self.mode == "train":
+            train_loader = build_dataloader(
+                self.train_dataset, int(loader_cfg["batch_size"]), shuffle=True, seed=self.seed,
+                rank=self.rank, world_size=self.world_size, drop_last=bool(loader_cfg.get("drop_last", True)),
+                num_workers=workers)
+        return train_loader, eval_loader
+
+    def build_optimizer(self) -> Tuple[Any, Any]:
+        """``(scheduler, optimizer)`` of ``lr_scheduler`` and ``optimizer`` (with ``grad_clip``)
+        over the model's parameters; the schedule steps once per iteration."""
+        cfg = self.cfg
+        scheduler = build_scheduler(cfg["lr_scheduler"], self.epochs, self.iters_per_epoch)
+        optimizer = build_optimizer(cfg["optimizer"], self.model.parameters(), scheduler, cfg.get("grad_clip"))
+        return scheduler, optimizer
+
+    def build_scaler(self) -> Optional[paddle.amp.GradScaler]:
+        """float16 AMP's loss scaler (``amp.init_loss_scaling``), else None."""
+        if self.amp_enabled and self.amp_dtype == "float16":
+            return paddle.amp.GradScaler(init_loss_scaling=float(self.cfg["amp"].get("init_loss_scaling", 1024.0)))
+        return None
+
+    def build_callbacks(self) -> List[Callback]:
+        """Progress logging, checkpointing (which keeps ``best``) and VisualDL (unless
+        ``visualdl.enabled: false``)."""
+        cfg, vdl = self.cfg, self.cfg["visualdl"]
+        callbacks: List[Callback] = [ProgressLogger(cfg["log_interval"]), CheckpointSaver(cfg["checkpoint"]["interval"])]
+        if vdl.get("enabled", True):
+            callbacks.append(VisualDLLogger(os.path.join(self.output_dir, "vdl"), cfg["log_interval"],
+                                            vdl.get("num_images", 4), vdl.get("histograms", True)))
+        return callbacks
+
+    def _build_datasets(self) -> Tuple[Optional[Any], Optional[Any]]:
         """Train (mode 'train') and eval datasets, checked before anything runs: class counts
         and names (``class_check``: the eval set takes the train set's classes) and
         ``export.image_shape`` against what the data give the model (``input_size``, a warning
         here: training and evaluation are unaffected, export and infer would not be)."""
         cfg = self.cfg
+        train_dataset = eval_dataset = None
         if self.mode == "train":
             if not cfg.get("train_dataset"):
                 raise KeyError("config has no train_dataset")
-            self.train_dataset = build_dataset(cfg, "train_dataset")
-        train_names = train_class_names(cfg, self.train_dataset)
+            train_dataset = build_dataset(cfg, "train_dataset")
+        train_names = train_class_names(cfg, train_dataset)
         if cfg.get("eval_dataset"):
-            self.eval_dataset = build_dataset(cfg, "eval_dataset", train_names)
-        check_classes(cfg, self.train_dataset, self.eval_dataset, train_names)
-        key = "eval_dataset" if self.eval_dataset is not None else "train_dataset"
-        reference = self.eval_dataset if self.eval_dataset is not None else self.train_dataset
+            eval_dataset = build_dataset(cfg, "eval_dataset", train_names)
+        check_classes(cfg, train_dataset, eval_dataset, train_names)
+        key = "eval_dataset" if eval_dataset is not None else "train_dataset"
+        reference = eval_dataset if eval_dataset is not None else train_dataset
         if reference is not None:
             check_export_shape(cfg, reference, key, strict=False)
+        return train_dataset, eval_dataset
 
     # ----------------------------------------------------------------- state
     def model_state_dict(self) -> Dict[str, Any]:
         return self.unwrapped_model.state_dict()
+
+    @property
+    def best_metric(self) -> float:
+        """The best primary metric so far, as the checkpoint callback keeps it (-inf without one)."""
+        saver = self._checkpoint_saver()
+        return saver.best if saver is not None else float("-inf")
+
+    def _checkpoint_saver(self) -> Optional[CheckpointSaver]:
+        return next((cb for cb in self.callbacks if isinstance(cb, CheckpointSaver)), None)
 
     def training_state(self) -> Dict[str, Any]:
         state = {"epoch": self.epoch + 1, "global_step": self.global_step, "best_metric": self.best_metric,
@@ -156,25 +204,24 @@ class Trainer:
         return state
 
     def load_weights(self, path: str) -> None:
-        """Loads model weights from a checkpoint (prefix, file or directory; see checkpoint.resolve)."""
-        state, _ = ckpt.load(path, with_state=False)
-        own = self.unwrapped_model.state_dict()
-        missing = sorted(set(own) - set(state))
-        unused = sorted(set(state) - set(own))
-        self.unwrapped_model.set_state_dict(state)
-        logger.info(f"loaded weights from {ckpt.resolve(path)}"
-                    + (f"; {len(missing)} parameters not in the file (kept initial): {missing[:5]}" if missing else "")
-                    + (f"; {len(unused)} entries unused: {unused[:5]}" if unused else ""))
+        """Loads model weights from a checkpoint (prefix, file or directory; see
+        ``paddle_dcn.weights``: older paddle_dcn layer entries are upgraded, what does not fit
+        is logged)."""
+        logger.info(load_weights(self.unwrapped_model, path).summary())
 
     def resume(self, path: str) -> None:
         """Restores model, optimizer, schedule, epoch, step and best metric from ``path``."""
         model_state, state = ckpt.load(path, with_state=True)
-        self.unwrapped_model.set_state_dict(model_state)
+        report = load_weights(self.unwrapped_model, model_state)
+        if report.missing or report.unused or report.mismatched:
+            logger.warning(f"resume {ckpt.resolve(path)}: " + report.summary())
         self.optimizer.set_state_dict(ckpt.restore_optimizer_state(state["optimizer"], self.unwrapped_model))
         self.scheduler.set_state_dict(state["scheduler"])
         self.start_epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
-        self.best_metric = float(state["best_metric"])
+        saver = self._checkpoint_saver()
+        if saver is not None:
+            saver.best = float(state["best_metric"])
         self.skipped_steps = int(state.get("skipped_steps", 0))
         if self.scaler is not None and "grad_scaler" in state:
             self.scaler.load_state_dict(state["grad_scaler"])
@@ -271,11 +318,7 @@ class Trainer:
             if self.eval_loader is not None and (last or (eval_interval > 0 and (epoch + 1) % eval_interval == 0)):
                 metrics = self.evaluate()
                 last_metrics = metrics
-            self.improved = False
-            if metrics and self.metric is not None:
-                value = metrics[self.metric.primary]
-                self.improved = value > self.best_metric
-                self.best_metric = max(self.best_metric, value)
+                self._call("on_eval_end", metrics)
             self._call("on_epoch_end", metrics)
         return last_metrics
 

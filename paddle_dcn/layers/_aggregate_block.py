@@ -8,31 +8,30 @@ import paddle
 from paddle import nn
 from paddle.nn.initializer import Constant, XavierUniform
 
-from . import _args
+from ..ops import _checks
 
 DATA_FORMATS = ("NCHW", "NHWC")
 
 
-def check_common(channels: int, kernel_size, stride, dilation, groups: int, padding: Optional[_args.IntPair],
+def check_common(channels: int, kernel_size, stride, dilation, groups: int, padding: Optional[_checks.IntPair],
                  offset_scale: float, data_format: str) -> dict:
     """Validated ``{channels, kernel, stride, dilation, padding, groups, offset_scale}``;
     ValueError naming the argument. padding None: ``dilation*(k-1)//2`` (same size at stride 1)."""
-    channels = _args.positive_int(channels, "channels")
-    groups = _args.positive_int(groups, "groups")
-    _args.divisible(channels, "channels", groups, "groups")
-    kernel = _args.int_pair(kernel_size, "kernel_size", 1)
+    channels = _checks.positive_int(channels, "channels")
+    groups = _checks.positive_int(groups, "groups")
+    _checks.divisible(channels, "channels", groups, "groups")
+    kernel = _checks.pair(kernel_size, "kernel_size", 1)
     if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
         raise ValueError(f"kernel_size must be odd (the offsets are predicted at the output grid), got {kernel_size!r}")
-    strides = _args.int_pair(stride, "stride", 1)
-    dilations = _args.int_pair(dilation, "dilation", 1)
+    strides = _checks.pair(stride, "stride", 1)
+    dilations = _checks.pair(dilation, "dilation", 1)
     pads = ([dilations[0] * (kernel[0] - 1) // 2, dilations[1] * (kernel[1] - 1) // 2] if padding is None
-            else _args.int_pair(padding, "padding", 0))
+            else _checks.pair(padding, "padding", 0))
     if pads != [dilations[0] * (kernel[0] - 1) // 2, dilations[1] * (kernel[1] - 1) // 2]:
         raise ValueError(f"padding must be dilation*(kernel_size-1)//2 = "
                          f"{[dilations[0] * (kernel[0] - 1) // 2, dilations[1] * (kernel[1] - 1) // 2]} "
                          f"(the offset branch runs at the output grid), got {padding!r}")
-    if isinstance(offset_scale, bool) or not isinstance(offset_scale, (int, float)) or not offset_scale > 0:
-        raise ValueError(f"offset_scale must be a positive number, got {offset_scale!r}")
+    offset_scale = _checks.positive_number(offset_scale, "offset_scale")
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
     return dict(channels=channels, kernel=kernel, stride=strides, dilation=dilations, padding=pads, groups=groups,

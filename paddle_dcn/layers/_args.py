@@ -1,45 +1,15 @@
-"""Constructor-argument checks and dtype handling shared by the layers.
-
-Every failure is a ValueError that names the argument and says what was expected.
+"""What the layers add to ``ops._checks`` (where every argument check and the dtype policy
+live): the NCHW-only rule, casting, trace-time shapes, and the one way a layer calls an op
+(:func:`run_op` with its non-tensor arguments in an :class:`OpArgs`).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Any, Callable, Optional
 
 import paddle
+from paddle.jit.marker import unified
 
-IntPair = Union[int, Sequence[int]]
-
-_CPU_DTYPES = (paddle.float32, paddle.float64)
-_GPU_DTYPES = (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16)
-
-
-def positive_int(value, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def int_pair(value: IntPair, name: str, minimum: int) -> list[int]:
-    """``value`` as ``[h, w]`` (an int means both); each an int >= ``minimum``."""
-    values = list(value) if isinstance(value, (list, tuple)) else [value, value]
-    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{name} must be an int or a pair of ints (h, w), got {value!r}")
-    if any(v < minimum for v in values):
-        bound = "positive" if minimum >= 1 else "non-negative"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return values
-
-
-def positive_float(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def divisible(value: int, name: str, by: int, by_name: str) -> None:
-    if value % by:
-        raise ValueError(f"{name}={value} must be divisible by {by_name}={by}")
+from ..ops import _checks
 
 
 def nchw_only(data_format: str) -> None:
@@ -47,24 +17,6 @@ def nchw_only(data_format: str) -> None:
         raise ValueError(
             f"data_format must be 'NCHW' (paddle_dcn layers are NCHW only), got {data_format!r}"
         )
-
-
-def op_dtype(x) -> paddle.dtype:
-    """The dtype a paddle_dcn op runs in for input ``x``: its own if the op has a kernel for
-    it on x's device, else float32 (e.g. bfloat16 activations on CPU under ``auto_cast``)."""
-    if x.dtype in _CPU_DTYPES:
-        return x.dtype
-    if x.dtype in _GPU_DTYPES and _on_gpu(x):
-        return x.dtype
-    return paddle.float32
-
-
-def _on_gpu(x) -> bool:
-    if not paddle.is_compiled_with_cuda():
-        return False
-    if isinstance(x, paddle.Tensor):
-        return not x.place.is_cpu_place()
-    return paddle.device.get_device().startswith("gpu")  # static-graph Value
 
 
 def cast(tensor: Optional[paddle.Tensor], dtype) -> Optional[paddle.Tensor]:
@@ -84,11 +36,33 @@ class OpArgs:
     """Non-tensor op arguments held in an object that to_static's SOT mode passes through
     untouched. Read from a layer as plain ints, SOT turns the ints that differ between
     layers of one class (stride 1 here, 2 there) into symbolic values, which our ops cannot
-    take as attributes; a ``@unified`` function given this object reads them as Python values.
-    (A plain class: SOT rebuilds dataclasses field by field.)"""
+    take as attributes; :func:`run_op` (``@unified``) given this object reads them as Python
+    values. (A plain class: SOT rebuilds dataclasses field by field.)"""
 
     def __init__(self, **values) -> None:
         self.__dict__.update(values)
 
+    def kwargs(self) -> dict:
+        """The values as keyword arguments (tuples as lists, as the ops take them)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
     def __repr__(self) -> str:
         return f"OpArgs({self.__dict__})"
+
+
+def _in(tensor, dtype):
+    """A floating tensor in ``dtype``; None and integer tensors (``boxes_num``) as they are."""
+    if tensor is None or tensor.dtype not in _checks.FLOAT_DTYPES:
+        return tensor
+    return cast(tensor, dtype)
+
+
+@unified  # plain Python in dygraph and on static Values under to_static (see OpArgs)
+def run_op(op: Callable[..., Any], args: Optional[OpArgs], *tensors, **named) -> paddle.Tensor:
+    """``op(*tensors, **named, **args.kwargs())`` with every floating tensor in the dtype the
+    op runs in for the first one (``ops._checks.op_dtype``: its own where the op has a kernel
+    for it, else float32, e.g. bfloat16 activations on CPU under ``auto_cast``). The one
+    wrapper between the layers and the ops."""
+    dtype = _checks.op_dtype(tensors[0])
+    return op(*[_in(t, dtype) for t in tensors], **{k: _in(v, dtype) for k, v in named.items()},
+              **(args.kwargs() if args is not None else {}))

@@ -17,18 +17,21 @@ from typing import Optional
 
 import paddle
 
+from ..ops import _checks
+
 BOUND_FNS = ("tanh", "sigmoid")
 
 
 def check(bound: Optional[float], fn: str) -> tuple[Optional[float], str]:
     """Validated ``(offset_bound, offset_bound_fn)``; ValueError naming the argument."""
     if bound is not None:
-        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < float("inf"):
+        try:
+            bound = _checks.positive_number(bound, "offset_bound")
+        except ValueError:
             raise ValueError(
                 f"offset_bound must be None (unbounded) or a positive finite number of pixels, "
                 f"got {bound!r}"
-            )
-        bound = float(bound)
+            ) from None
     if fn not in BOUND_FNS:
         raise ValueError(f"offset_bound_fn must be one of {BOUND_FNS}, got {fn!r}")
     return bound, fn

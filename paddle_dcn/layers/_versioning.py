@@ -6,9 +6,10 @@ reshapes a layer's parameters, it raises the class's ``VERSION`` and teaches
 ``upgrade_state_dict`` how to turn the old keys into the new ones.
 
 Paddle's ``set_state_dict`` has no per-layer load hook, so loading goes through
-:func:`load_state_dict` (the engine's checkpoint loader uses it): it walks the
-model, upgrades each versioned layer's entries in place, then calls
-``model.set_state_dict``. A checkpoint without version keys (or a plain
+:func:`upgrade_state_dict`: it walks the model and upgrades each versioned layer's
+entries in place. :func:`load_state_dict` is that plus ``model.set_state_dict``; the engine,
+export and the detectors' ``backbone_weights`` load through ``paddle_dcn.weights.load_weights``,
+which upgrades the same way. A checkpoint without version keys (or a plain
 ``paddle.nn.Conv2D`` state dict loaded into a DeformConv2D) counts as version 1.
 """
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 import paddle
 from paddle import nn
 
+from ..ops import _checks
 from . import _args
 from ._versioning import VersionedLayer
 
@@ -31,9 +32,7 @@ class AddCoords(nn.Layer):
 
     def __init__(self, with_r: bool = False) -> None:
         super().__init__()
-        if not isinstance(with_r, bool):
-            raise ValueError(f"with_r must be a bool, got {with_r!r}")
-        self.with_r = with_r
+        self.with_r = _checks.boolean(with_r, "with_r")
 
     @property
     def extra_channels(self) -> int:
@@ -71,15 +70,15 @@ class CoordConv(VersionedLayer):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: _args.IntPair,
-        stride: _args.IntPair = 1,
-        padding: _args.IntPair = 0,
+        kernel_size: _checks.IntPair,
+        stride: _checks.IntPair = 1,
+        padding: _checks.IntPair = 0,
         with_r: bool = False,
         **conv_kwargs,
     ) -> None:
         super().__init__()
-        self.in_channels = _args.positive_int(in_channels, "in_channels")
-        _args.positive_int(out_channels, "out_channels")
+        self.in_channels = _checks.positive_int(in_channels, "in_channels")
+        _checks.positive_int(out_channels, "out_channels")
         _args.nchw_only(conv_kwargs.pop("data_format", "NCHW"))
         self.add_coords = AddCoords(with_r)
         self.conv = nn.Conv2D(

@@ -8,8 +8,8 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from .. import ops
+from ..ops import _checks
 from . import _aggregate_block as blk
-from . import _args
 
 
 class DCNv3(nn.Layer):
@@ -39,17 +39,17 @@ class DCNv3(nn.Layer):
             or ``'NHWC'`` (InternImage's channels-last, no transposes).
     """
 
-    def __init__(self, channels: int, kernel_size: _args.IntPair = 3, stride: _args.IntPair = 1,
-                 padding: Optional[_args.IntPair] = None, dilation: _args.IntPair = 1, groups: int = 4,
+    def __init__(self, channels: int, kernel_size: _checks.IntPair = 3, stride: _checks.IntPair = 1,
+                 padding: Optional[_checks.IntPair] = None, dilation: _checks.IntPair = 1, groups: int = 4,
                  offset_scale: float = 1.0, dw_kernel_size: Optional[int] = None, offset_lr_mult: float = 1.0,
                  data_format: str = "NCHW") -> None:
         super().__init__()
         a = blk.check_common(channels, kernel_size, stride, dilation, groups, padding, offset_scale, data_format)
         blk.set_common(self, a, data_format)
-        dw = _args.positive_int(dw_kernel_size if dw_kernel_size is not None else self.kernel_size[0], "dw_kernel_size")
+        dw = _checks.positive_int(dw_kernel_size if dw_kernel_size is not None else self.kernel_size[0], "dw_kernel_size")
         if dw % 2 == 0:
             raise ValueError(f"dw_kernel_size must be odd, got {dw}")
-        lr = _args.positive_float(offset_lr_mult, "offset_lr_mult")
+        lr = _checks.positive_number(offset_lr_mult, "offset_lr_mult")
         points = self.groups * self.kernel_size[0] * self.kernel_size[1]
         c = self.channels
         self.input_proj = blk.projection(c, c)

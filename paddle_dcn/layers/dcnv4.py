@@ -9,8 +9,8 @@ import paddle
 from paddle import nn
 
 from .. import ops
+from ..ops import _checks
 from . import _aggregate_block as blk
-from . import _args
 
 MASK_INITS = ("zero", "mean")
 
@@ -39,8 +39,8 @@ class DCNv4(nn.Layer):
         mask_init: ``'zero'`` or ``'mean'``, see above.
     """
 
-    def __init__(self, channels: int, kernel_size: _args.IntPair = 3, stride: _args.IntPair = 1,
-                 padding: Optional[_args.IntPair] = None, dilation: _args.IntPair = 1, groups: int = 4,
+    def __init__(self, channels: int, kernel_size: _checks.IntPair = 3, stride: _checks.IntPair = 1,
+                 padding: Optional[_checks.IntPair] = None, dilation: _checks.IntPair = 1, groups: int = 4,
                  offset_scale: float = 1.0, dw_kernel_size: Optional[int] = 3, without_pointwise: bool = False,
                  output_bias: bool = True, mask_init: str = "zero", offset_lr_mult: float = 1.0,
                  data_format: str = "NCHW") -> None:
@@ -52,7 +52,7 @@ class DCNv4(nn.Layer):
         if dw_kernel_size is None and self.stride != [1, 1]:
             raise ValueError(f"stride {self.stride} needs dw_kernel_size (the depthwise conv brings the offset "
                              "projection to the output grid)")
-        lr = _args.positive_float(offset_lr_mult, "offset_lr_mult")
+        lr = _checks.positive_number(offset_lr_mult, "offset_lr_mult")
         c = self.channels
         k = self.kernel_size[0] * self.kernel_size[1]
         self.points = self.groups * k
@@ -62,7 +62,7 @@ class DCNv4(nn.Layer):
             self.output_proj = blk.projection(c, c, bias=bool(output_bias))
         self.offset_mask_dw = None
         if dw_kernel_size is not None:
-            dw = _args.positive_int(dw_kernel_size, "dw_kernel_size")
+            dw = _checks.positive_int(dw_kernel_size, "dw_kernel_size")
             if dw % 2 == 0:
                 raise ValueError(f"dw_kernel_size must be odd, got {dw}")
             self.offset_mask_dw = blk.depthwise(c, dw, self.stride)

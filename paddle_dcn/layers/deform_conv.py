@@ -5,34 +5,15 @@ from typing import Optional
 
 import paddle
 from paddle import nn
-from paddle.jit.marker import unified
 from paddle.nn.initializer import Constant, Normal
 
 from .. import ops
+from ..ops import _checks
 from . import _args, _offset_bound, _output_groups
 from ._versioning import VersionedLayer
 
 MASK_INITS = (0.5, 1.0)
 DEFORMABLE_GROUPS_OVER = ("input", "output")
-
-
-@unified  # runs as plain Python in dygraph and on static Values under to_static
-def _deform_conv(args: _args.OpArgs, x, offset, weight, bias, mask) -> paddle.Tensor:
-    """``ops.deform_conv2d`` in the dtype the op has a kernel for (see ``_args.op_dtype``);
-    the integer arguments come in ``args`` (see ``_args.OpArgs``)."""
-    dtype = _args.op_dtype(x)
-    return ops.deform_conv2d(
-        _args.cast(x, dtype),
-        _args.cast(offset, dtype),
-        _args.cast(weight, dtype),
-        bias=_args.cast(bias, dtype),
-        stride=list(args.stride),
-        padding=list(args.padding),
-        dilation=list(args.dilation),
-        deformable_groups=args.deformable_groups,
-        groups=args.groups,
-        mask=_args.cast(mask, dtype),
-    )
 
 
 class DeformConv2D(VersionedLayer):
@@ -107,10 +88,10 @@ class DeformConv2D(VersionedLayer):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: _args.IntPair,
-        stride: _args.IntPair = 1,
-        padding: _args.IntPair = 0,
-        dilation: _args.IntPair = 1,
+        kernel_size: _checks.IntPair,
+        stride: _checks.IntPair = 1,
+        padding: _checks.IntPair = 0,
+        dilation: _checks.IntPair = 1,
         groups: int = 1,
         deformable_groups: Optional[int] = None,
         modulated: bool = True,
@@ -126,13 +107,13 @@ class DeformConv2D(VersionedLayer):
         offset_bound_fn: str = "tanh",
     ) -> None:
         super().__init__()
-        self.in_channels = _args.positive_int(in_channels, "in_channels")
-        self.out_channels = _args.positive_int(out_channels, "out_channels")
-        self.kernel_size = _args.int_pair(kernel_size, "kernel_size", 1)
-        self.stride = _args.int_pair(stride, "stride", 1)
-        self.padding = _args.int_pair(padding, "padding", 0)
-        self.dilation = _args.int_pair(dilation, "dilation", 1)
-        self.groups = _args.positive_int(groups, "groups")
+        self.in_channels = _checks.positive_int(in_channels, "in_channels")
+        self.out_channels = _checks.positive_int(out_channels, "out_channels")
+        self.kernel_size = _checks.pair(kernel_size, "kernel_size", 1)
+        self.stride = _checks.pair(stride, "stride", 1)
+        self.padding = _checks.pair(padding, "padding", 0)
+        self.dilation = _checks.pair(dilation, "dilation", 1)
+        self.groups = _checks.positive_int(groups, "groups")
         if deformable_groups_over not in DEFORMABLE_GROUPS_OVER:
             raise ValueError(
                 f"deformable_groups_over must be one of {DEFORMABLE_GROUPS_OVER}, "
@@ -142,18 +123,16 @@ class DeformConv2D(VersionedLayer):
         over_output = deformable_groups_over == "output"
         if deformable_groups is None:
             deformable_groups = self.out_channels if over_output else 1
-        self.deformable_groups = _args.positive_int(deformable_groups, "deformable_groups")
-        _args.divisible(in_channels, "in_channels", groups, "groups")
-        _args.divisible(out_channels, "out_channels", groups, "groups")
+        self.deformable_groups = _checks.positive_int(deformable_groups, "deformable_groups")
+        _checks.divisible(in_channels, "in_channels", groups, "groups")
+        _checks.divisible(out_channels, "out_channels", groups, "groups")
         if over_output:
-            _args.divisible(out_channels, "out_channels", deformable_groups, "deformable_groups")
+            _checks.divisible(out_channels, "out_channels", deformable_groups, "deformable_groups")
         else:
-            _args.divisible(in_channels, "in_channels", deformable_groups, "deformable_groups")
+            _checks.divisible(in_channels, "in_channels", deformable_groups, "deformable_groups")
         self.offset_bound, self.offset_bound_fn = _offset_bound.check(offset_bound, offset_bound_fn)
-        if not isinstance(modulated, bool):
-            raise ValueError(f"modulated must be a bool, got {modulated!r}")
-        self.modulated = modulated
-        self.offset_lr_mult = _args.positive_float(offset_lr_mult, "offset_lr_mult")
+        self.modulated = _checks.boolean(modulated, "modulated")
+        self.offset_lr_mult = _checks.positive_number(offset_lr_mult, "offset_lr_mult")
         if mask_init not in MASK_INITS or isinstance(mask_init, bool):
             raise ValueError(
                 f"mask_init must be 0.5 (sigmoid, DCNv2 paper) or 1.0 (2*sigmoid, starts "
@@ -177,11 +156,11 @@ class DeformConv2D(VersionedLayer):
         op_groups, repeat = self.groups, 1
         if over_output:  # one op call over a repeated input, see _output_groups
             op_groups, repeat = _output_groups.op_groups(self.deformable_groups, self.groups)
-        self._op_args = _args.OpArgs(
+        self._op_args = _args.OpArgs(  # ops.deform_conv2d's non-tensor arguments
             stride=tuple(self.stride), padding=tuple(self.padding), dilation=tuple(self.dilation),
             deformable_groups=self.deformable_groups, groups=op_groups,
-            repeat=repeat, conv_groups=self.groups,
         )
+        self._repeat_args = _args.OpArgs(repeat=repeat, conv_groups=self.groups)
         self.num_points = self.deformable_groups * kh * kw
         if offset_branch:
             branch_attr = lambda: paddle.ParamAttr(  # noqa: E731 - two fresh attrs
@@ -268,8 +247,8 @@ class DeformConv2D(VersionedLayer):
         elif not self.modulated and mask is not None:
             raise ValueError("mask must be None for a DeformConv2D with modulated=False (v1)")
         if self.deformable_groups_over == "output":
-            x = _output_groups.repeat_groups(self._op_args, x)
-        return _deform_conv(self._op_args, x, offset, self.weight, self.bias, mask)
+            x = _output_groups.repeat_groups(self._repeat_args, x)
+        return _args.run_op(ops.deform_conv2d, self._op_args, x, offset, self.weight, bias=self.bias, mask=mask)
 
     def extra_repr(self) -> str:
         text = (

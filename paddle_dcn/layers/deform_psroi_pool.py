@@ -4,28 +4,11 @@ from __future__ import annotations
 from typing import Optional
 
 import paddle
-from paddle.jit.marker import unified
 
 from .. import ops
+from ..ops import _checks
 from . import _args
 from ._versioning import VersionedLayer
-
-
-@unified  # plain Python in dygraph and on static Values (see _args.OpArgs)
-def _deform_psroi_pool(args: _args.OpArgs, x, boxes, boxes_num, offset) -> paddle.Tensor:
-    dtype = _args.op_dtype(x)
-    return ops.deform_psroi_pool(
-        _args.cast(x, dtype),
-        _args.cast(boxes, dtype),
-        boxes_num,
-        args.output_channels,
-        list(args.output_size),
-        offset=_args.cast(offset, dtype),
-        spatial_scale=args.spatial_scale,
-        part_size=list(args.part_size),
-        sample_per_part=args.sample_per_part,
-        trans_std=args.trans_std,
-    )
 
 
 class DeformPSRoIPool(VersionedLayer):
@@ -45,23 +28,21 @@ class DeformPSRoIPool(VersionedLayer):
     def __init__(
         self,
         output_channels: int,
-        output_size: _args.IntPair,
+        output_size: _checks.IntPair,
         spatial_scale: float = 1.0,
-        part_size: Optional[_args.IntPair] = None,
+        part_size: Optional[_checks.IntPair] = None,
         sample_per_part: int = 4,
         trans_std: float = 0.1,
     ) -> None:
         super().__init__()
-        self.output_channels = _args.positive_int(output_channels, "output_channels")
-        self.output_size = _args.int_pair(output_size, "output_size", 1)
-        self.spatial_scale = _args.positive_float(spatial_scale, "spatial_scale")
+        self.output_channels = _checks.positive_int(output_channels, "output_channels")
+        self.output_size = _checks.pair(output_size, "output_size", 1)
+        self.spatial_scale = _checks.positive_number(spatial_scale, "spatial_scale")
         self.part_size = (
-            list(self.output_size) if part_size is None else _args.int_pair(part_size, "part_size", 1)
+            list(self.output_size) if part_size is None else _checks.pair(part_size, "part_size", 1)
         )
-        self.sample_per_part = _args.positive_int(sample_per_part, "sample_per_part")
-        if isinstance(trans_std, bool) or not isinstance(trans_std, (int, float)):
-            raise ValueError(f"trans_std must be a number, got {trans_std!r}")
-        self.trans_std = float(trans_std)
+        self.sample_per_part = _checks.positive_int(sample_per_part, "sample_per_part")
+        self.trans_std = _checks.number(trans_std, "trans_std")
         self._op_args = _args.OpArgs(
             output_channels=self.output_channels, output_size=tuple(self.output_size),
             spatial_scale=self.spatial_scale, part_size=tuple(self.part_size),
@@ -75,7 +56,7 @@ class DeformPSRoIPool(VersionedLayer):
         boxes_num: paddle.Tensor,
         offset: Optional[paddle.Tensor] = None,
     ) -> paddle.Tensor:
-        return _deform_psroi_pool(self._op_args, x, boxes, boxes_num, offset)
+        return _args.run_op(ops.deform_psroi_pool, self._op_args, x, boxes, boxes_num, offset=offset)
 
     def extra_repr(self) -> str:
         return (

@@ -5,30 +5,14 @@ from typing import Optional
 
 import paddle
 from paddle import nn
-from paddle.jit.marker import unified
 from paddle.nn.initializer import Constant
 
 from .. import ops
+from ..ops import _checks
 from . import _args
 from ._versioning import VersionedLayer
 
 _MASK_INITS = (0.5, 1.0)
-
-
-@unified  # plain Python in dygraph and on static Values (see _args.OpArgs)
-def _deform_roi_pool(args: _args.OpArgs, x, boxes, boxes_num, offset) -> paddle.Tensor:
-    dtype = _args.op_dtype(x)
-    return ops.deform_roi_pool(
-        _args.cast(x, dtype),
-        _args.cast(boxes, dtype),
-        boxes_num,
-        list(args.output_size),
-        offset=_args.cast(offset, dtype),
-        spatial_scale=args.spatial_scale,
-        sampling_ratio=args.sampling_ratio,
-        gamma=args.gamma,
-        aligned=args.aligned,
-    )
 
 
 class DeformRoIPool(VersionedLayer):
@@ -43,28 +27,20 @@ class DeformRoIPool(VersionedLayer):
 
     def __init__(
         self,
-        output_size: _args.IntPair,
+        output_size: _checks.IntPair,
         spatial_scale: float = 1.0,
         sampling_ratio: int = -1,
         gamma: float = 0.1,
         aligned: bool = True,
     ) -> None:
         super().__init__()
-        self.output_size = _args.int_pair(output_size, "output_size", 1)
-        self.spatial_scale = _args.positive_float(spatial_scale, "spatial_scale")
-        if not isinstance(sampling_ratio, int) or isinstance(sampling_ratio, bool) or (
-            sampling_ratio < 1 and sampling_ratio != -1
-        ):
-            raise ValueError(
-                f"sampling_ratio must be a positive int or -1 (adaptive), got {sampling_ratio!r}"
-            )
-        self.sampling_ratio = sampling_ratio
-        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
-            raise ValueError(f"gamma must be a number, got {gamma!r}")
-        self.gamma = float(gamma)
-        if not isinstance(aligned, bool):
-            raise ValueError(f"aligned must be a bool, got {aligned!r}")
-        self.aligned = aligned
+        self.output_size = _checks.pair(output_size, "output_size", 1)
+        self.spatial_scale = _checks.positive_number(spatial_scale, "spatial_scale")
+        self.sampling_ratio = _checks.integer(sampling_ratio, "sampling_ratio")
+        if self.sampling_ratio < 1 and self.sampling_ratio != -1:  # the layer's rule; the op takes any <= 0
+            raise ValueError(f"sampling_ratio must be a positive int or -1 (adaptive), got {sampling_ratio!r}")
+        self.gamma = _checks.number(gamma, "gamma")
+        self.aligned = _checks.boolean(aligned, "aligned")
         self._op_args = _args.OpArgs(
             output_size=tuple(self.output_size), spatial_scale=self.spatial_scale,
             sampling_ratio=self.sampling_ratio, gamma=self.gamma, aligned=self.aligned,
@@ -78,7 +54,7 @@ class DeformRoIPool(VersionedLayer):
         offset: Optional[paddle.Tensor] = None,
     ) -> paddle.Tensor:
         """``paddle_dcn.ops.deform_roi_pool`` with this layer's configuration."""
-        return _deform_roi_pool(self._op_args, x, boxes, boxes_num, offset)
+        return _args.run_op(ops.deform_roi_pool, self._op_args, x, boxes, boxes_num, offset=offset)
 
     def forward(
         self,
@@ -127,7 +103,7 @@ class DeformRoIPoolPack(DeformRoIPool):
     def __init__(
         self,
         in_channels: int,
-        output_size: _args.IntPair,
+        output_size: _checks.IntPair,
         spatial_scale: float = 1.0,
         sampling_ratio: int = -1,
         gamma: float = 0.1,
@@ -136,9 +112,9 @@ class DeformRoIPoolPack(DeformRoIPool):
         offset_lr_mult: float = 1.0,
     ) -> None:
         super().__init__(output_size, spatial_scale, sampling_ratio, gamma, aligned)
-        self.in_channels = _args.positive_int(in_channels, "in_channels")
-        self.fc_channels = _args.positive_int(fc_channels, "fc_channels")
-        self.offset_lr_mult = _args.positive_float(offset_lr_mult, "offset_lr_mult")
+        self.in_channels = _checks.positive_int(in_channels, "in_channels")
+        self.fc_channels = _checks.positive_int(fc_channels, "fc_channels")
+        self.offset_lr_mult = _checks.positive_number(offset_lr_mult, "offset_lr_mult")
         ph, pw = self.output_size
         self.offset_fc = _fc_head(in_channels * ph * pw, fc_channels, 2 * ph * pw, offset_lr_mult)
 
@@ -182,7 +158,7 @@ class ModulatedDeformRoIPoolPack(DeformRoIPoolPack):
     def __init__(
         self,
         in_channels: int,
-        output_size: _args.IntPair,
+        output_size: _checks.IntPair,
         spatial_scale: float = 1.0,
         sampling_ratio: int = -1,
         gamma: float = 0.1,

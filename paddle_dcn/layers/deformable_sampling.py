@@ -5,19 +5,12 @@ from typing import Optional
 
 import paddle
 from paddle import nn
-from paddle.jit.marker import unified
 from paddle.nn.initializer import Constant
 
 from .. import ops
+from ..ops import _checks
 from . import _args, _offset_bound
 from ._versioning import VersionedLayer
-
-
-@unified  # runs as plain Python in dygraph and on static Values under to_static
-def _sample(x, offset) -> paddle.Tensor:
-    """``ops.deform_sample2d`` in the dtype the op has a kernel for (see ``_args.op_dtype``)."""
-    dtype = _args.op_dtype(x)
-    return ops.deform_sample2d(_args.cast(x, dtype), _args.cast(offset, dtype))
 
 
 class DeformableSampling2D(VersionedLayer):
@@ -65,12 +58,12 @@ class DeformableSampling2D(VersionedLayer):
         data_format: str = "NCHW",
     ) -> None:
         super().__init__()
-        self.in_channels = _args.positive_int(in_channels, "in_channels")
-        k = _args.positive_int(offset_kernel_size, "offset_kernel_size")
+        self.in_channels = _checks.positive_int(in_channels, "in_channels")
+        k = _checks.positive_int(offset_kernel_size, "offset_kernel_size")
         if k % 2 == 0:
             raise ValueError(f"offset_kernel_size must be odd ('same' padding), got {k}")
         self.offset_kernel_size = k
-        self.offset_lr_mult = _args.positive_float(offset_lr_mult, "offset_lr_mult")
+        self.offset_lr_mult = _checks.positive_number(offset_lr_mult, "offset_lr_mult")
         self.offset_bound, self.offset_bound_fn = _offset_bound.check(offset_bound, offset_bound_fn)
         _args.nchw_only(data_format)
         branch_attr = lambda: paddle.ParamAttr(  # noqa: E731 - two fresh attrs
@@ -94,7 +87,7 @@ class DeformableSampling2D(VersionedLayer):
             )
         if offset is None:
             offset = self.predict_offsets(x)
-        return _sample(x, offset)
+        return _args.run_op(ops.deform_sample2d, None, x, offset)
 
     def extra_repr(self) -> str:
         return (

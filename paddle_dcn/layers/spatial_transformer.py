@@ -7,6 +7,7 @@ import paddle
 from paddle import nn
 import paddle.nn.functional as F
 
+from ..ops import _checks
 from . import _args
 from ._versioning import VersionedLayer
 
@@ -59,7 +60,7 @@ class SpatialTransformer(VersionedLayer):
     True, Paddle's affine_grid returns NaN for a 1-pixel-wide map).
     """
 
-    def __init__(self, localization: Optional[nn.Layer] = None, output_size: Optional[_args.IntPair] = None) -> None:
+    def __init__(self, localization: Optional[nn.Layer] = None, output_size: Optional[_checks.IntPair] = None) -> None:
         super().__init__()
         if localization is None:
             localization = DefaultLocalization()
@@ -76,7 +77,7 @@ class SpatialTransformer(VersionedLayer):
         last.weight.set_value(paddle.zeros(last.weight.shape, last.weight.dtype))
         last.bias.set_value(paddle.to_tensor(IDENTITY_THETA, dtype=last.bias.dtype))
         self.localization = localization
-        self.output_size = None if output_size is None else _args.int_pair(output_size, "output_size", 1)
+        self.output_size = None if output_size is None else _checks.pair(output_size, "output_size", 1)
 
     def theta(self, x: paddle.Tensor) -> paddle.Tensor:
         """The affine matrices ``[N, 2, 3]`` that ``localization`` predicts for ``x``."""

@@ -19,37 +19,34 @@ from typing import Any, Dict, List, Optional, Sequence
 import paddle
 from paddle import nn
 
-import inspect
-
 from ..layers import DCNv3, DCNv4, AddCoords, DeformConv2D
-from ..registry import BACKBONES
+from ..registry import BACKBONES, accepted_keys, check_keys
 
 SPECS = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]),
          50: ("bottleneck", [3, 4, 6, 3]), 101: ("bottleneck", [3, 4, 23, 3])}
-DCN_DEFAULTS = {"modulated": True, "deformable_groups": 1, "offset_lr_mult": 1.0}
-# dcn: {type: DCNv3, ...} / {type: DCNv4, ...}: the modern operators replace the 3x3 convs
-# (channels in == channels out, so in bottlenecks only); their other keys go to the layer.
+# dcn: the options of the deformable 3x3 convs, passed whole to the layer (``type``:
+# DeformConv2D by default, or DCNv3 / DCNv4, the modern operators, channels in == channels
+# out, so in bottlenecks only). The ResNet sets the conv's geometry; the rest is the config's.
 AGGREGATE_OPS = {"DCNv3": DCNv3, "DCNv4": DCNv4}
-AGGREGATE_FIXED = ("channels", "kernel_size", "stride", "padding", "dilation", "data_format")
+DCN_TYPES = {"DeformConv2D": DeformConv2D, **AGGREGATE_OPS}
+FIXED_BY_RESNET = {
+    "DeformConv2D": ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
+                     "weight_attr", "bias_attr", "offset_branch", "data_format"),
+    "DCNv3": ("channels", "kernel_size", "stride", "padding", "dilation", "data_format"),
+    "DCNv4": ("channels", "kernel_size", "stride", "padding", "dilation", "data_format"),
+}
 
 
 def _dcn_options(dcn: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    """The validated ``dcn`` dict: DeformConv2D's options with defaults, or ``type`` plus the
-    options of DCNv3 / DCNv4 (ValueError naming unknown keys and the valid ones)."""
+    """The checked ``dcn`` dict: ``type`` (default DeformConv2D) plus keyword arguments of that
+    layer, every one it takes except those the ResNet sets (``FIXED_BY_RESNET``); an unknown
+    key is an UnknownKeyError naming it and the valid ones (``registry.check_keys``)."""
     dcn = dict(dcn or {})
     kind = dcn.pop("type", "DeformConv2D")
-    if kind == "DeformConv2D":
-        unknown = set(dcn) - set(DCN_DEFAULTS)
-        if unknown:
-            raise ValueError(f"dcn: unknown option(s) {sorted(unknown)}; valid: {sorted(DCN_DEFAULTS)}")
-        return {"type": kind, **DCN_DEFAULTS, **dcn}
-    if kind not in AGGREGATE_OPS:
-        raise ValueError(f"dcn.type must be DeformConv2D, {' or '.join(AGGREGATE_OPS)}, got {kind!r}")
-    valid = [p for p in inspect.signature(AGGREGATE_OPS[kind].__init__).parameters
-             if p not in ("self",) + AGGREGATE_FIXED]
-    unknown = set(dcn) - set(valid)
-    if unknown:
-        raise ValueError(f"dcn: unknown option(s) {sorted(unknown)} for {kind}; valid: {sorted(valid)}")
+    if kind not in DCN_TYPES:
+        raise ValueError(f"dcn.type must be {', '.join(DCN_TYPES)}, got {kind!r}")
+    valid = [k for k in accepted_keys(DCN_TYPES[kind]) if k not in FIXED_BY_RESNET[kind]]
+    check_keys(f"dcn ({kind})", dcn, valid)
     return {"type": kind, **dcn}
 
 
@@ -63,15 +60,13 @@ def conv3x3(cin: int, cout: int, stride: int, dcn: Optional[Dict[str, Any]]) -> 
     """A 3x3 conv (no bias), deformable when ``dcn`` is a validated dict (``_dcn_options``)."""
     if dcn is None:
         return nn.Conv2D(cin, cout, 3, stride=stride, padding=1, bias_attr=False)
+    opts = {k: v for k, v in dcn.items() if k != "type"}
     if dcn["type"] in AGGREGATE_OPS:
         if cin != cout:
             raise ValueError(f"dcn.type {dcn['type']} keeps the channel count; this 3x3 conv maps {cin} to {cout} "
                              "channels (use a bottleneck depth, 50 or 101)")
-        opts = {k: v for k, v in dcn.items() if k != "type"}
         return AGGREGATE_OPS[dcn["type"]](cin, kernel_size=3, stride=stride, **opts)
-    return DeformConv2D(cin, cout, 3, stride=stride, padding=1, bias_attr=False,
-                        modulated=dcn["modulated"], deformable_groups=dcn["deformable_groups"],
-                        offset_lr_mult=dcn["offset_lr_mult"])
+    return DeformConv2D(cin, cout, 3, stride=stride, padding=1, bias_attr=False, **opts)
 
 
 class BasicBlock(nn.Layer):
@@ -130,11 +125,14 @@ class ResNet(nn.Layer):
     Args:
         depth: 18, 34, 50 or 101.
         dcn_stages: stages (2..5) whose 3x3 convs are deformable; [] for none.
-        dcn: options of those convs. DeformConv2D (default): modulated (v2, default True),
-            deformable_groups (1), offset_lr_mult (1.0). ``type: DCNv3`` or ``type: DCNv4``:
-            the InternImage operators instead (bottleneck depths: channels in == out), the
-            other keys going to the layer (``groups``, ``offset_scale``, ``offset_lr_mult``,
-            ``dw_kernel_size``, DCNv4's ``mask_init``, ...).
+        dcn: the deformable convs' layer and its options, passed whole: ``type``
+            (DeformConv2D, the default, or DCNv3 / DCNv4: the InternImage operators,
+            bottleneck depths only as channels in == out) and any keyword of that layer
+            except the geometry the ResNet sets (``FIXED_BY_RESNET``): for DeformConv2D
+            ``modulated``, ``deformable_groups``, ``offset_lr_mult``, ``mask_init``,
+            ``offset_bound``, ``offset_bound_fn``, ``deformable_groups_over``, ...; for
+            DCNv3/v4 ``groups``, ``offset_scale``, ``offset_lr_mult``, ``dw_kernel_size``,
+            DCNv4's ``mask_init``, ... Unknown keys are errors listing the valid ones.
         stem: 'imagenet' (7x7/2 + max pool) or 'small' (3x3 of ``stem_stride``, no pool).
         stem_stride: 1 or 2, for the small stem.
         coord_conv: add coordinate channels before the stem conv.
@@ -142,7 +140,9 @@ class ResNet(nn.Layer):
         out_stages: which stage outputs ``forward`` returns (default [5]).
         in_channels: image channels.
 
-    Attributes: ``out_channels`` (channels of each returned stage, in order).
+    Attributes: ``out_channels`` and ``out_strides`` (channels and stride in input pixels of
+    each returned stage, in order: stages 2..5 are strides 4..32 with the imagenet stem,
+    ``stem_stride * (1, 2, 4, 8)`` with the small one).
     """
 
     def __init__(self, depth: int = 50, dcn_stages: Sequence[int] = (), dcn: Optional[Dict[str, Any]] = None,
@@ -174,8 +174,10 @@ class ResNet(nn.Layer):
                 nn.Conv2D(cin, base_channels, 3, stride=stem_stride, padding=1, bias_attr=False),
                 nn.BatchNorm2D(base_channels), nn.ReLU())
         channels = base_channels
+        stem_total = 4 if stem == "imagenet" else stem_stride
         self.stage_names: List[str] = []  # sublayers res2..res5 (PaddleDetection's names)
         self.out_channels: List[int] = []
+        self.out_strides: List[int] = []
         for i, n in enumerate(counts):
             stage_no = i + 2
             width = base_channels * 2 ** i
@@ -188,6 +190,7 @@ class ResNet(nn.Layer):
             self.stage_names.append(f"res{stage_no}")
             if stage_no in self.out_stages:
                 self.out_channels.append(channels)
+                self.out_strides.append(stem_total * 2 ** i)
 
     def forward(self, x: paddle.Tensor) -> List[paddle.Tensor]:
         if self.add_coords is not None:

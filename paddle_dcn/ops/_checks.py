@@ -1,38 +1,86 @@
-"""Argument normalisation and shape checks shared by the functional ops.
+"""Argument checks shared by the functional ops and the layers: the one place for them.
 
 Every failure is a ValueError (or TypeError) that names the argument and the
 expected shape. Dimensions that are unknown (-1, static graphs) are not checked.
+Scalars: :func:`pair`, :func:`positive_int`, :func:`integer`, :func:`number`,
+:func:`positive_number`, :func:`boolean`, :func:`divisible`. The dtype policy:
+``CPU_DTYPES`` / ``GPU_DTYPES`` (:func:`supported_dtypes`), :func:`expect_supported_dtype`
+(ops refuse other dtypes) and :func:`op_dtype` (layers cast to a dtype the op runs in).
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence, Union
 
+import numpy as np
 import paddle
 
 IntPair = Union[int, Sequence[int]]
 
 CPU_DTYPES = (paddle.float32, paddle.float64)
 GPU_DTYPES = (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16)
+FLOAT_DTYPES = GPU_DTYPES  # every floating dtype an op input (boxes) may have
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def pair(value: IntPair, name: str, minimum: int) -> list[int]:
     """``value`` as ``[h, w]``; an int means both. Each must be an int >= minimum."""
-    if isinstance(value, (list, tuple)):
-        values = list(value)
-    else:
-        values = [value, value]
-    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    values = list(value) if isinstance(value, (list, tuple)) else [value, value]
+    if len(values) != 2 or not all(_is_int(v) for v in values):
+        raise ValueError(f"{name} must be an int or a pair of ints (h, w), got {value!r}")
     if any(v < minimum for v in values):
-        bound = "positive" if minimum == 1 else "non-negative"
+        bound = "positive" if minimum >= 1 else "non-negative"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return values
+    return [int(v) for v in values]
 
 
 def positive_int(value: int, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not _is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return int(value)
+
+
+def integer(value: int, name: str) -> int:
+    if not _is_int(value):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    return int(value)
+
+
+def number(value: float, name: str) -> float:
+    """``value`` as a finite float (ints and numpy scalars too, not bools)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def positive_number(value: float, name: str) -> float:
+    value_f = number(value, name)
+    if value_f <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return value_f
+
+
+def boolean(value: bool, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def divisible(value: int, name: str, by: int, by_name: str) -> None:
+    if value % by:
+        raise ValueError(f"{name}={value} must be divisible by {by_name}={by}")
+
+
+def out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
+    """Conv output length (-1 when ``size`` is unknown)."""
+    if size < 0:
+        return -1
+    return (size + 2 * pad - (dilation * (kernel - 1) + 1)) // stride + 1
 
 
 def shape_of(tensor: paddle.Tensor, name: str) -> list[int]:
@@ -65,18 +113,34 @@ def expect_dtype(name: str, tensor: paddle.Tensor, reference: paddle.Tensor, ref
         )
 
 
-def expect_supported_dtype(name: str, tensor: paddle.Tensor) -> None:
+def on_gpu(tensor) -> bool:
+    """Whether ``tensor`` runs on a GPU: its place in dygraph, the current device for a
+    static-graph Value."""
     if isinstance(tensor, paddle.pir.Value):  # static graph: runs on the current device
-        on_cpu = not paddle.device.get_device().startswith("gpu")
-    else:
-        on_cpu = tensor.place.is_cpu_place()
-    allowed = CPU_DTYPES if on_cpu else GPU_DTYPES
+        return paddle.device.get_device().startswith("gpu")
+    return not tensor.place.is_cpu_place()
+
+
+def supported_dtypes(tensor) -> tuple:
+    """The dtypes paddle_dcn ops have kernels for where ``tensor`` is."""
+    return GPU_DTYPES if on_gpu(tensor) else CPU_DTYPES
+
+
+def expect_supported_dtype(name: str, tensor: paddle.Tensor) -> None:
+    allowed = supported_dtypes(tensor)
     if tensor.dtype not in allowed:
-        where = "CPU" if on_cpu else "GPU"
+        where = "GPU" if allowed is GPU_DTYPES else "CPU"
         raise ValueError(
             f"{name} has dtype {tensor.dtype}; paddle_dcn ops on {where} support "
             f"{', '.join(str(d).replace('paddle.', '') for d in allowed)}"
         )
+
+
+def op_dtype(x) -> paddle.dtype:
+    """The dtype a paddle_dcn op runs in for input ``x`` (what layers cast to): its own if the
+    op has a kernel for it on x's device, else float32 (e.g. bfloat16 activations on CPU under
+    ``auto_cast``)."""
+    return x.dtype if x.dtype in supported_dtypes(x) else paddle.float32
 
 
 def expect_same_place(ref_name: str, reference, **named) -> None:

@@ -1,7 +1,6 @@
 """DCNv3 / DCNv4 aggregation: each channel group sums its deformed, weighted samples."""
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
@@ -10,10 +9,6 @@ from paddle.jit.marker import unified
 
 from . import _checks, workspace
 from ._library import load_library, run_op
-
-
-def _out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
-    return -1 if size < 0 else (size + 2 * pad - (dilation * (kernel - 1) + 1)) // stride + 1
 
 
 @unified  # plain Python over shapes: runs as-is in dygraph and under to_static
@@ -84,15 +79,14 @@ def _check_common(value, kernel_size, stride, padding, dilation, groups, offset_
     paddings = _checks.pair(padding, "padding", 0)
     dilations = _checks.pair(dilation, "dilation", 1)
     groups = _checks.positive_int(groups, "groups")
-    if isinstance(offset_scale, bool) or not isinstance(offset_scale, (int, float)) or not math.isfinite(offset_scale):
-        raise ValueError(f"offset_scale must be a finite number, got {offset_scale!r}")
+    _checks.number(offset_scale, "offset_scale")
     v_shape = _checks.shape_of(value, "value")
     _checks.expect_rank("value", v_shape, 4, "[N, H, W, G*C]")
     n, h, w, channels = v_shape
     if channels >= 0 and channels % groups:
         raise ValueError(f"value channels (value.shape[3] = {channels}) must be divisible by groups={groups}")
-    out_h = _out_size(h, kernel[0], strides[0], paddings[0], dilations[0])
-    out_w = _out_size(w, kernel[1], strides[1], paddings[1], dilations[1])
+    out_h = _checks.out_size(h, kernel[0], strides[0], paddings[0], dilations[0])
+    out_w = _checks.out_size(w, kernel[1], strides[1], paddings[1], dilations[1])
     if (h >= 0 and out_h < 1) or (w >= 0 and out_w < 1):
         raise ValueError(f"value spatial size {[h, w]} is too small for kernel_size {kernel} with padding "
                          f"{paddings}, dilation {dilations} and stride {strides}")

@@ -71,8 +71,8 @@ def deform_conv2d(
         _checks.expect_shape(
             "weight", w_shape, [c_out, c_in // groups, kh, kw], "[C_out, C_in/groups, kh, kw]"
         )
-    out_h = _out_size(h, kh, strides[0], paddings[0], dilations[0])
-    out_w = _out_size(w, kw, strides[1], paddings[1], dilations[1])
+    out_h = _checks.out_size(h, kh, strides[0], paddings[0], dilations[0])
+    out_w = _checks.out_size(w, kw, strides[1], paddings[1], dilations[1])
     if (h >= 0 and out_h < 1) or (w >= 0 and out_w < 1):
         raise ValueError(
             f"x spatial size {[h, w]} is too small for kernel {[kh, kw]} with padding "
@@ -106,9 +106,3 @@ def deform_conv2d(
     if bias is not None:
         out = out + bias.reshape([1, -1, 1, 1])
     return out
-
-
-def _out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
-    if size < 0:
-        return -1
-    return (size + 2 * pad - (dilation * (kernel - 1) + 1)) // stride + 1

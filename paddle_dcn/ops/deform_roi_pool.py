@@ -7,18 +7,15 @@ docs/ops.md (RoI pooling section).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional
 
 import numpy as np
 import paddle
 from paddle.jit.marker import unified
 
 from . import _checks, workspace
+from ._checks import IntPair
 from ._library import load_library, run_op
-
-IntPair = Union[int, Sequence[int]]
-
-_BOX_DTYPES = (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16)
 
 
 @unified  # plain Python over shapes: runs as-is in dygraph and under to_static
@@ -61,11 +58,10 @@ def deform_roi_pool(
         ``paddle_dcn.ops.set_deterministic(True)`` (or ``FLAGS_cudnn_deterministic``).
     """
     pooled = _checks.pair(output_size, "output_size", 1)
-    sampling_ratio = _int(sampling_ratio, "sampling_ratio")
-    spatial_scale = _positive_float(spatial_scale, "spatial_scale")
-    gamma = _float(gamma, "gamma")
-    if not isinstance(aligned, (bool, np.bool_)):
-        raise ValueError(f"aligned must be a bool, got {aligned!r}")
+    sampling_ratio = _checks.integer(sampling_ratio, "sampling_ratio")
+    spatial_scale = _checks.positive_number(spatial_scale, "spatial_scale")
+    gamma = _checks.number(gamma, "gamma")
+    aligned = _checks.boolean(aligned, "aligned")
 
     x_shape = _checks.shape_of(x, "x")
     _checks.expect_rank("x", x_shape, 4, "[N, C, H, W]")
@@ -80,7 +76,7 @@ def deform_roi_pool(
     _checks.expect_same_place("x", x, offset=offset)
 
     load_library()
-    attrs = (pooled, spatial_scale, sampling_ratio, gamma, bool(aligned),
+    attrs = (pooled, spatial_scale, sampling_ratio, gamma, aligned,
              workspace.deterministic())
     if offset is None:
         return run_op("pdcn_deform_roi_pool_plain", x, boxes, boxes_num, *attrs)
@@ -126,8 +122,8 @@ def deform_psroi_pool(
     pooled = _checks.pair(output_size, "output_size", 1)
     parts = pooled if part_size is None else _checks.pair(part_size, "part_size", 1)
     sample_per_part = _checks.positive_int(sample_per_part, "sample_per_part")
-    spatial_scale = _positive_float(spatial_scale, "spatial_scale")
-    trans_std = _float(trans_std, "trans_std")
+    spatial_scale = _checks.positive_number(spatial_scale, "spatial_scale")
+    trans_std = _checks.number(trans_std, "trans_std")
 
     x_shape = _checks.shape_of(x, "x")
     _checks.expect_rank("x", x_shape, 4, "[N, output_channels*PH*PW, H, W]")
@@ -165,7 +161,7 @@ def _check_boxes(boxes: paddle.Tensor, boxes_num: paddle.Tensor, batch: int) -> 
     b_shape = _checks.shape_of(boxes, "boxes")
     if len(b_shape) != 2 or b_shape[1] not in (4, -1):
         raise ValueError(f"boxes must have shape [K, 4] (x1, y1, x2, y2), got {b_shape}")
-    if boxes.dtype not in _BOX_DTYPES:
+    if boxes.dtype not in _checks.FLOAT_DTYPES:
         raise ValueError(f"boxes must be a floating-point tensor, got dtype {boxes.dtype}")
     n_shape = _checks.shape_of(boxes_num, "boxes_num")
     _checks.expect_shape("boxes_num", n_shape, [batch], "[N] (boxes per image)")
@@ -184,25 +180,3 @@ def _check_boxes(boxes: paddle.Tensor, boxes_num: paddle.Tensor, batch: int) -> 
                 f"(boxes shape [K, 4]), got boxes_num={counts.tolist()}"
             )
     return num_rois
-
-
-def _int(value: int, name: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    return int(value)
-
-
-def _float(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
-
-
-def _positive_float(value: float, name: str) -> float:
-    value = _float(value, name)
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return value

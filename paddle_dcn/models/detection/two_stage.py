@@ -16,7 +16,8 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from ...registry import BACKBONES, MODELS, accepted_keys, build
+from ...registry import BACKBONES, MODELS, build, check_keys, construct
+from ...weights import load_weights
 from .fpn import FPN
 from .postprocess import batch_detections
 from .roi_extractor import RoIExtractor
@@ -26,36 +27,13 @@ from .targets import roi_targets
 REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
 
-def make(cls: Any, cfg: Optional[Dict[str, Any]], section: str, **fixed: Any) -> Any:
-    """``cls(**cfg, **fixed)``, with unknown keys of config section ``section`` refused (KeyError
-    listing the valid ones)."""
-    cfg = dict(cfg or {})
-    valid = [k for k in accepted_keys(cls) or [] if k not in fixed]
-    unknown = sorted(set(cfg) - set(valid))
-    if unknown:
-        raise KeyError(f"model.{section}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(valid)}")
-    return cls(**cfg, **fixed)
-
-
 def load_backbone_weights(backbone: nn.Layer, path: str) -> int:
-    """Copies the ``backbone.*`` entries of checkpoint ``path`` (see ``engine.checkpoint.resolve``)
+    """Copies the ``backbone.*`` entries of checkpoint ``path`` (see ``paddle_dcn.weights``)
     into ``backbone``; returns how many. Every backbone parameter must be found with its shape
     (ValueError listing the missing or mismatched names otherwise)."""
-    from ...engine import checkpoint as ckpt
-
-    state, _ = ckpt.load(path, with_state=False)
-    prefix = "backbone."
-    found = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    own = backbone.state_dict()
-    missing = [k for k in own if k not in found]
-    mismatched = [f"{k} {list(found[k].shape)} vs {list(own[k].shape)}" for k in own
-                  if k in found and list(found[k].shape) != list(own[k].shape)]
-    if missing or mismatched:
-        raise ValueError(f"backbone_weights {path}: the checkpoint's backbone does not fit this one "
-                         f"(same depth, stem, base_channels needed); missing: {missing[:5]}"
-                         f"{' ...' if len(missing) > 5 else ''}, shape mismatches: {mismatched[:5]}")
-    backbone.set_state_dict({k: found[k] for k in own})
-    return len(own)
+    report = load_weights(backbone, path, prefix="backbone.", strict=True, what="backbone_weights",
+                          hint=" (its backbone needs the same depth, stem, base_channels)")
+    return report.loaded
 
 
 class TwoStageDetector(nn.Layer):
@@ -64,7 +42,8 @@ class TwoStageDetector(nn.Layer):
     Args:
         backbone: backbone config (``ResNet`` with ``out_stages: [2, 3, 4, 5]``, ``dcn_stages``).
         num_classes: object classes (background not counted).
-        neck: FPN options (``out_channels``, ``num_extra``); backbone strides are 4, 8, 16, 32.
+        neck: FPN options (``out_channels``, ``num_extra``); it takes the backbone's
+            ``out_strides`` (4, 8, 16, 32 for ResNet's stages 2..5 with the imagenet stem).
         rpn: RPN options (anchors, sampling, proposal counts; see ``rpn.RPN``).
         roi_sampling: box-head sampling (``batch_size_per_im``, ``pos_fraction``, ``fg_thr``, ``bg_thr``).
         test: ``score_thresh``, ``nms_thresh``, ``max_det`` of the final detections.
@@ -80,19 +59,14 @@ class TwoStageDetector(nn.Layer):
         self.backbone = build(BACKBONES, backbone)
         if backbone_weights:
             load_backbone_weights(self.backbone, backbone_weights)
-        strides = {2: 4, 3: 8, 4: 16, 5: 32}
-        in_strides = [strides[s] for s in self.backbone.out_stages]
-        self.neck = make(FPN, neck, "neck", in_channels=self.backbone.out_channels, in_strides=in_strides)
-        self.rpn = make(RPN, rpn, "rpn", in_channels=self.neck.out_channels, strides=self.neck.out_strides)
+        self.neck = construct(FPN, neck, "model.neck", in_channels=self.backbone.out_channels,
+                              in_strides=self.backbone.out_strides)
+        self.rpn = construct(RPN, rpn, "model.rpn", in_channels=self.neck.out_channels, strides=self.neck.out_strides)
         sampling = {"batch_size_per_im": 512, "pos_fraction": 0.25, "fg_thr": 0.5, "bg_thr": 0.5}
-        unknown = set(roi_sampling or {}) - set(sampling)
-        if unknown:
-            raise KeyError(f"model.roi_sampling: unknown key(s) {sorted(unknown)}; valid keys: {', '.join(sampling)}")
+        check_keys("model.roi_sampling", roi_sampling or {}, list(sampling))
         self.roi_sampling = {**sampling, **(roi_sampling or {})}
         test_cfg = {"score_thresh": 0.05, "nms_thresh": 0.5, "max_det": 100}
-        unknown = set(test or {}) - set(test_cfg)
-        if unknown:
-            raise KeyError(f"model.test: unknown key(s) {sorted(unknown)}; valid keys: {', '.join(test_cfg)}")
+        check_keys("model.test", test or {}, list(test_cfg))
         self.test_cfg = {**test_cfg, **(test or {})}
 
     # subclasses: ``[R, C+1]`` logits and ``[R, 4]`` class-agnostic deltas of the RoIs
@@ -176,7 +150,7 @@ class FasterRCNN(TwoStageDetector):
 
     Args (besides TwoStageDetector's):
         roi_extractor: ``RoIExtractor`` options (``kind``, ``output_size``, ``sampling_ratio``, ...);
-            it pools from the FPN levels of stride 4..32.
+            it pools from the FPN levels of the backbone's strides (not the extra levels).
         bbox_head: ``hidden`` width of the two fcs.
     """
 
@@ -185,11 +159,11 @@ class FasterRCNN(TwoStageDetector):
                  bbox_head: Optional[Dict[str, Any]] = None, roi_sampling: Optional[Dict[str, Any]] = None,
                  test: Optional[Dict[str, Any]] = None, backbone_weights: Optional[str] = None) -> None:
         super().__init__(backbone, num_classes, neck, rpn, roi_sampling, test, backbone_weights)
-        strides = [s for s in self.neck.out_strides if s <= 32]
-        self.roi_extractor = make(RoIExtractor, roi_extractor, "roi_extractor",
+        strides = self.neck.out_strides[: len(self.backbone.out_strides)]  # the backbone's levels, not the extra ones
+        self.roi_extractor = construct(RoIExtractor, roi_extractor, "model.roi_extractor",
                                   in_channels=self.neck.out_channels, strides=strides)
         size = self.roi_extractor.output_size
-        self.bbox_head = make(TwoFCHead, bbox_head, "bbox_head",
+        self.bbox_head = construct(TwoFCHead, bbox_head, "model.bbox_head",
                               in_features=self.neck.out_channels * size * size, num_classes=self.num_classes)
 
     def box_predictions(self, feats, rois, rois_num):

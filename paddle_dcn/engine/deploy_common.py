@@ -1,0 +1,70 @@
+"""What the Paddle and ONNX exports and inference of every task share: the model built with
+its weights, the reference data set (checked against the model's classes and
+``export.image_shape``) and its class names, and ``infer_cfg.yml``.
+
+Imported by ``deploy`` (classification), ``det_deploy`` (detection) and ``onnx_deploy``;
+imports none of them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import paddle
+import yaml
+
+from .. import data, models  # noqa: F401 - registration
+from ..registry import MODELS, build
+from ..weights import load_weights
+from . import class_check
+from .input_size import check_export_shape
+
+INFER_CFG = "infer_cfg.yml"
+MODEL_PREFIX = "model"
+
+
+def reference_dataset(cfg: Dict[str, Any]) -> Tuple[Optional[Any], str]:
+    """``(dataset, config key)``: the eval set (given the train set's classes, as in training),
+    else the train set, else ``(None, '')``; its classes are checked against the model's
+    (``class_check``)."""
+    for key in ("eval_dataset", "train_dataset"):
+        if cfg.get(key):
+            names = class_check.train_class_names(cfg) if key == "eval_dataset" else None
+            dataset = class_check.build_dataset(cfg, key, names)
+            class_check.check_classes(cfg, dataset if key == "train_dataset" else None,
+                                      dataset if key == "eval_dataset" else None, names)
+            return dataset, key
+    return None, ""
+
+
+def class_names_of(cfg: Dict[str, Any], dataset: Optional[Any] = None) -> List[str]:
+    """The ``class_names`` of ``dataset`` (default: :func:`reference_dataset`);
+    ``['0', '1', ...]`` when it has none."""
+    if dataset is None:
+        dataset, _ = reference_dataset(cfg)
+    names = getattr(dataset, "class_names", None) if dataset is not None else None
+    return list(names) if names else [str(i) for i in range(int(cfg["model"].get("num_classes", 0)))]
+
+
+def checked_reference(cfg: Dict[str, Any]) -> Optional[Any]:
+    """:func:`reference_dataset`, with ``export.image_shape`` checked against it (ValueError on
+    a mismatch: see ``input_size``); what export and ``infer.py -c`` build first."""
+    dataset, key = reference_dataset(cfg)
+    if dataset is not None:
+        check_export_shape(cfg, dataset, key, strict=True)
+    return dataset
+
+
+def build_model_with_weights(cfg: Dict[str, Any], weights: str) -> paddle.nn.Layer:
+    model = build(MODELS, cfg["model"])
+    load_weights(model, weights)
+    model.eval()
+    return model
+
+
+def write_infer_cfg(output_dir: str, info: Dict[str, Any]) -> str:
+    """Writes ``info`` as ``<output_dir>/infer_cfg.yml``; returns the path."""
+    path = os.path.join(output_dir, INFER_CFG)
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(info, f, sort_keys=False, default_flow_style=None)
+    return path
