@@ -33,7 +33,7 @@ from bench_common import interleaved_medians, markers, write_section  # noqa: E4
 from paddle_dcn.ops import (  # noqa: E402
     deform_conv2d, get_workspace_limit, images_per_chunk, workspace_bytes_per_image)
 
-SECTION, SECTION_MKL_AVX2 = "cpu-ops", "cpu-ops-mkl-avx2"
+SECTION, SECTION_MKL_AVX2, SECTION_STAGES = "cpu-ops", "cpu-ops-mkl-avx2", "cpu-dcn-stages"
 
 
 
@@ -138,6 +138,9 @@ def main(argv=None) -> None:
     parser.add_argument("--write", metavar="MARKDOWN", help="update this file's CPU section")
     parser.add_argument("--skip-roi", action="store_true",
                         help="only the deformable conv cases (no RoI pooling, no variants)")
+    parser.add_argument("--stages", action="store_true",
+                        help="only the DCN v2 stage table against Conv2D and the models' images/s "
+                             "(tools/bench_dcn_stages.py), written to the cpu-dcn-stages section")
     parser.add_argument("--mkl-avx2", action="store_true",
                         help="MKL's AVX2 path on AMD CPUs (MKL_DEBUG_CPU_TYPE=5) for everyone")
     args = parser.parse_args(argv)
@@ -146,6 +149,16 @@ def main(argv=None) -> None:
         if not prefer_fast_mkl_path():
             print("--mkl-avx2: not an AMD CPU or MKL_DEBUG_CPU_TYPE already set; MKL unchanged")
     paddle.set_device("cpu")
+    if args.stages:
+        from bench_dcn_stages import run as run_stages
+        mkl = os.environ.get("MKL_DEBUG_CPU_TYPE")
+        text = (f"Measured {machine_line()}" + (f", MKL_DEBUG_CPU_TYPE={mkl}" if mkl else "")
+                + f"; forward+backward, medians of {args.repeats} interleaved repeats.\n\n"
+                + run_stages(args.repeats))
+        print(text)
+        if args.write:
+            write_section(args.write, text, SECTION_STAGES)
+        return
     rows = deform_conv_case(2, 64, 56, args.repeats) + deform_conv_case(4, 256, 14, args.repeats)
     mkl = os.environ.get("MKL_DEBUG_CPU_TYPE")
     mkl_note = f", MKL_DEBUG_CPU_TYPE={mkl}" if mkl is not None else ""
