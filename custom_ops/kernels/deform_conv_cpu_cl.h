@@ -54,45 +54,40 @@ inline int64_t channels_last_image_elements(const DeformConvGeometry& g) {
   return g.in_channels * g.in_plane();
 }
 
-// x[n0 + b] ([C, H*W]) -> x_cl[b] ([H*W, C]) for the chunk's images, in
-// 32 x 32 tiles.
+// dst[b] = transpose(src[b]) for `count` row-major [rows, cols] matrices, in
+// 32 x 32 tiles (the channels-last copies below).
 template <typename T>
-void to_channels_last(const DeformConvGeometry& g, const T* x, T* x_cl, int64_t n0,
-                      int64_t chunk) {
-  const int64_t C = g.in_channels, hw = g.in_plane();
+void transpose_matrices(const T* src, T* dst, int64_t count, int64_t rows, int64_t cols) {
   constexpr int64_t kTile = 32;
-  const int64_t tiles_c = (C + kTile - 1) / kTile;
-  cpu_parallel_for(chunk * tiles_c, [&](int64_t t) {
-    const int64_t b = t / tiles_c, c0 = (t % tiles_c) * kTile, c1 = std::min(C, c0 + kTile);
-    const T* src = x + (n0 + b) * C * hw;
-    T* dst = x_cl + b * C * hw;
-    for (int64_t p0 = 0; p0 < hw; p0 += kTile) {
-      const int64_t p1 = std::min(hw, p0 + kTile);
-      for (int64_t c = c0; c < c1; ++c) {
-        for (int64_t p = p0; p < p1; ++p) dst[p * C + c] = src[c * hw + p];
+  const int64_t row_tiles = (rows + kTile - 1) / kTile;
+  cpu_parallel_for(count * row_tiles, [&](int64_t t) {
+    const int64_t b = t / row_tiles, r0 = (t % row_tiles) * kTile;
+    const int64_t r1 = std::min(rows, r0 + kTile);
+    const T* from = src + b * rows * cols;
+    T* to = dst + b * rows * cols;
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+      const int64_t c1 = std::min(cols, c0 + kTile);
+      for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t c = c0; c < c1; ++c) to[c * rows + r] = from[r * cols + c];
       }
     }
   });
+}
+
+// x[n0 + b] ([C, H*W]) -> x_cl[b] ([H*W, C]) for the chunk's images.
+template <typename T>
+void to_channels_last(const DeformConvGeometry& g, const T* x, T* x_cl, int64_t n0,
+                      int64_t chunk) {
+  transpose_matrices(x + n0 * g.in_channels * g.in_plane(), x_cl, chunk, g.in_channels,
+                     g.in_plane());
 }
 
 // grad_x_cl[b] ([H*W, C]) -> grad_x[n0 + b] ([C, H*W]).
 template <typename T>
 void from_channels_last(const DeformConvGeometry& g, const T* grad_x_cl, T* grad_x, int64_t n0,
                         int64_t chunk) {
-  const int64_t C = g.in_channels, hw = g.in_plane();
-  constexpr int64_t kTile = 32;
-  const int64_t tiles_c = (C + kTile - 1) / kTile;
-  cpu_parallel_for(chunk * tiles_c, [&](int64_t t) {
-    const int64_t b = t / tiles_c, c0 = (t % tiles_c) * kTile, c1 = std::min(C, c0 + kTile);
-    const T* src = grad_x_cl + b * C * hw;
-    T* dst = grad_x + (n0 + b) * C * hw;
-    for (int64_t p0 = 0; p0 < hw; p0 += kTile) {
-      const int64_t p1 = std::min(hw, p0 + kTile);
-      for (int64_t c = c0; c < c1; ++c) {
-        for (int64_t p = p0; p < p1; ++p) dst[c * hw + p] = src[p * C + c];
-      }
-    }
-  });
+  transpose_matrices(grad_x_cl, grad_x + n0 * g.in_channels * g.in_plane(), chunk, g.in_plane(),
+                     g.in_channels);
 }
 
 // The runs of deformable group dg's channels that lie in one conv group: one
