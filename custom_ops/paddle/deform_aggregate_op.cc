@@ -26,13 +26,8 @@ using pdcn::AggregateGeometry;
 
 constexpr const char* kOp = "pdcn deform_aggregate";
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << "]";
-  return o.str();
-}
+using pdcn::dtype_name;
+using pdcn::shape_str;
 
 int64_t out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
   if (in < 0) return -1;
@@ -41,7 +36,7 @@ int64_t out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_
 
 void check_pair(const std::vector<int>& v, const char* what, int minimum) {
   PD_CHECK(v.size() == 2 && v[0] >= minimum && v[1] >= minimum, kOp, ": ", what,
-           " needs two values >= ", minimum);
+           " needs two values >= ", minimum, ", got ", shape_str(v));
 }
 
 AggregateGeometry geometry(const paddle::Tensor& value, const std::vector<int>& kernel,
@@ -73,24 +68,24 @@ AggregateGeometry geometry(const paddle::Tensor& value, const std::vector<int>& 
   g.out_w = out_size(g.in_w, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
   // offset_scale as a float pair (hi, lo) with hi + lo the double the caller gave: a custom
   // op attribute cannot be a double, and float32 alone would round the scale.
-  PD_CHECK(offset_scale.size() == 2, kOp, ": offset_scale must be a (hi, lo) pair");
+  PD_CHECK(offset_scale.size() == 2, kOp, ": offset_scale must be a (hi, lo) pair, got ",
+           offset_scale.size(), " values");
   g.offset_scale = static_cast<double>(offset_scale[0]) + static_cast<double>(offset_scale[1]);
   g.set_separate_layout();
   PD_CHECK(g.out_h > 0 && g.out_w > 0, kOp, ": the output would be empty (", g.out_h, "x", g.out_w,
            ") for an input of ", g.in_h, "x", g.in_w);
   PD_CHECK(g.in_h * g.in_w < std::numeric_limits<int32_t>::max(), kOp,
-           ": feature map too large (H * W must fit in int32)");
+           ": feature map too large (H * W must fit in int32), got ", g.in_h, "x", g.in_w);
   return g;
 }
 
-void check_dtypes(const paddle::Tensor& value, std::initializer_list<const paddle::Tensor*> others) {
-  for (const paddle::Tensor* t : others) {
-    PD_CHECK(t->dtype() == value.dtype(), kOp, ": value, offset and weight must have one dtype");
-  }
+void check_dtypes(const paddle::Tensor& value,
+                  std::initializer_list<std::pair<const char*, const paddle::Tensor*>> others) {
+  for (const auto& named : others) pdcn::check_same_dtype(kOp, {{"value", &value}, named});
   const auto d = value.dtype();
   if (value.is_cpu()) {
     PD_CHECK(d == paddle::DataType::FLOAT32 || d == paddle::DataType::FLOAT64, kOp,
-             ": CPU supports float32 and float64");
+             ": CPU supports float32 and float64, got ", dtype_name(d));
   }
 }
 
@@ -102,7 +97,7 @@ void check_separate(const AggregateGeometry& g, const paddle::Tensor& value,
            " [N, Ho, Wo, G*K*2], got ", shape_str(offset.shape()));
   PD_CHECK(weight.shape() == want_weight, kOp, ": weight must be ", shape_str(want_weight),
            " [N, Ho, Wo, G*K], got ", shape_str(weight.shape()));
-  check_dtypes(value, {&offset, &weight});
+  check_dtypes(value, {{"offset", &offset}, {"weight", &weight}});
   pdcn::check_same_place(kOp, {{"value", &value}, {"offset", &offset}, {"weight", &weight}});
 }
 
@@ -113,7 +108,7 @@ void check_fused(AggregateGeometry* g, const paddle::Tensor& value, const paddle
                s[3] >= g->groups * 3 * g->kernel_size(),
            kOp, ": offset_mask must be [", g->batch, ", ", g->out_h, ", ", g->out_w, ", S >= G*3K = ",
            g->groups * 3 * g->kernel_size(), "], got ", shape_str(s));
-  check_dtypes(value, {&offset_mask});
+  check_dtypes(value, {{"offset_mask", &offset_mask}});
   pdcn::check_same_place(kOp, {{"value", &value}, {"offset_mask", &offset_mask}});
   g->set_fused_layout(s[3]);
 }

@@ -22,6 +22,7 @@
 namespace {
 
 using pdcn::DeformConvGeometry;
+using pdcn::shape_str;
 
 constexpr const char* kOp = "pdcn deform_conv2d";
 
@@ -32,10 +33,12 @@ struct ConvAttrs {
 
 DeformConvGeometry make_geometry(const std::vector<int64_t>& x_shape,
                                  const std::vector<int64_t>& weight_shape, const ConvAttrs& a) {
-  PD_CHECK(x_shape.size() == 4, "pdcn deform_conv2d: x must be 4-D [N, C, H, W]");
-  PD_CHECK(weight_shape.size() == 4, "pdcn deform_conv2d: weight must be 4-D");
-  PD_CHECK(a.strides.size() == 2 && a.paddings.size() == 2 && a.dilations.size() == 2,
-           "pdcn deform_conv2d: strides, paddings and dilations need 2 values");
+  PD_CHECK(x_shape.size() == 4, kOp, ": x must be 4-D [N, C, H, W], got ", shape_str(x_shape));
+  PD_CHECK(weight_shape.size() == 4, kOp, ": weight must be 4-D [Cout, Cin/groups, kh, kw], got ",
+           shape_str(weight_shape));
+  PD_CHECK(a.strides.size() == 2 && a.paddings.size() == 2 && a.dilations.size() == 2, kOp,
+           ": strides, paddings and dilations need 2 values each, got ", shape_str(a.strides), ", ",
+           shape_str(a.paddings), ", ", shape_str(a.dilations));
   DeformConvGeometry g;
   g.batch = x_shape[0];
   g.in_channels = x_shape[1];
@@ -52,18 +55,28 @@ DeformConvGeometry make_geometry(const std::vector<int64_t>& x_shape,
   g.dilation_w = a.dilations[1];
   g.groups = a.groups;
   g.deformable_groups = a.deformable_groups;
-  PD_CHECK(g.stride_h > 0 && g.stride_w > 0 && g.dilation_h > 0 && g.dilation_w > 0 &&
-               g.pad_h >= 0 && g.pad_w >= 0 && g.groups > 0 && g.deformable_groups > 0,
-           "pdcn deform_conv2d: invalid stride/padding/dilation/groups");
-  PD_CHECK(g.in_channels % g.groups == 0 && g.out_channels % g.groups == 0 &&
-               g.in_channels % g.deformable_groups == 0,
-           "pdcn deform_conv2d: channels do not divide by groups / deformable_groups");
-  PD_CHECK(weight_shape[1] * g.groups == g.in_channels,
-           "pdcn deform_conv2d: weight.shape[1] * groups != in_channels");
+  PD_CHECK(g.stride_h > 0 && g.stride_w > 0 && g.dilation_h > 0 && g.dilation_w > 0, kOp,
+           ": strides and dilations must be positive, got strides ", shape_str(a.strides),
+           ", dilations ", shape_str(a.dilations));
+  PD_CHECK(g.pad_h >= 0 && g.pad_w >= 0, kOp, ": paddings must be >= 0, got ", shape_str(a.paddings));
+  PD_CHECK(g.groups > 0 && g.deformable_groups > 0, kOp,
+           ": groups and deformable_groups must be positive, got ", g.groups, " and ",
+           g.deformable_groups);
+  PD_CHECK(g.in_channels % g.groups == 0 && g.out_channels % g.groups == 0, kOp,
+           ": in_channels (", g.in_channels, ") and out_channels (", g.out_channels,
+           ") must divide by groups (", g.groups, ")");
+  PD_CHECK(g.in_channels % g.deformable_groups == 0, kOp, ": in_channels (", g.in_channels,
+           ") must divide by deformable_groups (", g.deformable_groups, ")");
+  PD_CHECK(weight_shape[1] * g.groups == g.in_channels, kOp, ": weight must be [Cout, ",
+           g.in_channels / g.groups, ", kh, kw] for x's ", g.in_channels, " channels and groups=",
+           g.groups, ", got ", shape_str(weight_shape));
   g.out_h = (g.in_h + 2 * g.pad_h - (g.dilation_h * (g.kernel_h - 1) + 1)) / g.stride_h + 1;
   g.out_w = (g.in_w + 2 * g.pad_w - (g.dilation_w * (g.kernel_w - 1) + 1)) / g.stride_w + 1;
-  PD_CHECK(g.out_h > 0 && g.out_w > 0, "pdcn deform_conv2d: output would be empty");
-  PD_CHECK(g.in_plane() < (int64_t(1) << 31), "pdcn deform_conv2d: H*W must be below 2^31");
+  PD_CHECK(g.out_h > 0 && g.out_w > 0, kOp, ": the output would be empty (", g.out_h, "x", g.out_w,
+           ") for an input of ", g.in_h, "x", g.in_w, " and a ", g.kernel_h, "x", g.kernel_w,
+           " kernel");
+  PD_CHECK(g.in_plane() < (int64_t(1) << 31), kOp, ": H*W must be below 2^31, got ", g.in_h, "x",
+           g.in_w);
   return g;
 }
 
@@ -71,11 +84,13 @@ void check_offset_mask(const DeformConvGeometry& g, const std::vector<int64_t>& 
                        const std::vector<int64_t>* mask_shape) {
   const std::vector<int64_t> want_offset = {g.batch, 2 * g.deformable_groups * g.kernel_size(),
                                             g.out_h, g.out_w};
-  PD_CHECK(offset_shape == want_offset, "pdcn deform_conv2d: offset shape mismatch");
+  PD_CHECK(offset_shape == want_offset, kOp, ": offset must be ", shape_str(want_offset),
+           " [N, 2*deformable_groups*kh*kw, Ho, Wo], got ", shape_str(offset_shape));
   if (mask_shape != nullptr) {
     const std::vector<int64_t> want_mask = {g.batch, g.deformable_groups * g.kernel_size(),
                                             g.out_h, g.out_w};
-    PD_CHECK(*mask_shape == want_mask, "pdcn deform_conv2d: mask shape mismatch");
+    PD_CHECK(*mask_shape == want_mask, kOp, ": mask must be ", shape_str(want_mask),
+             " [N, deformable_groups*kh*kw, Ho, Wo], got ", shape_str(*mask_shape));
   }
 }
 
@@ -320,7 +335,7 @@ std::unique_ptr<ConvKernels> make_kernels(const paddle::Tensor& x, bool determin
     switch (x.dtype()) {
       case paddle::DataType::FLOAT32: return std::make_unique<CpuConvKernels<float>>();
       case paddle::DataType::FLOAT64: return std::make_unique<CpuConvKernels<double>>();
-      default: PD_THROW("pdcn deform_conv2d: CPU supports float32 and float64");
+      default: PD_THROW(kOp, ": CPU supports float32 and float64, got ", pdcn::dtype_name(x.dtype()));
     }
   }
 #if defined(PADDLE_WITH_CUDA)
@@ -414,6 +429,7 @@ std::vector<paddle::Tensor> forward(const paddle::Tensor& x_in, const paddle::Te
   const std::vector<int64_t> mask_shape = mask ? mask->shape() : std::vector<int64_t>{};
   check_offset_mask(g, offset.shape(), mask ? &mask_shape : nullptr);
   pdcn::check_same_place(kOp, {{"x", &x}, {"offset", &offset}, {"mask", mask}, {"weight", &weight}});
+  pdcn::check_same_dtype(kOp, {{"x", &x}, {"offset", &offset}, {"mask", mask}, {"weight", &weight}});
 #if defined(PADDLE_WITH_CUDA)
   const pdcn::DeviceScope device(x, kOp);
 #endif
@@ -458,6 +474,11 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
   check_offset_mask(g, offset.shape(), mask ? &mask_shape : nullptr);
   pdcn::check_same_place(kOp, {{"x", &x}, {"offset", &offset}, {"mask", mask},
                                {"weight", &weight}, {"grad_out", &grad_out}});
+  pdcn::check_same_dtype(kOp, {{"x", &x}, {"offset", &offset}, {"mask", mask},
+                               {"weight", &weight}, {"grad_out", &grad_out}});
+  const std::vector<int64_t> want_grad_out = {g.batch, g.out_channels, g.out_h, g.out_w};
+  PD_CHECK(grad_out.shape() == want_grad_out, kOp, ": grad_out must be ", shape_str(want_grad_out),
+           ", got ", shape_str(grad_out.shape()));
 #if defined(PADDLE_WITH_CUDA)
   const pdcn::DeviceScope device(x, kOp);
 #endif

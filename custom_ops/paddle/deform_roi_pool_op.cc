@@ -25,6 +25,7 @@ namespace {
 
 using pdcn::DeformPSRoiPoolGeometry;
 using pdcn::DeformRoiPoolGeometry;
+using pdcn::shape_str;
 
 // ---- shared: boxes, boxes_num, dtypes ----------------------------------------
 
@@ -37,11 +38,11 @@ void check_dtype(const paddle::Tensor& x, const char* op) {
   const auto d = x.dtype();
   if (x.is_cpu()) {
     PD_CHECK(d == paddle::DataType::FLOAT32 || d == paddle::DataType::FLOAT64, op,
-             ": CPU supports float32 and float64");
+             ": CPU supports float32 and float64, got ", pdcn::dtype_name(d));
   } else {
     PD_CHECK(d == paddle::DataType::FLOAT32 || d == paddle::DataType::FLOAT64 ||
                  d == paddle::DataType::FLOAT16 || d == paddle::DataType::BFLOAT16,
-             op, ": unsupported dtype");
+             op, ": GPU supports float32, float64, float16 and bfloat16, got ", pdcn::dtype_name(d));
   }
 }
 
@@ -63,7 +64,7 @@ paddle::Tensor roi_batch_index(const paddle::Tensor& boxes_num, int64_t batch, i
            batch, "), got ", boxes_num.numel());
   PD_CHECK(boxes_num.dtype() == paddle::DataType::INT32 ||
                boxes_num.dtype() == paddle::DataType::INT64,
-           op, ": boxes_num must be int32 or int64");
+           op, ": boxes_num must be int32 or int64, got ", pdcn::dtype_name(boxes_num.dtype()));
 #if defined(PADDLE_WITH_CUDA)
   if (x.is_gpu()) {
     paddle::Tensor index = paddle::empty({num_rois}, paddle::DataType::INT32, x.place());
@@ -87,7 +88,8 @@ paddle::Tensor roi_batch_index(const paddle::Tensor& boxes_num, int64_t batch, i
     } else {
       PD_THROW(op, ": boxes_num must be int32 or int64");
     }
-    PD_CHECK(per_image[n] >= 0, op, ": boxes_num must be non-negative");
+    PD_CHECK(per_image[n] >= 0, op, ": boxes_num must be non-negative, got ", per_image[n],
+             " for image ", n);
   }
   paddle::Tensor index =
       paddle::empty({num_rois}, paddle::DataType::INT32, paddle::CPUPlace());
@@ -95,7 +97,7 @@ paddle::Tensor roi_batch_index(const paddle::Tensor& boxes_num, int64_t batch, i
   int64_t k = 0;
   for (int64_t n = 0; n < batch; ++n) {
     PD_CHECK(per_image[n] <= num_rois - k, op, ": boxes_num sums to more than the ", num_rois,
-             " boxes");
+             " boxes (", k + per_image[n], " by image ", n, ")");
     for (int64_t t = 0; t < per_image[n]; ++t) idx[k++] = static_cast<int32_t>(n);
   }
   PD_CHECK(k == num_rois, op, ": boxes_num sums to ", k, " but there are ", num_rois, " boxes");
@@ -103,15 +105,24 @@ paddle::Tensor roi_batch_index(const paddle::Tensor& boxes_num, int64_t batch, i
 }
 
 void check_x_boxes(const paddle::Tensor& x, const paddle::Tensor& boxes, const char* op) {
-  PD_CHECK(x.shape().size() == 4, op, ": x must be 4-D [N, C, H, W]");
-  PD_CHECK(boxes.shape().size() == 2 && boxes.shape()[1] == 4, op, ": boxes must be [K, 4]");
+  PD_CHECK(x.shape().size() == 4, op, ": x must be 4-D [N, C, H, W], got ", shape_str(x.shape()));
+  PD_CHECK(boxes.shape().size() == 2 && boxes.shape()[1] == 4, op, ": boxes must be [K, 4], got ",
+           shape_str(boxes.shape()));
   PD_CHECK(x.shape()[2] * x.shape()[3] < std::numeric_limits<int32_t>::max(), op,
-           ": feature map too large (H * W must fit in int32)");
-  PD_CHECK(boxes.shape()[0] < std::numeric_limits<int32_t>::max(), op, ": too many boxes");
+           ": feature map too large (H * W must fit in int32), got ", shape_str(x.shape()));
+  PD_CHECK(boxes.shape()[0] < std::numeric_limits<int32_t>::max(), op,
+           ": too many boxes (the count must fit in int32), got ", boxes.shape()[0]);
+}
+
+void check_grad_out(const paddle::Tensor& grad_out, const std::vector<int64_t>& want,
+                    const char* op) {
+  PD_CHECK(grad_out.shape() == want, op, ": grad_out must be ", shape_str(want), ", got ",
+           shape_str(grad_out.shape()));
 }
 
 std::vector<int64_t> pair_of(const std::vector<int>& v, const char* what, const char* op) {
-  PD_CHECK(v.size() == 2 && v[0] > 0 && v[1] > 0, op, ": ", what, " needs two positive values");
+  PD_CHECK(v.size() == 2 && v[0] > 0 && v[1] > 0, op, ": ", what, " needs two positive values, got ",
+           shape_str(v));
   return {v[0], v[1]};
 }
 
@@ -154,7 +165,8 @@ DeformRoiPoolGeometry roi_geometry(const paddle::Tensor& x, const paddle::Tensor
 void check_roi_offset(const DeformRoiPoolGeometry& g, const paddle::Tensor* offset) {
   if (offset == nullptr) return;
   const std::vector<int64_t> want = {g.num_rois, 2, g.pooled_h, g.pooled_w};
-  PD_CHECK(offset->shape() == want, kRoi, ": offset must be [K, 2, PH, PW]");
+  PD_CHECK(offset->shape() == want, kRoi, ": offset must be ", shape_str(want),
+           " [K, 2, PH, PW], got ", shape_str(offset->shape()));
 }
 
 std::vector<paddle::Tensor> roi_forward(const paddle::Tensor& x_in, const paddle::Tensor& boxes,
@@ -167,6 +179,7 @@ std::vector<paddle::Tensor> roi_forward(const paddle::Tensor& x_in, const paddle
   const paddle::Tensor* offset = pdcn::plain_layout(offset_in, &offset_storage);
   check_dtype(x, kRoi);
   pdcn::check_same_place(kRoi, {{"x", &x}, {"offset", offset}});
+  pdcn::check_same_dtype(kRoi, {{"x", &x}, {"offset", offset}});
 #if defined(PADDLE_WITH_CUDA)
   const pdcn::DeviceScope device(x, kRoi);
 #endif
@@ -216,12 +229,14 @@ std::vector<paddle::Tensor> roi_backward(const paddle::Tensor& x_in, const paddl
   const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
   check_dtype(x, kRoi);
   pdcn::check_same_place(kRoi, {{"x", &x}, {"offset", offset}, {"grad_out", &grad_out}});
+  pdcn::check_same_dtype(kRoi, {{"x", &x}, {"offset", offset}, {"grad_out", &grad_out}});
 #if defined(PADDLE_WITH_CUDA)
   const pdcn::DeviceScope device(x, kRoi);
 #endif
   const DeformRoiPoolGeometry g =
       roi_geometry(x, boxes, output_size, spatial_scale, sampling_ratio, gamma, aligned);
   check_roi_offset(g, offset);
+  check_grad_out(grad_out, {g.num_rois, g.channels, g.pooled_h, g.pooled_w}, kRoi);
   paddle::Tensor grad_x = paddle::empty(x.shape(), x.dtype(), x.place());
   paddle::Tensor grad_offset;
   if (offset) grad_offset = paddle::empty(offset->shape(), offset->dtype(), offset->place());
@@ -349,7 +364,8 @@ DeformPSRoiPoolGeometry ps_geometry(const paddle::Tensor& x, const paddle::Tenso
   const auto pooled = pair_of(output_size, "output_size", kPs);
   const auto parts = pair_of(part_size, "part_size", kPs);
   PD_CHECK(output_channels > 0 && sample_per_part > 0, kPs,
-           ": output_channels and sample_per_part must be positive");
+           ": output_channels and sample_per_part must be positive, got ", output_channels, " and ",
+           sample_per_part);
   DeformPSRoiPoolGeometry g;
   g.batch = x.shape()[0];
   g.in_channels = x.shape()[1];
@@ -365,16 +381,19 @@ DeformPSRoiPoolGeometry ps_geometry(const paddle::Tensor& x, const paddle::Tenso
   g.spatial_scale = spatial_scale;
   g.trans_std = trans_std;
   PD_CHECK(g.in_channels == g.out_channels * g.pooled_h * g.pooled_w, kPs,
-           ": x must have output_channels * PH * PW channels");
+           ": x must have output_channels * PH * PW = ", g.out_channels * g.pooled_h * g.pooled_w,
+           " channels, got ", g.in_channels);
   g.offset_groups = 1;
   if (offset) {
     const auto& s = offset->shape();
     PD_CHECK(s.size() == 4 && s[0] == g.num_rois && s[1] > 0 && s[1] % 2 == 0 &&
                  s[2] == g.part_h && s[3] == g.part_w,
-             kPs, ": offset must be [K, 2 * G, PART_H, PART_W]");
+             kPs, ": offset must be [", g.num_rois, ", 2 * G, ", g.part_h, ", ", g.part_w,
+             "] [K, 2 * G, PART_H, PART_W], got ", shape_str(s));
     g.offset_groups = s[1] / 2;
     PD_CHECK(g.out_channels % g.offset_groups == 0, kPs,
-             ": output_channels must divide by the offset groups");
+             ": output_channels (", g.out_channels, ") must divide by the offset groups (",
+             g.offset_groups, ")");
   }
   return g;
 }
@@ -390,6 +409,7 @@ std::vector<paddle::Tensor> ps_forward(const paddle::Tensor& x_in, const paddle:
   const paddle::Tensor* offset = pdcn::plain_layout(offset_in, &offset_storage);
   check_dtype(x, kPs);
   pdcn::check_same_place(kPs, {{"x", &x}, {"offset", offset}});
+  pdcn::check_same_dtype(kPs, {{"x", &x}, {"offset", offset}});
 #if defined(PADDLE_WITH_CUDA)
   const pdcn::DeviceScope device(x, kPs);
 #endif
@@ -439,12 +459,14 @@ std::vector<paddle::Tensor> ps_backward(const paddle::Tensor& x_in, const paddle
   const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
   check_dtype(x, kPs);
   pdcn::check_same_place(kPs, {{"x", &x}, {"offset", offset}, {"grad_out", &grad_out}});
+  pdcn::check_same_dtype(kPs, {{"x", &x}, {"offset", offset}, {"grad_out", &grad_out}});
 #if defined(PADDLE_WITH_CUDA)
   const pdcn::DeviceScope device(x, kPs);
 #endif
   const DeformPSRoiPoolGeometry g = ps_geometry(x, boxes, offset, output_channels, output_size,
                                                 part_size, spatial_scale, sample_per_part,
                                                 trans_std);
+  check_grad_out(grad_out, {g.num_rois, g.out_channels, g.pooled_h, g.pooled_w}, kPs);
   paddle::Tensor grad_x = paddle::empty(x.shape(), x.dtype(), x.place());
   paddle::Tensor grad_offset;
   if (offset) grad_offset = paddle::empty(offset->shape(), offset->dtype(), offset->place());

@@ -4,8 +4,10 @@
 
 #include <initializer_list>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "paddle/extension.h"
 #if defined(PADDLE_WITH_CUDA)
@@ -15,6 +17,30 @@
 #endif
 
 namespace pdcn {
+
+// "[2, 3, 8, 8]": how a check names a shape or an attribute it got and wanted.
+// The bindings' checks run alone under Paddle Inference (no Python in front),
+// so each says the value it got and the one it expected.
+template <typename T>
+std::string shape_str(const std::vector<T>& s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << "]";
+  return o.str();
+}
+
+inline const char* dtype_name(paddle::DataType d) {
+  switch (d) {
+    case paddle::DataType::FLOAT32: return "float32";
+    case paddle::DataType::FLOAT64: return "float64";
+    case paddle::DataType::FLOAT16: return "float16";
+    case paddle::DataType::BFLOAT16: return "bfloat16";
+    case paddle::DataType::INT32: return "int32";
+    case paddle::DataType::INT64: return "int64";
+    default: return "another dtype";
+  }
+}
 
 // Every tensor of an op call lives where the first one does ("x on gpu:0 but
 // offset on cpu" is an error, not a crash or a silent copy). named: {name,
@@ -31,6 +57,23 @@ inline void check_same_place(
     PD_CHECK(entry.second->place() == first->second->place(), op, ": ", entry.first, " is on ",
              entry.second->place().DebugString(), " but ", first->first, " is on ",
              first->second->place().DebugString(), "; move all inputs to one device");
+  }
+}
+
+// Every tensor of an op call has the first one's dtype (a float64 offset with
+// a float32 x is an error, not a silent reinterpretation). Same pairs as above.
+inline void check_same_dtype(
+    const char* op, std::initializer_list<std::pair<const char*, const paddle::Tensor*>> named) {
+  const std::pair<const char*, const paddle::Tensor*>* first = nullptr;
+  for (const auto& entry : named) {
+    if (entry.second == nullptr || !entry.second->initialized()) continue;
+    if (first == nullptr) {
+      first = &entry;
+      continue;
+    }
+    PD_CHECK(entry.second->dtype() == first->second->dtype(), op, ": ", entry.first,
+             " must have ", first->first, "'s dtype (", dtype_name(first->second->dtype()),
+             "), got ", dtype_name(entry.second->dtype()));
   }
 }
 

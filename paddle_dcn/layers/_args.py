@@ -19,6 +19,20 @@ def nchw_only(data_format: str) -> None:
         )
 
 
+MASK_INITS = (0.5, 1.0)
+
+
+def mask_init(value) -> float:
+    """The initial mask value of a modulated (v2) layer: 0.5 (``sigmoid``, the DCNv2 paper's)
+    or 1.0 (``2*sigmoid``, which starts equal to the plain conv or pool)."""
+    if value not in MASK_INITS or isinstance(value, bool):
+        raise ValueError(
+            f"mask_init must be 0.5 (sigmoid, DCNv2 paper) or 1.0 (2*sigmoid, starts "
+            f"equal to the conv), got {value!r}"
+        )
+    return float(value)
+
+
 def cast(tensor: Optional[paddle.Tensor], dtype) -> Optional[paddle.Tensor]:
     """``tensor`` in ``dtype`` (None stays None; no op when it already is)."""
     if tensor is None or tensor.dtype == dtype:

@@ -12,7 +12,6 @@ from ..ops import _checks
 from . import _args, _offset_bound, _output_groups
 from ._versioning import VersionedLayer
 
-MASK_INITS = (0.5, 1.0)
 DEFORMABLE_GROUPS_OVER = ("input", "output")
 
 
@@ -133,12 +132,7 @@ class DeformConv2D(VersionedLayer):
         self.offset_bound, self.offset_bound_fn = _offset_bound.check(offset_bound, offset_bound_fn)
         self.modulated = _checks.boolean(modulated, "modulated")
         self.offset_lr_mult = _checks.positive_number(offset_lr_mult, "offset_lr_mult")
-        if mask_init not in MASK_INITS or isinstance(mask_init, bool):
-            raise ValueError(
-                f"mask_init must be 0.5 (sigmoid, DCNv2 paper) or 1.0 (2*sigmoid, starts "
-                f"equal to the conv), got {mask_init!r}"
-            )
-        self.mask_init = float(mask_init)
+        self.mask_init = _args.mask_init(mask_init)
         if padding_mode != "zeros":
             raise ValueError(f"padding_mode must be 'zeros', got {padding_mode!r}")
         _args.nchw_only(data_format)

@@ -12,8 +12,6 @@ from ..ops import _checks
 from . import _args
 from ._versioning import VersionedLayer
 
-_MASK_INITS = (0.5, 1.0)
-
 
 class DeformRoIPool(VersionedLayer):
     """Deformable RoI pooling with given offsets (no parameters).
@@ -171,9 +169,7 @@ class ModulatedDeformRoIPoolPack(DeformRoIPoolPack):
             in_channels, output_size, spatial_scale, sampling_ratio, gamma, aligned,
             fc_channels, offset_lr_mult,
         )
-        if mask_init not in _MASK_INITS or isinstance(mask_init, bool):
-            raise ValueError(f"mask_init must be 0.5 (sigmoid) or 1.0 (2*sigmoid), got {mask_init!r}")
-        self.mask_init = float(mask_init)
+        self.mask_init = _args.mask_init(mask_init)
         ph, pw = self.output_size
         self.mask_fc = _fc_head(in_channels * ph * pw, fc_channels, ph * pw, self.offset_lr_mult,
                                 hidden_layers=1)
