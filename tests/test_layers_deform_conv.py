@@ -104,8 +104,8 @@ def test_predicted_offsets_are_used():
     layer.conv_offset.bias.set_value(paddle.randn(layer.conv_offset.bias.shape))
     x = paddle.randn([2, 3, 6, 6])
     offset, mask = layer.predict_offsets(x)
-    branch = layer.conv_offset(x).numpy()
-    np.testing.assert_allclose(offset.numpy(), branch[:, :18], rtol=1e-6)
+    branch = layer.conv_offset(x).numpy()  # Paddle's conv2d; the layer's CPU path rounds apart
+    np.testing.assert_allclose(offset.numpy(), branch[:, :18], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(mask.numpy(), 1 / (1 + np.exp(-branch[:, 18:])), rtol=1e-5)
     np.testing.assert_allclose(layer(x).numpy(), layer(x, offset, mask).numpy(), rtol=1e-6)
 

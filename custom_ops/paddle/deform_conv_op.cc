@@ -14,6 +14,7 @@
 #include "paddle/extension.h"
 
 #include "../kernels/deform_conv_cpu.h"
+#include "../kernels/conv_cpu_cl.h"
 #include "../kernels/deform_conv_cpu_cl.h"
 #include "host_sgemm.h"
 #include "plain_layout.h"
@@ -25,6 +26,7 @@ using pdcn::DeformConvGeometry;
 using pdcn::shape_str;
 
 constexpr const char* kOp = "pdcn deform_conv2d";
+constexpr const char* kConv = "pdcn conv2d";
 
 struct ConvAttrs {
   std::vector<int> strides, paddings, dilations;
@@ -192,15 +194,20 @@ class ConvKernels {
 // columns; the backward sweep also writes the columns). Measured faster than
 // the plane-layout passes at every group width, one channel per group included
 // (docs/benchmarks.md), so the plane layout serves the CUDA kernels only.
+//
+// plain: the op is a plain (integer-tap) convolution, pdcn_conv2d: no offsets,
+// columns by copies (conv_cpu_cl.h), the weight gradient from an im2col.
 template <typename T>
 class CpuConvKernels final : public ConvKernels {
   static const T* c(const void* p) { return static_cast<const T*>(p); }
   static T* m(void* p) { return static_cast<T*>(p); }
+  const bool plain_;
   const T* offset_ = nullptr;
   const T* mask_ = nullptr;
   const T* x_cl_ = nullptr;  // the chunk's channels-last input, in this thread's scratch
 
  public:
+  explicit CpuConvKernels(bool plain = false) : plain_(plain) {}
   bool pixel_major(const DeformConvGeometry&) const override { return true; }
   int64_t scratch_bytes_per_image(const DeformConvGeometry& g, bool backward) const override {
     return (backward ? 2 : 1) * pdcn::cpu::channels_last_image_elements(g) *
@@ -222,6 +229,7 @@ class CpuConvKernels final : public ConvKernels {
   }
   void im2col(const DeformConvGeometry& g, const void*, void* columns, int64_t n0,
               int64_t chunk) override {
+    if (plain_) return pdcn::cpu::conv_im2col_cl(g, x_cl_, m(columns), chunk);
     pdcn::cpu::deform_im2col_cl(g, offset_, mask_, x_cl_, m(columns), n0, chunk);
   }
   void columns_to_output(const DeformConvGeometry& g, const void* result, void* out, int64_t n0,
@@ -235,14 +243,18 @@ class CpuConvKernels final : public ConvKernels {
   void accumulate(void* dst, const void* src, int64_t n) override {
     pdcn::cpu::accumulate(m(dst), c(src), n);
   }
-  bool backward_writes_columns(const DeformConvGeometry&) const override { return true; }
+  bool backward_writes_columns(const DeformConvGeometry&) const override { return !plain_; }
   void backward_columns(const DeformConvGeometry& g, const void* grad_columns, const void*,
                         void* columns, void* grad_x, void* grad_offset, void* grad_mask,
                         int64_t n0, int64_t chunk) override {
     T* grad_x_cl = static_cast<T*>(HostScratch::for_this_thread().get(
         Buffer::kGradInput, sizeof(T) * chunk * pdcn::cpu::channels_last_image_elements(g)));
-    pdcn::cpu::deform_backward_cl(g, offset_, mask_, x_cl_, c(grad_columns), m(columns),
-                                  grad_x_cl, m(grad_offset), m(grad_mask), n0, chunk);
+    if (plain_) {
+      pdcn::cpu::conv_col2im_cl(g, c(grad_columns), grad_x_cl, chunk);
+    } else {
+      pdcn::cpu::deform_backward_cl(g, offset_, mask_, x_cl_, c(grad_columns), m(columns),
+                                    grad_x_cl, m(grad_offset), m(grad_mask), n0, chunk);
+    }
     pdcn::cpu::from_channels_last(g, grad_x_cl, m(grad_x), n0, chunk);
   }
 };
@@ -330,14 +342,18 @@ class CudaConvKernels final : public ConvKernels {
 };
 #endif
 
-std::unique_ptr<ConvKernels> make_kernels(const paddle::Tensor& x, bool deterministic) {
+// plain: pdcn_conv2d's kernels (CPU only).
+std::unique_ptr<ConvKernels> make_kernels(const paddle::Tensor& x, bool deterministic,
+                                          bool plain) {
   if (x.is_cpu()) {
     switch (x.dtype()) {
-      case paddle::DataType::FLOAT32: return std::make_unique<CpuConvKernels<float>>();
-      case paddle::DataType::FLOAT64: return std::make_unique<CpuConvKernels<double>>();
+      case paddle::DataType::FLOAT32: return std::make_unique<CpuConvKernels<float>>(plain);
+      case paddle::DataType::FLOAT64: return std::make_unique<CpuConvKernels<double>>(plain);
       default: PD_THROW(kOp, ": CPU supports float32 and float64, got ", pdcn::dtype_name(x.dtype()));
     }
   }
+  PD_CHECK(!plain, kConv, ": CPU only (on GPU paddle_dcn uses Paddle's conv2d), got x on ",
+           x.place().DebugString());
 #if defined(PADDLE_WITH_CUDA)
   if (x.is_gpu()) {
     return std::make_unique<CudaConvKernels>(pdcn::cuda_dtype(x.dtype(), kOp),
@@ -410,32 +426,34 @@ paddle::Tensor weight_from_gemm(const paddle::Tensor& grad_w3, const DeformConvG
 // The op's inputs in the plain layout (see plain_layout.h); mask may be absent.
 struct PlainInputs {
   paddle::Tensor x, offset, mask, weight;
-  PlainInputs(const paddle::Tensor& x_in, const paddle::Tensor& offset_in,
+  PlainInputs(const paddle::Tensor& x_in, const paddle::Tensor* offset_in,
               const paddle::Tensor* mask_in, const paddle::Tensor& weight_in)
       : x(pdcn::plain_layout(x_in)),
-        offset(pdcn::plain_layout(offset_in)),
+        offset(offset_in ? pdcn::plain_layout(*offset_in) : paddle::Tensor()),
         mask(mask_in ? pdcn::plain_layout(*mask_in) : paddle::Tensor()),
         weight(pdcn::plain_layout(weight_in)) {}
 };
 
-std::vector<paddle::Tensor> forward(const paddle::Tensor& x_in, const paddle::Tensor& offset_in,
+// offset_in null: the plain convolution of pdcn_conv2d (CPU, no mask).
+std::vector<paddle::Tensor> forward(const paddle::Tensor& x_in, const paddle::Tensor* offset_in,
                                     const paddle::Tensor* mask_in,
                                     const paddle::Tensor& weight_in, const ConvAttrs& attrs,
                                     int64_t workspace_bytes, bool deterministic) {
   const PlainInputs in(x_in, offset_in, mask_in, weight_in);
-  const paddle::Tensor &x = in.x, &offset = in.offset, &weight = in.weight;
+  const paddle::Tensor &x = in.x, &weight = in.weight;
+  const paddle::Tensor* offset = offset_in ? &in.offset : nullptr;
   const paddle::Tensor* mask = mask_in ? &in.mask : nullptr;
   const DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
   const std::vector<int64_t> mask_shape = mask ? mask->shape() : std::vector<int64_t>{};
-  check_offset_mask(g, offset.shape(), mask ? &mask_shape : nullptr);
-  pdcn::check_same_place(kOp, {{"x", &x}, {"offset", &offset}, {"mask", mask}, {"weight", &weight}});
-  pdcn::check_same_dtype(kOp, {{"x", &x}, {"offset", &offset}, {"mask", mask}, {"weight", &weight}});
+  if (offset) check_offset_mask(g, offset->shape(), mask ? &mask_shape : nullptr);
+  pdcn::check_same_place(kOp, {{"x", &x}, {"offset", offset}, {"mask", mask}, {"weight", &weight}});
+  pdcn::check_same_dtype(kOp, {{"x", &x}, {"offset", offset}, {"mask", mask}, {"weight", &weight}});
 #if defined(PADDLE_WITH_CUDA)
   const pdcn::DeviceScope device(x, kOp);
 #endif
   paddle::Tensor out = paddle::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype(), x.place());
   if (g.batch == 0) return {out};
-  auto kernels = make_kernels(x, deterministic);
+  auto kernels = make_kernels(x, deterministic, offset == nullptr);
   const int64_t chunk = choose_chunk(g, element_bytes(x.dtype()),
                                      kernels->scratch_bytes_per_image(g, false), workspace_bytes);
   const int64_t G = g.groups, rows_per_group = g.column_rows() / G, hw = g.out_plane();
@@ -447,7 +465,7 @@ std::vector<paddle::Tensor> forward(const paddle::Tensor& x_in, const paddle::Te
   const paddle::Tensor w3 = gemm_weight(weight, g, pixel_major);
   for (int64_t n0 = 0; n0 < g.batch; n0 += chunk) {
     const int64_t b = std::min(chunk, g.batch - n0);
-    kernels->prepare_chunk(g, x.data(), offset.data(), optional_data(mask), n0, b);
+    kernels->prepare_chunk(g, x.data(), optional_data(offset), optional_data(mask), n0, b);
     kernels->im2col(g, x.data(), columns.data(), n0, b);
     paddle::Tensor result = view(results, {G, g.out_channels / G, b * hw});
     // result = w3 @ columns ([G, rows, b*hw], or its transpose when pixel-major)
@@ -460,21 +478,23 @@ std::vector<paddle::Tensor> forward(const paddle::Tensor& x_in, const paddle::Te
 }
 
 // Returns {grad_x, grad_offset, grad_mask (if mask), grad_weight}.
-std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::Tensor& offset_in,
+// offset_in null: the plain convolution of pdcn_conv2d (CPU, no mask).
+std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::Tensor* offset_in,
                                      const paddle::Tensor* mask_in,
                                      const paddle::Tensor& weight_in,
                                      const paddle::Tensor& grad_out_in, const ConvAttrs& attrs,
                                      int64_t workspace_bytes, bool deterministic) {
   const PlainInputs in(x_in, offset_in, mask_in, weight_in);
-  const paddle::Tensor &x = in.x, &offset = in.offset, &weight = in.weight;
+  const paddle::Tensor &x = in.x, &weight = in.weight;
+  const paddle::Tensor* offset = offset_in ? &in.offset : nullptr;
   const paddle::Tensor* mask = mask_in ? &in.mask : nullptr;
   const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
   const DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
   const std::vector<int64_t> mask_shape = mask ? mask->shape() : std::vector<int64_t>{};
-  check_offset_mask(g, offset.shape(), mask ? &mask_shape : nullptr);
-  pdcn::check_same_place(kOp, {{"x", &x}, {"offset", &offset}, {"mask", mask},
+  if (offset) check_offset_mask(g, offset->shape(), mask ? &mask_shape : nullptr);
+  pdcn::check_same_place(kOp, {{"x", &x}, {"offset", offset}, {"mask", mask},
                                {"weight", &weight}, {"grad_out", &grad_out}});
-  pdcn::check_same_dtype(kOp, {{"x", &x}, {"offset", &offset}, {"mask", mask},
+  pdcn::check_same_dtype(kOp, {{"x", &x}, {"offset", offset}, {"mask", mask},
                                {"weight", &weight}, {"grad_out", &grad_out}});
   const std::vector<int64_t> want_grad_out = {g.batch, g.out_channels, g.out_h, g.out_w};
   PD_CHECK(grad_out.shape() == want_grad_out, kOp, ": grad_out must be ", shape_str(want_grad_out),
@@ -483,13 +503,14 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
   const pdcn::DeviceScope device(x, kOp);
 #endif
   paddle::Tensor grad_x = paddle::empty(x.shape(), x.dtype(), x.place());
-  paddle::Tensor grad_offset = paddle::empty(offset.shape(), offset.dtype(), offset.place());
+  paddle::Tensor grad_offset;
+  if (offset) grad_offset = paddle::empty(offset->shape(), offset->dtype(), offset->place());
   paddle::Tensor grad_mask;
   if (mask) grad_mask = paddle::empty(mask->shape(), mask->dtype(), mask->place());
   const int64_t G = g.groups, rows_per_group = g.column_rows() / G, hw = g.out_plane();
   const int64_t out_per_group = g.out_channels / G;
   paddle::Tensor grad_w3;
-  auto kernels = make_kernels(x, deterministic);
+  auto kernels = make_kernels(x, deterministic, offset == nullptr);
   const bool pixel_major = kernels->pixel_major(g);
   if (g.batch == 0) {
     grad_w3 = paddle::full({G, out_per_group, rows_per_group}, 0.0, x.dtype(), x.place());
@@ -512,7 +533,7 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
     }
     for (int64_t n0 = 0; n0 < g.batch; n0 += chunk) {
       const int64_t b = std::min(chunk, g.batch - n0);
-      kernels->prepare_chunk(g, x.data(), offset.data(), optional_data(mask), n0, b);
+      kernels->prepare_chunk(g, x.data(), optional_data(offset), optional_data(mask), n0, b);
       // Kernels whose backward sweep writes the columns itself need no im2col
       // here; the weight gradient then follows the sweep.
       const bool sweep_writes_columns = kernels->backward_writes_columns(g);
@@ -541,7 +562,8 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
                       : grouped_matmul(w3, true, gout, false,
                                        view(grad_columns_buffer, cols_shape), false, *kernels);
       kernels->backward_columns(g, grad_columns.data(), x.data(), columns.data(), grad_x.data(),
-                                grad_offset.data(), mask ? grad_mask.data() : nullptr, n0, b);
+                                offset ? grad_offset.data() : nullptr,
+                                mask ? grad_mask.data() : nullptr, n0, b);
       if (sweep_writes_columns) weight_gradient();
     }
     if (grad_w_acc.initialized()) {
@@ -549,6 +571,7 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
     }
   }
   paddle::Tensor grad_weight = weight_from_gemm(grad_w3, g, weight.shape(), pixel_major);
+  if (!offset) return {grad_x, grad_weight};
   if (mask) return {grad_x, grad_offset, grad_mask, grad_weight};
   return {grad_x, grad_offset, grad_weight};
 }
@@ -567,7 +590,7 @@ std::vector<paddle::Tensor> DeformConvForward(const paddle::Tensor& x, const pad
                                               const std::vector<int>& dilations, int groups,
                                               int deformable_groups, int64_t workspace_bytes,
                                               bool deterministic) {
-  return forward(x, offset, nullptr, weight,
+  return forward(x, &offset, nullptr, weight,
                  attrs_of(strides, paddings, dilations, groups, deformable_groups),
                  workspace_bytes, deterministic);
 }
@@ -577,7 +600,7 @@ std::vector<paddle::Tensor> DeformConvBackward(
     const paddle::Tensor& grad_out, const std::vector<int>& strides,
     const std::vector<int>& paddings, const std::vector<int>& dilations, int groups,
     int deformable_groups, int64_t workspace_bytes, bool deterministic) {
-  return backward(x, offset, nullptr, weight, grad_out,
+  return backward(x, &offset, nullptr, weight, grad_out,
                   attrs_of(strides, paddings, dilations, groups, deformable_groups),
                   workspace_bytes, deterministic);
 }
@@ -609,7 +632,7 @@ std::vector<paddle::Tensor> ModulatedDeformConvForward(
     const paddle::Tensor& weight, const std::vector<int>& strides,
     const std::vector<int>& paddings, const std::vector<int>& dilations, int groups,
     int deformable_groups, int64_t workspace_bytes, bool deterministic) {
-  return forward(x, offset, &mask, weight,
+  return forward(x, &offset, &mask, weight,
                  attrs_of(strides, paddings, dilations, groups, deformable_groups),
                  workspace_bytes, deterministic);
 }
@@ -620,7 +643,7 @@ std::vector<paddle::Tensor> ModulatedDeformConvBackward(
     const std::vector<int>& strides, const std::vector<int>& paddings,
     const std::vector<int>& dilations, int groups, int deformable_groups,
     int64_t workspace_bytes, bool deterministic) {
-  return backward(x, offset, &mask, weight, grad_out,
+  return backward(x, &offset, &mask, weight, grad_out,
                   attrs_of(strides, paddings, dilations, groups, deformable_groups),
                   workspace_bytes, deterministic);
 }
@@ -639,6 +662,106 @@ std::vector<paddle::DataType> ModulatedDeformConvInferDtype(const paddle::DataTy
                                                             const paddle::DataType&,
                                                             const paddle::DataType&,
                                                             const paddle::DataType&) {
+  return {x_dtype};
+}
+
+// ---- plain convolution (CPU): the offset/mask branch of DeformConv2D --------
+
+// out[n, c] += bias[c] over each output plane.
+template <typename T>
+void add_bias(T* out, const T* bias, const DeformConvGeometry& g) {
+  const int64_t hw = g.out_plane();
+  pdcn::cpu_parallel_for(g.batch * g.out_channels, [&](int64_t t) {
+    T* plane = out + t * hw;
+    const T b = bias[t % g.out_channels];
+    for (int64_t p = 0; p < hw; ++p) plane[p] += b;
+  });
+}
+
+// grad_bias[c] = the sum of grad_out[n, c] over n and the plane, in a fixed
+// order (planes in acc_t, then images in order).
+template <typename T>
+void bias_gradient(const T* grad_out, T* grad_bias, const DeformConvGeometry& g) {
+  using Acc = pdcn::acc_t<T>;
+  const int64_t hw = g.out_plane();
+  pdcn::cpu_parallel_for(g.out_channels, [&](int64_t c) {
+    Acc total = Acc(0);
+    for (int64_t n = 0; n < g.batch; ++n) {
+      const T* plane = grad_out + (n * g.out_channels + c) * hw;
+      Acc sum = Acc(0);
+      for (int64_t p = 0; p < hw; ++p) sum += static_cast<Acc>(plane[p]);
+      total += sum;
+    }
+    grad_bias[c] = static_cast<T>(total);
+  });
+}
+
+void check_bias(const paddle::Tensor& bias, const paddle::Tensor& x, int64_t out_channels) {
+  PD_CHECK(bias.shape() == std::vector<int64_t>{out_channels}, kConv, ": bias must be [",
+           out_channels, "] [C_out], got ", shape_str(bias.shape()));
+  pdcn::check_same_dtype(kConv, {{"x", &x}, {"bias", &bias}});
+  pdcn::check_same_place(kConv, {{"x", &x}, {"bias", &bias}});
+}
+
+std::vector<paddle::Tensor> ConvForward(const paddle::Tensor& x, const paddle::Tensor& weight,
+                                        const paddle::Tensor& bias_in,
+                                        const std::vector<int>& strides,
+                                        const std::vector<int>& paddings,
+                                        const std::vector<int>& dilations, int groups,
+                                        int64_t workspace_bytes) {
+  const paddle::Tensor bias = pdcn::plain_layout(bias_in);
+  check_bias(bias, x, weight.shape().empty() ? 0 : weight.shape()[0]);
+  std::vector<paddle::Tensor> out = forward(x, nullptr, nullptr, weight,
+                                            attrs_of(strides, paddings, dilations, groups, 1),
+                                            workspace_bytes, false);
+  const DeformConvGeometry g =
+      make_geometry(x.shape(), weight.shape(), attrs_of(strides, paddings, dilations, groups, 1));
+  if (x.dtype() == paddle::DataType::FLOAT64) {
+    add_bias(out[0].data<double>(), bias.data<double>(), g);
+  } else {
+    add_bias(out[0].data<float>(), bias.data<float>(), g);
+  }
+  return out;
+}
+
+// Returns {grad_x, grad_weight, grad_bias}.
+std::vector<paddle::Tensor> ConvBackward(const paddle::Tensor& x, const paddle::Tensor& weight,
+                                         const paddle::Tensor& bias_in,
+                                         const paddle::Tensor& grad_out_in,
+                                         const std::vector<int>& strides,
+                                         const std::vector<int>& paddings,
+                                         const std::vector<int>& dilations, int groups,
+                                         int64_t workspace_bytes) {
+  const paddle::Tensor bias = pdcn::plain_layout(bias_in);
+  const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
+  check_bias(bias, x, weight.shape().empty() ? 0 : weight.shape()[0]);
+  std::vector<paddle::Tensor> grads =
+      backward(x, nullptr, nullptr, weight, grad_out,
+               attrs_of(strides, paddings, dilations, groups, 1), workspace_bytes, false);
+  const DeformConvGeometry g =
+      make_geometry(x.shape(), weight.shape(), attrs_of(strides, paddings, dilations, groups, 1));
+  paddle::Tensor grad_bias = paddle::empty(bias.shape(), bias.dtype(), bias.place());
+  if (x.dtype() == paddle::DataType::FLOAT64) {
+    bias_gradient(grad_out.data<double>(), grad_bias.data<double>(), g);
+  } else {
+    bias_gradient(grad_out.data<float>(), grad_bias.data<float>(), g);
+  }
+  return {grads[0], grads[1], grad_bias};
+}
+
+std::vector<std::vector<int64_t>> ConvInferShape(const std::vector<int64_t>& x_shape,
+                                                 const std::vector<int64_t>& weight_shape,
+                                                 const std::vector<int64_t>&,
+                                                 const std::vector<int>& strides,
+                                                 const std::vector<int>& paddings,
+                                                 const std::vector<int>& dilations, int groups,
+                                                 int64_t workspace_bytes) {
+  return DeformConvInferShape(x_shape, {}, weight_shape, strides, paddings, dilations, groups, 1,
+                              workspace_bytes, false);
+}
+
+std::vector<paddle::DataType> ConvInferDtype(const paddle::DataType& x_dtype,
+                                             const paddle::DataType&, const paddle::DataType&) {
   return {x_dtype};
 }
 
@@ -707,3 +830,23 @@ PD_BUILD_GRAD_OP(pdcn_modulated_deform_conv2d)
               paddle::Grad("Weight")})
     .Attrs(PDCN_CONV_ATTRS)
     .SetKernelFn(PD_KERNEL(ModulatedDeformConvBackward));
+
+#define PDCN_PLAIN_CONV_ATTRS                                                        \
+  {"strides: std::vector<int>", "paddings: std::vector<int>",                        \
+   "dilations: std::vector<int>", "groups: int", "workspace_bytes: int64_t"}
+
+// A plain convolution with bias on the CPU's channels-last path (CPU only; see
+// conv_cpu_cl.h): DeformConv2D's offset/mask branch in dygraph on the CPU.
+PD_BUILD_OP(pdcn_conv2d)
+    .Inputs({"X", "Weight", "Bias"})
+    .Outputs({"Out"})
+    .Attrs(PDCN_PLAIN_CONV_ATTRS)
+    .SetKernelFn(PD_KERNEL(ConvForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(ConvInferShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(ConvInferDtype));
+
+PD_BUILD_GRAD_OP(pdcn_conv2d)
+    .Inputs({"X", "Weight", "Bias", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Weight"), paddle::Grad("Bias")})
+    .Attrs(PDCN_PLAIN_CONV_ATTRS)
+    .SetKernelFn(PD_KERNEL(ConvBackward));

@@ -3,12 +3,15 @@
 // buffers, and must give exactly what an offset far outside the map gives
 // (a zero sample with zero gradients), on both CPU paths: the plane-layout
 // passes (deform_conv_cpu.h) and the channels-last path (deform_conv_cpu_cl.h),
-// which must agree. Run by custom_ops/tests/run_cpu_native.sh.
+// which must agree; and the plain convolution's integer-tap kernels
+// (conv_cpu_cl.h) must equal the deformable ones at zero offsets and mask 1.
+// Run by custom_ops/tests/run_cpu_native.sh.
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <vector>
 
+#include "conv_cpu_cl.h"
 #include "deform_conv_cpu.h"
 #include "deform_conv_cpu_cl.h"
 
@@ -118,6 +121,27 @@ bool same(const char* what, const std::vector<double>& a, const std::vector<doub
 
 }  // namespace
 
+// conv_im2col_cl / conv_col2im_cl against the deformable channels-last kernels
+// at zero offsets and mask 1 (one deformable group): the same columns, the
+// same input gradient.
+bool plain_conv_matches_zero_offsets(DeformConvGeometry g, const std::vector<double>& x,
+                                     const std::vector<double>& grad_pm) {
+  g.deformable_groups = 1;
+  const int64_t chunk = g.batch, K = g.kernel_size(), hw = g.out_plane();
+  const std::vector<double> zero(chunk * 2 * K * hw, 0.0), one(chunk * K * hw, 1.0);
+  std::vector<double> x_cl(x.size()), plain(grad_pm.size(), -7.0), deform(grad_pm.size(), -5.0);
+  pdcn::cpu::to_channels_last(g, x.data(), x_cl.data(), 0, chunk);
+  pdcn::cpu::conv_im2col_cl(g, x_cl.data(), plain.data(), chunk);
+  pdcn::cpu::deform_im2col_cl(g, zero.data(), one.data(), x_cl.data(), deform.data(), 0, chunk);
+  std::vector<double> grad_plain(x.size(), -7.0), grad_deform(x.size(), -5.0);
+  std::vector<double> columns(grad_pm.size()), grad_offset(zero.size()), grad_mask(one.size());
+  pdcn::cpu::conv_col2im_cl(g, grad_pm.data(), grad_plain.data(), chunk);
+  pdcn::cpu::deform_backward_cl(g, zero.data(), one.data(), x_cl.data(), grad_pm.data(),
+                                columns.data(), grad_deform.data(), grad_offset.data(),
+                                grad_mask.data(), 0, chunk);
+  return same("plain columns", plain, deform) && close("plain grad_x", grad_plain, grad_deform);
+}
+
 int main() {
   DeformConvGeometry g{};
   g.batch = 2; g.in_channels = 4; g.in_h = 5; g.in_w = 7; g.out_channels = 4;
@@ -175,6 +199,13 @@ int main() {
   const auto mask1 = randoms(one.batch * one.deformable_groups * K * hw, 1.0);
   run(one, x, poisoned1, mask1, grad_columns);  // exits on a mismatch between the paths
   std::printf("one channel per group: both paths agree\n");
+  for (const DeformConvGeometry& geo : {g, split}) {
+    const bool ok = plain_conv_matches_zero_offsets(geo,
+        randoms(geo.batch * geo.in_channels * geo.in_plane(), 1.0),
+        randoms(geo.column_elements(geo.batch), 1.0));
+    std::printf("plain conv, groups %ld: %s\n", static_cast<long>(geo.groups), ok ? "ok" : "FAIL");
+    failures += !ok;
+  }
   std::printf(failures ? "FAILED\n" : "CPU kernels: poisoned offsets stay in bounds and give zero samples\n");
   return failures ? 1 : 0;
 }

@@ -10,6 +10,7 @@ from paddle.nn.initializer import Constant, Normal
 from .. import ops
 from ..ops import _checks
 from . import _args, _offset_bound, _output_groups
+from ._offset_conv import OffsetConv2D
 from ._versioning import VersionedLayer
 
 DEFORMABLE_GROUPS_OVER = ("input", "output")
@@ -160,7 +161,8 @@ class DeformConv2D(VersionedLayer):
             branch_attr = lambda: paddle.ParamAttr(  # noqa: E731 - two fresh attrs
                 initializer=Constant(0.0), learning_rate=self.offset_lr_mult
             )
-            self.conv_offset = nn.Conv2D(
+            # nn.Conv2D on paddle_dcn's CPU path in CPU dygraph (_offset_conv)
+            self.conv_offset = OffsetConv2D(
                 in_channels,
                 (3 if modulated else 2) * self.num_points,
                 self.kernel_size,
