@@ -42,39 +42,41 @@ inline const char* dtype_name(paddle::DataType d) {
   }
 }
 
-// Every tensor of an op call lives where the first one does ("x on gpu:0 but
-// offset on cpu" is an error, not a crash or a silent copy). named: {name,
-// tensor} pairs; absent tensors (uninitialised) are skipped.
-inline void check_same_place(
-    const char* op, std::initializer_list<std::pair<const char*, const paddle::Tensor*>> named) {
+using NamedTensors = std::initializer_list<std::pair<const char*, const paddle::Tensor*>>;
+
+// check(first, other) for every present tensor of `named` after the first
+// present one ({name, tensor} pairs; absent, uninitialised tensors skipped).
+template <typename Check>
+void check_against_first(NamedTensors named, const Check& check) {
   const std::pair<const char*, const paddle::Tensor*>* first = nullptr;
   for (const auto& entry : named) {
     if (entry.second == nullptr || !entry.second->initialized()) continue;
     if (first == nullptr) {
       first = &entry;
-      continue;
+    } else {
+      check(*first, entry);
     }
-    PD_CHECK(entry.second->place() == first->second->place(), op, ": ", entry.first, " is on ",
-             entry.second->place().DebugString(), " but ", first->first, " is on ",
-             first->second->place().DebugString(), "; move all inputs to one device");
   }
 }
 
+// Every tensor of an op call lives where the first one does ("x on gpu:0 but
+// offset on cpu" is an error, not a crash or a silent copy).
+inline void check_same_place(const char* op, NamedTensors named) {
+  check_against_first(named, [op](const auto& first, const auto& other) {
+    PD_CHECK(other.second->place() == first.second->place(), op, ": ", other.first, " is on ",
+             other.second->place().DebugString(), " but ", first.first, " is on ",
+             first.second->place().DebugString(), "; move all inputs to one device");
+  });
+}
+
 // Every tensor of an op call has the first one's dtype (a float64 offset with
-// a float32 x is an error, not a silent reinterpretation). Same pairs as above.
-inline void check_same_dtype(
-    const char* op, std::initializer_list<std::pair<const char*, const paddle::Tensor*>> named) {
-  const std::pair<const char*, const paddle::Tensor*>* first = nullptr;
-  for (const auto& entry : named) {
-    if (entry.second == nullptr || !entry.second->initialized()) continue;
-    if (first == nullptr) {
-      first = &entry;
-      continue;
-    }
-    PD_CHECK(entry.second->dtype() == first->second->dtype(), op, ": ", entry.first,
-             " must have ", first->first, "'s dtype (", dtype_name(first->second->dtype()),
-             "), got ", dtype_name(entry.second->dtype()));
-  }
+// a float32 x is an error, not a silent reinterpretation).
+inline void check_same_dtype(const char* op, NamedTensors named) {
+  check_against_first(named, [op](const auto& first, const auto& other) {
+    PD_CHECK(other.second->dtype() == first.second->dtype(), op, ": ", other.first, " must have ",
+             first.first, "'s dtype (", dtype_name(first.second->dtype()), "), got ",
+             dtype_name(other.second->dtype()));
+  });
 }
 
 #if defined(PADDLE_WITH_CUDA)
