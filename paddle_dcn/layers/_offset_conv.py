@@ -16,6 +16,7 @@ from paddle.base.dygraph.base import in_sot_simulation_mode, in_to_static_mode
 
 from ..ops import _checks
 from ..ops.plain_conv import conv2d_cpu
+from . import _args
 
 
 def int_padding(conv: nn.Conv2D) -> Optional[list]:
@@ -55,4 +56,6 @@ class OffsetConv2D(nn.Conv2D):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if not takes_cpu_path(self, x):
             return super().forward(x)
-        return conv2d_cpu(x, self.weight, self.bias, self._stride, int_padding(self), self._dilation)
+        args = _args.OpArgs(stride=tuple(self._stride), padding=tuple(int_padding(self)),
+                            dilation=tuple(self._dilation))
+        return _args.run_op(conv2d_cpu, args, x, self.weight, self.bias)
