@@ -83,6 +83,21 @@ def out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> in
     return (size + 2 * pad - (dilation * (kernel - 1) + 1)) // stride + 1
 
 
+def conv_out_hw(name: str, h: int, w: int, kernel: Sequence[int], strides: Sequence[int],
+                paddings: Sequence[int], dilations: Sequence[int],
+                kernel_name: str = "kernel") -> tuple[int, int]:
+    """``(H_out, W_out)`` of a conv over ``name``'s ``h x w`` map (-1 where unknown); a
+    ValueError naming the sizes when a known output would be empty."""
+    out_h = out_size(h, kernel[0], strides[0], paddings[0], dilations[0])
+    out_w = out_size(w, kernel[1], strides[1], paddings[1], dilations[1])
+    if (h >= 0 and out_h < 1) or (w >= 0 and out_w < 1):
+        raise ValueError(
+            f"{name} spatial size {[h, w]} is too small for {kernel_name} {list(kernel)} with "
+            f"padding {paddings}, dilation {dilations} and stride {strides}"
+        )
+    return out_h, out_w
+
+
 def shape_of(tensor: paddle.Tensor, name: str) -> list[int]:
     if not isinstance(tensor, (paddle.Tensor, paddle.pir.Value)):
         raise TypeError(f"{name} must be a paddle.Tensor, got {type(tensor).__name__}")

@@ -85,11 +85,8 @@ def _check_common(value, kernel_size, stride, padding, dilation, groups, offset_
     n, h, w, channels = v_shape
     if channels >= 0 and channels % groups:
         raise ValueError(f"value channels (value.shape[3] = {channels}) must be divisible by groups={groups}")
-    out_h = _checks.out_size(h, kernel[0], strides[0], paddings[0], dilations[0])
-    out_w = _checks.out_size(w, kernel[1], strides[1], paddings[1], dilations[1])
-    if (h >= 0 and out_h < 1) or (w >= 0 and out_w < 1):
-        raise ValueError(f"value spatial size {[h, w]} is too small for kernel_size {kernel} with padding "
-                         f"{paddings}, dilation {dilations} and stride {strides}")
+    out_h, out_w = _checks.conv_out_hw("value", h, w, kernel, strides, paddings, dilations,
+                                       kernel_name="kernel_size")
     _checks.expect_supported_dtype("value", value)
     return kernel, strides, paddings, dilations, groups, (n, out_h, out_w)
 

@@ -71,13 +71,7 @@ def deform_conv2d(
         _checks.expect_shape(
             "weight", w_shape, [c_out, c_in // groups, kh, kw], "[C_out, C_in/groups, kh, kw]"
         )
-    out_h = _checks.out_size(h, kh, strides[0], paddings[0], dilations[0])
-    out_w = _checks.out_size(w, kw, strides[1], paddings[1], dilations[1])
-    if (h >= 0 and out_h < 1) or (w >= 0 and out_w < 1):
-        raise ValueError(
-            f"x spatial size {[h, w]} is too small for kernel {[kh, kw]} with padding "
-            f"{paddings}, dilation {dilations} and stride {strides}"
-        )
+    out_h, out_w = _checks.conv_out_hw("x", h, w, [kh, kw], strides, paddings, dilations)
     points = deformable_groups * kh * kw
     _checks.expect_shape(
         "offset", _checks.shape_of(offset, "offset"), [n, 2 * points, out_h, out_w],

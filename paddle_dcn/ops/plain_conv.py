@@ -49,13 +49,7 @@ def conv2d_cpu(
     n, c_in, h, w = x_shape
     c_out, _, kh, kw = w_shape
     _checks.expect_shape("weight", w_shape, [c_out, c_in, kh, kw], "[C_out, C_in, kh, kw]")
-    out_h = _checks.out_size(h, kh, strides[0], paddings[0], dilations[0])
-    out_w = _checks.out_size(w, kw, strides[1], paddings[1], dilations[1])
-    if out_h < 1 or out_w < 1:
-        raise ValueError(
-            f"x spatial size {[h, w]} is too small for kernel {[kh, kw]} with padding "
-            f"{paddings}, dilation {dilations} and stride {strides}"
-        )
+    _checks.conv_out_hw("x", h, w, [kh, kw], strides, paddings, dilations)
     if not x.place.is_cpu_place():
         raise ValueError(f"x must be on the CPU (conv2d_cpu is the CPU path), got {x.place}")
     if x.dtype not in _checks.CPU_DTYPES:
