@@ -709,13 +709,11 @@ std::vector<paddle::Tensor> ConvForward(const paddle::Tensor& x, const paddle::T
                                         const std::vector<int>& paddings,
                                         const std::vector<int>& dilations, int groups,
                                         int64_t workspace_bytes) {
+  const ConvAttrs attrs = attrs_of(strides, paddings, dilations, groups, 1);
+  const DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
   const paddle::Tensor bias = pdcn::plain_layout(bias_in);
-  check_bias(bias, x, weight.shape().empty() ? 0 : weight.shape()[0]);
-  std::vector<paddle::Tensor> out = forward(x, nullptr, nullptr, weight,
-                                            attrs_of(strides, paddings, dilations, groups, 1),
-                                            workspace_bytes, false);
-  const DeformConvGeometry g =
-      make_geometry(x.shape(), weight.shape(), attrs_of(strides, paddings, dilations, groups, 1));
+  check_bias(bias, x, g.out_channels);
+  std::vector<paddle::Tensor> out = forward(x, nullptr, nullptr, weight, attrs, workspace_bytes, false);
   if (x.dtype() == paddle::DataType::FLOAT64) {
     add_bias(out[0].data<double>(), bias.data<double>(), g);
   } else {
@@ -732,14 +730,13 @@ std::vector<paddle::Tensor> ConvBackward(const paddle::Tensor& x, const paddle::
                                          const std::vector<int>& paddings,
                                          const std::vector<int>& dilations, int groups,
                                          int64_t workspace_bytes) {
+  const ConvAttrs attrs = attrs_of(strides, paddings, dilations, groups, 1);
+  const DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
   const paddle::Tensor bias = pdcn::plain_layout(bias_in);
   const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
-  check_bias(bias, x, weight.shape().empty() ? 0 : weight.shape()[0]);
+  check_bias(bias, x, g.out_channels);
   std::vector<paddle::Tensor> grads =
-      backward(x, nullptr, nullptr, weight, grad_out,
-               attrs_of(strides, paddings, dilations, groups, 1), workspace_bytes, false);
-  const DeformConvGeometry g =
-      make_geometry(x.shape(), weight.shape(), attrs_of(strides, paddings, dilations, groups, 1));
+      backward(x, nullptr, nullptr, weight, grad_out, attrs, workspace_bytes, false);
   paddle::Tensor grad_bias = paddle::empty(bias.shape(), bias.dtype(), bias.place());
   if (x.dtype() == paddle::DataType::FLOAT64) {
     bias_gradient(grad_out.data<double>(), grad_bias.data<double>(), g);
