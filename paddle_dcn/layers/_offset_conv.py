@@ -12,9 +12,8 @@ from typing import Optional
 
 import paddle
 from paddle import nn
-from paddle.base.dygraph.base import in_sot_simulation_mode, in_to_static_mode
 
-from ..ops import _checks
+from ..ops.channel_bias import in_cpu_dygraph
 from ..ops.plain_conv import conv2d_cpu
 from . import _args
 
@@ -36,12 +35,7 @@ def takes_cpu_path(conv: nn.Conv2D, x: paddle.Tensor) -> bool:
     x on the CPU in float32 or float64 (the weight's dtype), groups 1, zero padding given as
     ints, NCHW."""
     return (
-        not in_sot_simulation_mode()  # to_static's SOT traces in dynamic mode
-        and not in_to_static_mode()
-        and paddle.in_dynamic_mode()
-        and isinstance(x, paddle.Tensor)
-        and x.place.is_cpu_place()
-        and x.dtype in _checks.CPU_DTYPES
+        in_cpu_dygraph(x)
         and conv.weight.dtype == x.dtype
         and conv._groups == 1
         and conv._padding_mode == "zeros"

@@ -7,6 +7,7 @@ import paddle
 from paddle.jit.marker import unified
 
 from . import _checks, workspace
+from .channel_bias import add_channel_bias
 from ._library import load_library, run_op
 
 
@@ -98,5 +99,5 @@ def deform_conv2d(
     else:
         out = run_op("pdcn_modulated_deform_conv2d", x, offset, mask, weight, *attrs)
     if bias is not None:
-        out = out + bias.reshape([1, -1, 1, 1])
+        out = add_channel_bias(out, bias)
     return out

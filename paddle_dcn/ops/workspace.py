@@ -4,7 +4,9 @@ The op processes the batch in chunks of images whose deformable im2col columns
 (``C_in * kh * kw * H_out * W_out`` elements per image, plus the CPU's channels-last
 copy of the input) fit the workspace limit; at least one image is always
 processed, whatever the limit. The backward pass holds the columns and their
-gradient.
+gradient. With one CPU thread the library makes the chunk smaller still, cache-sized (the
+fewest images whose columns outweigh the weight; ``choose_chunk`` in
+``custom_ops/paddle/deform_conv_op.cc``).
 """
 from __future__ import annotations
 
@@ -63,7 +65,8 @@ _library_fn = None
 
 
 def images_per_chunk(batch: int, bytes_per_image: int) -> int:
-    """How many images one chunk holds under the current limit (mirrors ``choose_chunk``)."""
+    """The most images one chunk holds under the current limit (``choose_chunk``'s workspace
+    bound; with one CPU thread the library may choose fewer, cache-sized)."""
     return max(1, min(batch, _workspace_bytes // max(1, bytes_per_image)))
 
 
