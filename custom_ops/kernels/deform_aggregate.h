@@ -76,27 +76,72 @@ struct AggregateGeometry {
   }
 };
 
-// The sample of kernel point k of (n, p, g): stencil with the aggregation
+// The sampling grid before the offsets, split so that drivers walking pixels
+// and kernel points in loops can hoist each part: the sample of output pixel
+// (i, j) and kernel point (ih, iw) is at
+//   x = pixel.x + s * (point.x + dx),  y = pixel.y + s * (point.y + dy)
+// with pixel.x = j*stride_w - pad_w + cw, point.x = iw*dilation_w - cw (y alike).
+template <typename Acc>
+struct AggregateOrigin {
+  Acc y, x;
+};
+
+template <typename Acc>
+PDCN_HD AggregateOrigin<Acc> aggregate_pixel_origin(const AggregateGeometry& g, int64_t i, int64_t j) {
+  const int64_t cw = (g.dilation_w * (g.kernel_w - 1)) / 2, ch = (g.dilation_h * (g.kernel_h - 1)) / 2;
+  return {static_cast<Acc>(i * g.stride_h - g.pad_h + ch), static_cast<Acc>(j * g.stride_w - g.pad_w + cw)};
+}
+
+// Of kernel point k = iw * kernel_h + ih.
+template <typename Acc>
+PDCN_HD AggregateOrigin<Acc> aggregate_point_origin(const AggregateGeometry& g, int64_t k) {
+  const int64_t iw = k / g.kernel_h, ih = k - (k / g.kernel_h) * g.kernel_h;
+  const int64_t cw = (g.dilation_w * (g.kernel_w - 1)) / 2, ch = (g.dilation_h * (g.kernel_h - 1)) / 2;
+  return {static_cast<Acc>(ih * g.dilation_h - ch), static_cast<Acc>(iw * g.dilation_w - cw)};
+}
+
+// The stencil of one sample from its origins, its offset pair (dx, dy) and its
+// aggregation weight (the stencil's mask).
+template <typename Acc, typename T>
+PDCN_HD DeformSampleStencil<Acc> aggregate_stencil_at(const AggregateGeometry& g,
+                                                      AggregateOrigin<Acc> pixel,
+                                                      AggregateOrigin<Acc> point,
+                                                      const T* offset_pair, T weight) {
+  const Acc s = static_cast<Acc>(g.offset_scale);
+  const Acc x = pixel.x + s * (point.x + cast<Acc>(offset_pair[0]));
+  const Acc y = pixel.y + s * (point.y + cast<Acc>(offset_pair[1]));
+  return sample_stencil_at(y, x, g.in_h, g.in_w, cast<Acc>(weight));
+}
+
+// The sample of kernel point k of (n, p, grp): stencil with the aggregation
 // weight as its mask.
 template <typename Acc, typename T>
 PDCN_HD DeformSampleStencil<Acc> aggregate_stencil(const AggregateGeometry& g, const T* offset,
                                                    const T* weight, int64_t n, int64_t p,
                                                    int64_t grp, int64_t k) {
   const int64_t i = p / g.out_w, j = p - (p / g.out_w) * g.out_w;
-  const int64_t iw = k / g.kernel_h, ih = k - (k / g.kernel_h) * g.kernel_h;
-  const int64_t cw = (g.dilation_w * (g.kernel_w - 1)) / 2, ch = (g.dilation_h * (g.kernel_h - 1)) / 2;
-  const int64_t o = g.offset_index(n, p, grp, k);
-  const Acc s = static_cast<Acc>(g.offset_scale);
-  const Acc x = static_cast<Acc>(j * g.stride_w - g.pad_w + cw) +
-                s * (static_cast<Acc>(iw * g.dilation_w - cw) + cast<Acc>(offset[o]));
-  const Acc y = static_cast<Acc>(i * g.stride_h - g.pad_h + ch) +
-                s * (static_cast<Acc>(ih * g.dilation_h - ch) + cast<Acc>(offset[o + 1]));
-  return sample_stencil_at(y, x, g.in_h, g.in_w, cast<Acc>(weight[g.weight_index(n, p, grp, k)]));
+  return aggregate_stencil_at<Acc>(g, aggregate_pixel_origin<Acc>(g, i, j), aggregate_point_origin<Acc>(g, k),
+                                   offset + g.offset_index(n, p, grp, k),
+                                   weight[g.weight_index(n, p, grp, k)]);
 }
 
-// out[n, p, grp, c0 .. c0+nc) for nc <= CB channels (the drivers' channel
+// Adds one sample, over channels [0, nc), to acc: base points at channel 0 of
+// the block in pixel 0 of the group's value plane (the drivers' channel
 // block: the K stencils are computed once per block and shared by its
 // channels, DCNv4's observation).
+template <typename T, typename Acc>
+PDCN_HD void aggregate_accumulate_sample(const DeformSampleStencil<Acc>& st, const T* base,
+                                         int64_t pixel_stride, int nc, Acc* acc) {
+  if (st.mask == Acc(0)) return;
+  for (int i = 0; i < 4; ++i) {
+    const Acc w = st.w[i] * st.mask;
+    if (w == Acc(0)) continue;
+    const T* v = base + static_cast<int64_t>(st.index[i]) * pixel_stride;
+    for (int c = 0; c < nc; ++c) acc[c] += w * cast<Acc>(v[c]);
+  }
+}
+
+// out[n, p, grp, c0 .. c0+nc) for nc <= CB channels.
 template <int CB, typename T, typename Acc>
 PDCN_HD void aggregate_forward_block(const AggregateGeometry& g, const T* value, const T* offset,
                                      const T* weight, T* out, int64_t n, int64_t p, int64_t grp,
@@ -106,14 +151,8 @@ PDCN_HD void aggregate_forward_block(const AggregateGeometry& g, const T* value,
   const int64_t pixel_stride = g.groups * g.group_channels;
   const T* base = value + g.value_base(n, 0, grp) + c0;
   for (int64_t k = 0; k < g.kernel_size(); ++k) {
-    const DeformSampleStencil<Acc> st = aggregate_stencil<Acc>(g, offset, weight, n, p, grp, k);
-    if (st.mask == Acc(0)) continue;
-    for (int i = 0; i < 4; ++i) {
-      const Acc w = st.w[i] * st.mask;
-      if (w == Acc(0)) continue;
-      const T* v = base + static_cast<int64_t>(st.index[i]) * pixel_stride;
-      for (int c = 0; c < nc; ++c) acc[c] += w * cast<Acc>(v[c]);
-    }
+    aggregate_accumulate_sample<T, Acc>(aggregate_stencil<Acc>(g, offset, weight, n, p, grp, k), base,
+                                        pixel_stride, nc, acc);
   }
   T* o = out + g.out_base(n, p, grp) + c0;
   for (int c = 0; c < nc; ++c) o[c] = cast<T>(acc[c]);
