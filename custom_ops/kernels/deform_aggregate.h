@@ -55,6 +55,9 @@ struct AggregateGeometry {
   }
 
   PDCN_HD int64_t kernel_size() const { return kernel_h * kernel_w; }
+  // The kernel's centre offsets ch, cw of the sampling grid (integer division).
+  PDCN_HD int64_t center_h() const { return (dilation_h * (kernel_h - 1)) / 2; }
+  PDCN_HD int64_t center_w() const { return (dilation_w * (kernel_w - 1)) / 2; }
   PDCN_HD int64_t out_plane() const { return out_h * out_w; }
   PDCN_HD int64_t in_plane() const { return in_h * in_w; }
   PDCN_HD int64_t channels() const { return groups * group_channels; }
@@ -88,16 +91,16 @@ struct AggregateOrigin {
 
 template <typename Acc>
 PDCN_HD AggregateOrigin<Acc> aggregate_pixel_origin(const AggregateGeometry& g, int64_t i, int64_t j) {
-  const int64_t cw = (g.dilation_w * (g.kernel_w - 1)) / 2, ch = (g.dilation_h * (g.kernel_h - 1)) / 2;
-  return {static_cast<Acc>(i * g.stride_h - g.pad_h + ch), static_cast<Acc>(j * g.stride_w - g.pad_w + cw)};
+  return {static_cast<Acc>(i * g.stride_h - g.pad_h + g.center_h()),
+          static_cast<Acc>(j * g.stride_w - g.pad_w + g.center_w())};
 }
 
 // Of kernel point k = iw * kernel_h + ih.
 template <typename Acc>
 PDCN_HD AggregateOrigin<Acc> aggregate_point_origin(const AggregateGeometry& g, int64_t k) {
   const int64_t iw = k / g.kernel_h, ih = k - (k / g.kernel_h) * g.kernel_h;
-  const int64_t cw = (g.dilation_w * (g.kernel_w - 1)) / 2, ch = (g.dilation_h * (g.kernel_h - 1)) / 2;
-  return {static_cast<Acc>(ih * g.dilation_h - ch), static_cast<Acc>(iw * g.dilation_w - cw)};
+  return {static_cast<Acc>(ih * g.dilation_h - g.center_h()),
+          static_cast<Acc>(iw * g.dilation_w - g.center_w())};
 }
 
 // The stencil of one sample from its origins, its offset pair (dx, dy) and its
@@ -125,20 +128,27 @@ PDCN_HD DeformSampleStencil<Acc> aggregate_stencil(const AggregateGeometry& g, c
                                    weight[g.weight_index(n, p, grp, k)]);
 }
 
-// Adds one sample, over channels [0, nc), to acc: base points at channel 0 of
-// the block in pixel 0 of the group's value plane (the drivers' channel
-// block: the K stencils are computed once per block and shared by its
-// channels, DCNv4's observation).
-template <typename T, typename Acc>
-PDCN_HD void aggregate_accumulate_sample(const DeformSampleStencil<Acc>& st, const T* base,
-                                         int64_t pixel_stride, int nc, Acc* acc) {
-  if (st.mask == Acc(0)) return;
-  for (int i = 0; i < 4; ++i) {
-    const Acc w = st.w[i] * st.mask;
-    if (w == Acc(0)) continue;
-    const T* v = base + static_cast<int64_t>(st.index[i]) * pixel_stride;
-    for (int c = 0; c < nc; ++c) acc[c] += w * cast<Acc>(v[c]);
+// o[0 .. nc) = sum_k over the K samples stencil_of(k) of one (pixel, group),
+// for nc <= CB channels of a block: base points at the block's first channel
+// in pixel 0 of the group's value plane. The drivers' channel block shares the
+// K stencils among its channels (DCNv4's observation).
+PDCN_HD_CALLS_FUNCTOR
+template <int CB, typename T, typename Acc, typename StencilOf>
+PDCN_HD void aggregate_forward_channels(int64_t K, const StencilOf& stencil_of, const T* base,
+                                        int64_t pixel_stride, int nc, T* o) {
+  Acc acc[CB];
+  for (int c = 0; c < CB; ++c) acc[c] = Acc(0);
+  for (int64_t k = 0; k < K; ++k) {
+    const DeformSampleStencil<Acc> st = stencil_of(k);
+    if (st.mask == Acc(0)) continue;
+    for (int i = 0; i < 4; ++i) {
+      const Acc w = st.w[i] * st.mask;
+      if (w == Acc(0)) continue;
+      const T* v = base + static_cast<int64_t>(st.index[i]) * pixel_stride;
+      for (int c = 0; c < nc; ++c) acc[c] += w * cast<Acc>(v[c]);
+    }
   }
+  for (int c = 0; c < nc; ++c) o[c] = cast<T>(acc[c]);
 }
 
 // out[n, p, grp, c0 .. c0+nc) for nc <= CB channels.
@@ -146,16 +156,10 @@ template <int CB, typename T, typename Acc>
 PDCN_HD void aggregate_forward_block(const AggregateGeometry& g, const T* value, const T* offset,
                                      const T* weight, T* out, int64_t n, int64_t p, int64_t grp,
                                      int64_t c0, int nc) {
-  Acc acc[CB];
-  for (int c = 0; c < CB; ++c) acc[c] = Acc(0);
-  const int64_t pixel_stride = g.groups * g.group_channels;
-  const T* base = value + g.value_base(n, 0, grp) + c0;
-  for (int64_t k = 0; k < g.kernel_size(); ++k) {
-    aggregate_accumulate_sample<T, Acc>(aggregate_stencil<Acc>(g, offset, weight, n, p, grp, k), base,
-                                        pixel_stride, nc, acc);
-  }
-  T* o = out + g.out_base(n, p, grp) + c0;
-  for (int c = 0; c < nc; ++c) o[c] = cast<T>(acc[c]);
+  aggregate_forward_channels<CB, T, Acc>(
+      g.kernel_size(), [&](int64_t k) { return aggregate_stencil<Acc>(g, offset, weight, n, p, grp, k); },
+      value + g.value_base(n, 0, grp) + c0, g.groups * g.group_channels, nc,
+      out + g.out_base(n, p, grp) + c0);
 }
 
 // The backward of kernel point k of (n, p, grp) over channels [c0, c0+nc).

@@ -29,8 +29,8 @@ std::vector<AggregateOrigin<Acc>> aggregate_point_origins(const AggregateGeometr
   return points;
 }
 
-// Calls f(std::integral_constant width) with the group width as a constant
-// when it is one of the compiled ones, with 0 (run-time width) otherwise.
+// Calls f(GroupWidth<W>{}) with the group width W as a constant when it is
+// one of the compiled ones, with W = 0 (width at run time) otherwise.
 template <int W>
 struct GroupWidth {
   static constexpr int value = W;
@@ -70,15 +70,9 @@ void deform_aggregate_forward_width(const AggregateGeometry& g, const T* value, 
         for (int64_t c0 = 0; c0 < width; c0 += CB) {
           // W > 0: every block is whole (W <= 32, or a multiple of 32).
           const int nc = W > 0 ? CB : static_cast<int>(std::min<int64_t>(CB, width - c0));
-          const T* base = value + g.value_base(n, 0, grp) + c0;
-          Acc acc[CB];
-          for (int c = 0; c < CB; ++c) acc[c] = Acc(0);
-          for (int64_t k = 0; k < K; ++k) {
-            aggregate_accumulate_sample<T, Acc>(
-                aggregate_stencil_at<Acc>(g, pixel, points[k], off + 2 * k, wt[k]), base,
-                pixel_stride, nc, acc);
-          }
-          for (int c = 0; c < nc; ++c) o[c0 + c] = cast<T>(acc[c]);
+          aggregate_forward_channels<CB, T, Acc>(
+              K, [&](int64_t k) { return aggregate_stencil_at<Acc>(g, pixel, points[k], off + 2 * k, wt[k]); },
+              value + g.value_base(n, 0, grp) + c0, pixel_stride, nc, o + c0);
         }
       }
     }
