@@ -310,6 +310,15 @@ def test_output_groups_run_one_op_call(monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(paddle_dcn.ops, "deform_conv2d", counting)
+    # CPU dygraph: the layer reads its offset branch's output packed (one op call too)
+    import paddle_dcn.layers.deform_conv as deform_conv_module
+    original_packed = deform_conv_module.deform_conv2d_packed
+
+    def counting_packed(*args, **kwargs):
+        calls.append(kwargs.get("groups"))
+        return original_packed(*args, **kwargs)
+
+    monkeypatch.setattr(deform_conv_module, "deform_conv2d_packed", counting_packed)
     layer = DeformConv2D(4, 6, 3, padding=1, groups=2, deformable_groups_over="output")
     y = layer(paddle.randn([1, 4, 5, 5]))
     assert y.shape == [1, 6, 5, 5]

@@ -20,11 +20,28 @@ struct DeformConvGeometry {
   int64_t out_channels, out_h, out_w;
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
   int64_t groups, deformable_groups;
+  // Per-image stride, in elements, of the offset array (and of its
+  // gradient); 0 means the offset tensor's own, 2*dg*K*Ho*Wo. DeformConv2D's
+  // packed offset branch output ([N, 3*dg*K, Ho, Wo], offsets first) is read
+  // in place with 3*dg*K*Ho*Wo.
+  int64_t offset_image_stride = 0;
 
   PDCN_HD int64_t kernel_size() const { return kernel_h * kernel_w; }
   PDCN_HD int64_t out_plane() const { return out_h * out_w; }
   PDCN_HD int64_t in_plane() const { return in_h * in_w; }
   PDCN_HD int64_t channels_per_dgroup() const { return in_channels / deformable_groups; }
+  PDCN_HD int64_t offset_stride() const {
+    return offset_image_stride > 0 ? offset_image_stride
+                                   : 2 * deformable_groups * kernel_size() * out_plane();
+  }
+  // Where the offset pair (y at +0, x at +out_plane) and the mask of (n, dg,
+  // k, p) are.
+  PDCN_HD int64_t offset_index(int64_t n, int64_t dg, int64_t k, int64_t p) const {
+    return n * offset_stride() + (dg * 2 * kernel_size() + 2 * k) * out_plane() + p;
+  }
+  PDCN_HD int64_t mask_index(int64_t n, int64_t dg, int64_t k, int64_t p) const {
+    return ((n * deformable_groups + dg) * kernel_size() + k) * out_plane() + p;
+  }
   // Rows of the column matrix (= C*K) and its size for a chunk of B images.
   PDCN_HD int64_t column_rows() const { return in_channels * kernel_size(); }
   PDCN_HD int64_t column_elements(int64_t chunk) const {
@@ -40,7 +57,7 @@ PDCN_HD void deform_sample_position_at(const DeformConvGeometry& g, const T* off
                                        int64_t dg, int64_t k, int64_t p, int64_t i, int64_t j,
                                        int64_t a, int64_t b, Acc* y, Acc* x) {
   const int64_t hw = g.out_plane();
-  const T* off = offset + ((n * g.deformable_groups + dg) * 2 * g.kernel_size() + 2 * k) * hw + p;
+  const T* off = offset + g.offset_index(n, dg, k, p);
   *y = cast<Acc>(i * g.stride_h - g.pad_h + a * g.dilation_h) + cast<Acc>(off[0]);
   *x = cast<Acc>(j * g.stride_w - g.pad_w + b * g.dilation_w) + cast<Acc>(off[hw]);
 }
@@ -57,8 +74,7 @@ template <typename Acc, typename T>
 PDCN_HD Acc deform_mask_value(const DeformConvGeometry& g, const T* mask, int64_t n, int64_t dg,
                               int64_t k, int64_t p) {
   if (mask == nullptr) return Acc(1);
-  return cast<Acc>(
-      mask[((n * g.deformable_groups + dg) * g.kernel_size() + k) * g.out_plane() + p]);
+  return cast<Acc>(mask[g.mask_index(n, dg, k, p)]);
 }
 
 template <typename Acc, typename T>
@@ -135,12 +151,12 @@ template <typename T, typename Acc>
 PDCN_HD void deform_coord_grad_store(const DeformConvGeometry& g, const DeformSampleStencil<Acc>& st,
                                      Acc gy, Acc gx, Acc gm, T* grad_offset, T* grad_mask,
                                      int64_t n, int64_t dg, int64_t k, int64_t p) {
-  const int64_t hw = g.out_plane(), K = g.kernel_size();
-  T* go = grad_offset + ((n * g.deformable_groups + dg) * 2 * K + 2 * k) * hw + p;
+  const int64_t hw = g.out_plane();
+  T* go = grad_offset + g.offset_index(n, dg, k, p);
   go[0] = cast<T>(gy * st.mask);
   go[hw] = cast<T>(gx * st.mask);
   if (grad_mask != nullptr) {
-    grad_mask[((n * g.deformable_groups + dg) * K + k) * hw + p] = cast<T>(gm);
+    grad_mask[g.mask_index(n, dg, k, p)] = cast<T>(gm);
   }
 }
 

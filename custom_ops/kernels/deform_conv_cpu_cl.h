@@ -26,11 +26,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "deform_conv.h"
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__CUDACC__)
 #define PDCN_CPU_AVX2 1
+#include <immintrin.h>
 #define PDCN_TARGET_AVX2 __attribute__((target("avx2,fma"), noinline))
 #define PDCN_CPU_INLINE __attribute__((always_inline)) inline
 #else
@@ -54,6 +56,57 @@ inline int64_t channels_last_image_elements(const DeformConvGeometry& g) {
   return g.in_channels * g.in_plane();
 }
 
+// One 32 x 32 tile of a transpose, element by element: to[c * rows + r] =
+// from[r * cols + c] for r in [r0, r1), c in [c0, c1).
+template <typename T>
+PDCN_CPU_INLINE void transpose_tile(const T* from, T* to, int64_t rows, int64_t cols, int64_t r0,
+                                    int64_t r1, int64_t c0, int64_t c1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    for (int64_t c = c0; c < c1; ++c) to[c * rows + r] = from[r * cols + c];
+  }
+}
+
+#if PDCN_CPU_AVX2
+// The same tile for float in 8 x 8 register blocks (eight row loads, the
+// unpack/shuffle/permute transpose, eight row stores); the ragged edges go
+// element by element. A pure data movement, so equal to transpose_tile bit
+// for bit. Measured one thread at dcn_r50 res2 (32 images of [16, 576]): about
+// 4x faster than the element loop, which compiles to strided scalar stores.
+PDCN_TARGET_AVX2 inline void transpose_tile_avx2(const float* from, float* to, int64_t rows,
+                                                 int64_t cols, int64_t r0, int64_t r1,
+                                                 int64_t c0, int64_t c1) {
+  const int64_t r8 = r0 + (r1 - r0) / 8 * 8, c8 = c0 + (c1 - c0) / 8 * 8;
+  for (int64_t r = r0; r < r8; r += 8) {
+    for (int64_t c = c0; c < c8; c += 8) {
+      const float* s = from + r * cols + c;
+      __m256 v0 = _mm256_loadu_ps(s), v1 = _mm256_loadu_ps(s + cols);
+      __m256 v2 = _mm256_loadu_ps(s + 2 * cols), v3 = _mm256_loadu_ps(s + 3 * cols);
+      __m256 v4 = _mm256_loadu_ps(s + 4 * cols), v5 = _mm256_loadu_ps(s + 5 * cols);
+      __m256 v6 = _mm256_loadu_ps(s + 6 * cols), v7 = _mm256_loadu_ps(s + 7 * cols);
+      const __m256 t0 = _mm256_unpacklo_ps(v0, v1), t1 = _mm256_unpackhi_ps(v0, v1);
+      const __m256 t2 = _mm256_unpacklo_ps(v2, v3), t3 = _mm256_unpackhi_ps(v2, v3);
+      const __m256 t4 = _mm256_unpacklo_ps(v4, v5), t5 = _mm256_unpackhi_ps(v4, v5);
+      const __m256 t6 = _mm256_unpacklo_ps(v6, v7), t7 = _mm256_unpackhi_ps(v6, v7);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      v0 = _mm256_permute2f128_ps(u0, u4, 0x20), v1 = _mm256_permute2f128_ps(u1, u5, 0x20);
+      v2 = _mm256_permute2f128_ps(u2, u6, 0x20), v3 = _mm256_permute2f128_ps(u3, u7, 0x20);
+      v4 = _mm256_permute2f128_ps(u0, u4, 0x31), v5 = _mm256_permute2f128_ps(u1, u5, 0x31);
+      v6 = _mm256_permute2f128_ps(u2, u6, 0x31), v7 = _mm256_permute2f128_ps(u3, u7, 0x31);
+      float* d = to + c * rows + r;
+      _mm256_storeu_ps(d, v0), _mm256_storeu_ps(d + rows, v1);
+      _mm256_storeu_ps(d + 2 * rows, v2), _mm256_storeu_ps(d + 3 * rows, v3);
+      _mm256_storeu_ps(d + 4 * rows, v4), _mm256_storeu_ps(d + 5 * rows, v5);
+      _mm256_storeu_ps(d + 6 * rows, v6), _mm256_storeu_ps(d + 7 * rows, v7);
+    }
+  }
+  transpose_tile(from, to, rows, cols, r0, r8, c8, c1);  // right edge of the full rows
+  transpose_tile(from, to, rows, cols, r8, r1, c0, c1);  // bottom rows
+}
+#endif
+
 // dst[b] = transpose(src[b]) for `count` row-major [rows, cols] matrices, in
 // 32 x 32 tiles (the channels-last copies below).
 template <typename T>
@@ -67,9 +120,15 @@ void transpose_matrices(const T* src, T* dst, int64_t count, int64_t rows, int64
     T* to = dst + b * rows * cols;
     for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
       const int64_t c1 = std::min(cols, c0 + kTile);
-      for (int64_t r = r0; r < r1; ++r) {
-        for (int64_t c = c0; c < c1; ++c) to[c * rows + r] = from[r * cols + c];
+#if PDCN_CPU_AVX2
+      if constexpr (std::is_same<T, float>::value) {
+        if (cpu_has_avx2_fma()) {
+          transpose_tile_avx2(from, to, rows, cols, r0, r1, c0, c1);
+          continue;
+        }
       }
+#endif
+      transpose_tile(from, to, rows, cols, r0, r1, c0, c1);
     }
   });
 }

@@ -17,6 +17,7 @@
 #include "../kernels/deform_conv_cpu.h"
 #include "../kernels/conv_cpu_cl.h"
 #include "../kernels/deform_conv_cpu_cl.h"
+#include "../kernels/mask_logits.h"
 #include "host_sgemm.h"
 #include "plain_layout.h"
 #include "op_common.h"
@@ -453,23 +454,94 @@ struct PlainInputs {
         weight(pdcn::plain_layout(weight_in)) {}
 };
 
+// The packed form of pdcn_deform_conv2d_packed: offsets and mask logits in one
+// [N, 3*dg*K, Ho, Wo] tensor (DeformConv2D's offset branch output, offsets in
+// channels [0, 2*dg*K), logits after), the mask mask_scale * sigmoid(logit).
+struct Packing {
+  bool packed = false;
+  double mask_scale = 0;
+};
+
+// Checks a packed offset/mask tensor's shape and sets the geometry's offset
+// stride to read its offsets in place.
+void apply_packing(DeformConvGeometry* g, const std::vector<int64_t>& packed_shape,
+                   const Packing& packing) {
+  const int64_t points = g->deformable_groups * g->kernel_size();
+  const std::vector<int64_t> want = {g->batch, 3 * points, g->out_h, g->out_w};
+  PD_CHECK(packed_shape == want, kOp, ": offset_mask must be ", shape_str(want),
+           " [N, 3*deformable_groups*kh*kw, Ho, Wo], got ", shape_str(packed_shape));
+  PD_CHECK(packing.mask_scale > 0, kOp, ": mask_scale must be positive, got ",
+           packing.mask_scale);
+  g->offset_image_stride = 3 * points * g->out_plane();
+}
+
+// Element offset of the mask logits (channel 2*dg*K of image 0) in a packed
+// tensor, and the elements of one image's mask.
+int64_t packed_logits_start(const DeformConvGeometry& g) {
+  return 2 * g.deformable_groups * g.kernel_size() * g.out_plane();
+}
+int64_t mask_elements(const DeformConvGeometry& g) {
+  return g.deformable_groups * g.kernel_size() * g.out_plane();
+}
+
+// The mask [N, dg*K, Ho, Wo] = scale * sigmoid(the packed tensor's logits).
+paddle::Tensor packed_mask(const paddle::Tensor& packed, const DeformConvGeometry& g,
+                           double scale) {
+  paddle::Tensor mask = paddle::empty({g.batch, g.deformable_groups * g.kernel_size(), g.out_h,
+                                       g.out_w}, packed.dtype(), packed.place());
+  if (packed.dtype() == paddle::DataType::FLOAT64) {
+    pdcn::cpu::masks_from_packed_logits(packed.data<double>() + packed_logits_start(g),
+                                        mask.data<double>(), g.batch, g.offset_stride(),
+                                        mask_elements(g), scale);
+  } else {
+    pdcn::cpu::masks_from_packed_logits(packed.data<float>() + packed_logits_start(g),
+                                        mask.data<float>(), g.batch, g.offset_stride(),
+                                        mask_elements(g), static_cast<float>(scale));
+  }
+  return mask;
+}
+
+// The packed gradient's logit channels from the mask gradient and the mask.
+void packed_logit_gradient(const paddle::Tensor& grad_mask, const paddle::Tensor& mask,
+                           paddle::Tensor* grad_packed, const DeformConvGeometry& g,
+                           double scale) {
+  if (grad_mask.dtype() == paddle::DataType::FLOAT64) {
+    pdcn::cpu::packed_logit_grads(grad_mask.data<double>(), mask.data<double>(),
+                                  grad_packed->data<double>() + packed_logits_start(g), g.batch,
+                                  g.offset_stride(), mask_elements(g), scale);
+  } else {
+    pdcn::cpu::packed_logit_grads(grad_mask.data<float>(), mask.data<float>(),
+                                  grad_packed->data<float>() + packed_logits_start(g), g.batch,
+                                  g.offset_stride(), mask_elements(g), static_cast<float>(scale));
+  }
+}
+
 // offset_in null: the plain convolution of pdcn_conv2d (CPU, no mask).
+// packing.packed: offset_in is the packed offset/mask tensor, mask_in null.
 std::vector<paddle::Tensor> forward(const paddle::Tensor& x_in, const paddle::Tensor* offset_in,
                                     const paddle::Tensor* mask_in,
                                     const paddle::Tensor& weight_in, const ConvAttrs& attrs,
-                                    int64_t workspace_bytes, bool deterministic) {
+                                    int64_t workspace_bytes, bool deterministic,
+                                    const Packing& packing = Packing()) {
   const PlainInputs in(x_in, offset_in, mask_in, weight_in);
   const paddle::Tensor &x = in.x, &weight = in.weight;
   const paddle::Tensor* offset = offset_in ? &in.offset : nullptr;
   const paddle::Tensor* mask = mask_in ? &in.mask : nullptr;
-  const DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
+  DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
   const std::vector<int64_t> mask_shape = mask ? mask->shape() : std::vector<int64_t>{};
-  if (offset) check_offset_mask(g, offset->shape(), mask ? &mask_shape : nullptr);
+  if (packing.packed) {
+    apply_packing(&g, offset->shape(), packing);
+  } else if (offset) {
+    check_offset_mask(g, offset->shape(), mask ? &mask_shape : nullptr);
+  }
   pdcn::check_same_place(kOp, {{"x", &x}, {"offset", offset}, {"mask", mask}, {"weight", &weight}});
   pdcn::check_same_dtype(kOp, {{"x", &x}, {"offset", offset}, {"mask", mask}, {"weight", &weight}});
 #if defined(PADDLE_WITH_CUDA)
   const pdcn::DeviceScope device(x, kOp);
 #endif
+  const paddle::Tensor mask_values =
+      packing.packed ? packed_mask(*offset, g, packing.mask_scale) : paddle::Tensor();
+  const void* mask_data = packing.packed ? mask_values.data() : optional_data(mask);
   paddle::Tensor out = paddle::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype(), x.place());
   if (g.batch == 0) return {out};
   auto kernels = make_kernels(x, deterministic, offset == nullptr);
@@ -485,7 +557,7 @@ std::vector<paddle::Tensor> forward(const paddle::Tensor& x_in, const paddle::Te
   const paddle::Tensor w3 = gemm_weight(weight, g, pixel_major);
   for (int64_t n0 = 0; n0 < g.batch; n0 += chunk) {
     const int64_t b = std::min(chunk, g.batch - n0);
-    kernels->prepare_chunk(g, x.data(), optional_data(offset), optional_data(mask), n0, b);
+    kernels->prepare_chunk(g, x.data(), optional_data(offset), mask_data, n0, b);
     kernels->im2col(g, x.data(), columns.data(), n0, b);
     paddle::Tensor result = view(results, {G, g.out_channels / G, b * hw});
     // result = w3 @ columns ([G, rows, b*hw], or its transpose when pixel-major)
@@ -497,21 +569,27 @@ std::vector<paddle::Tensor> forward(const paddle::Tensor& x_in, const paddle::Te
   return {out};
 }
 
-// Returns {grad_x, grad_offset, grad_mask (if mask), grad_weight}.
+// Returns {grad_x, grad_offset, grad_mask (if mask), grad_weight}; packed:
+// {grad_x, grad_offset_mask, grad_weight}.
 // offset_in null: the plain convolution of pdcn_conv2d (CPU, no mask).
 std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::Tensor* offset_in,
                                      const paddle::Tensor* mask_in,
                                      const paddle::Tensor& weight_in,
                                      const paddle::Tensor& grad_out_in, const ConvAttrs& attrs,
-                                     int64_t workspace_bytes, bool deterministic) {
+                                     int64_t workspace_bytes, bool deterministic,
+                                     const Packing& packing = Packing()) {
   const PlainInputs in(x_in, offset_in, mask_in, weight_in);
   const paddle::Tensor &x = in.x, &weight = in.weight;
   const paddle::Tensor* offset = offset_in ? &in.offset : nullptr;
   const paddle::Tensor* mask = mask_in ? &in.mask : nullptr;
   const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
-  const DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
+  DeformConvGeometry g = make_geometry(x.shape(), weight.shape(), attrs);
   const std::vector<int64_t> mask_shape = mask ? mask->shape() : std::vector<int64_t>{};
-  if (offset) check_offset_mask(g, offset->shape(), mask ? &mask_shape : nullptr);
+  if (packing.packed) {
+    apply_packing(&g, offset->shape(), packing);
+  } else if (offset) {
+    check_offset_mask(g, offset->shape(), mask ? &mask_shape : nullptr);
+  }
   pdcn::check_same_place(kOp, {{"x", &x}, {"offset", offset}, {"mask", mask},
                                {"weight", &weight}, {"grad_out", &grad_out}});
   pdcn::check_same_dtype(kOp, {{"x", &x}, {"offset", offset}, {"mask", mask},
@@ -527,6 +605,12 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
   if (offset) grad_offset = paddle::empty(offset->shape(), offset->dtype(), offset->place());
   paddle::Tensor grad_mask;
   if (mask) grad_mask = paddle::empty(mask->shape(), mask->dtype(), mask->place());
+  // packed: the mask from the logits, and its gradient before the logits'
+  const paddle::Tensor mask_values =
+      packing.packed ? packed_mask(*offset, g, packing.mask_scale) : paddle::Tensor();
+  if (packing.packed) grad_mask = paddle::empty(mask_values.shape(), x.dtype(), x.place());
+  const void* mask_data = packing.packed ? mask_values.data() : optional_data(mask);
+  void* grad_mask_data = grad_mask.initialized() ? grad_mask.data() : nullptr;
   const int64_t G = g.groups, rows_per_group = g.column_rows() / G, hw = g.out_plane();
   const int64_t out_per_group = g.out_channels / G;
   paddle::Tensor grad_w3;
@@ -554,7 +638,7 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
     }
     for (int64_t n0 = 0; n0 < g.batch; n0 += chunk) {
       const int64_t b = std::min(chunk, g.batch - n0);
-      kernels->prepare_chunk(g, x.data(), optional_data(offset), optional_data(mask), n0, b);
+      kernels->prepare_chunk(g, x.data(), optional_data(offset), mask_data, n0, b);
       // Kernels whose backward sweep writes the columns itself need no im2col
       // here; the weight gradient then follows the sweep.
       const bool sweep_writes_columns = kernels->backward_writes_columns(g);
@@ -583,8 +667,8 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
                       : grouped_matmul(w3, true, gout, false,
                                        view(grad_columns_buffer, cols_shape), false, *kernels);
       kernels->backward_columns(g, grad_columns.data(), x.data(), columns.data(), grad_x.data(),
-                                offset ? grad_offset.data() : nullptr,
-                                mask ? grad_mask.data() : nullptr, n0, b);
+                                offset ? grad_offset.data() : nullptr, grad_mask_data, n0,
+                                b);
       if (sweep_writes_columns) weight_gradient();
     }
     if (grad_w_acc.initialized()) {
@@ -592,6 +676,10 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
     }
   }
   paddle::Tensor grad_weight = weight_from_gemm(grad_w3, g, weight.shape(), pixel_major);
+  if (packing.packed) {
+    packed_logit_gradient(grad_mask, mask_values, &grad_offset, g, packing.mask_scale);
+    return {grad_x, grad_offset, grad_weight};
+  }
   if (!offset) return {grad_x, grad_weight};
   if (mask) return {grad_x, grad_offset, grad_mask, grad_weight};
   return {grad_x, grad_offset, grad_weight};
@@ -686,6 +774,51 @@ std::vector<paddle::DataType> ModulatedDeformConvInferDtype(const paddle::DataTy
   return {x_dtype};
 }
 
+// ---- v2 on the offset branch's packed output (CPU) -------------------------
+// DeformConv2D's CPU dygraph path: the op reads the offset conv's output
+// [N, 3*dg*K, Ho, Wo] in place (offsets, then mask logits) and applies
+// mask_scale * sigmoid to the logits itself, so the layer needs no split, no
+// sigmoid and no concat of gradients around the op. The kernels are the
+// modulated op's; only the geometry's strides and mask activation differ
+// (deform_conv.h). CPU only: on GPU the layer keeps the separate tensors.
+
+void check_packed_on_cpu(const paddle::Tensor& x) {
+  PD_CHECK(x.is_cpu(), kOp, ": pdcn_deform_conv2d_packed runs on the CPU only (the layer "
+                            "takes the separate offset and mask on GPU)");
+}
+
+std::vector<paddle::Tensor> PackedDeformConvForward(
+    const paddle::Tensor& x, const paddle::Tensor& offset_mask, const paddle::Tensor& weight,
+    const std::vector<int>& strides, const std::vector<int>& paddings,
+    const std::vector<int>& dilations, int groups, int deformable_groups, float mask_scale,
+    int64_t workspace_bytes, bool deterministic) {
+  check_packed_on_cpu(x);
+  return forward(x, &offset_mask, nullptr, weight,
+                 attrs_of(strides, paddings, dilations, groups, deformable_groups),
+                 workspace_bytes, deterministic, Packing{true, mask_scale});
+}
+
+std::vector<paddle::Tensor> PackedDeformConvBackward(
+    const paddle::Tensor& x, const paddle::Tensor& offset_mask, const paddle::Tensor& weight,
+    const paddle::Tensor& grad_out, const std::vector<int>& strides,
+    const std::vector<int>& paddings, const std::vector<int>& dilations, int groups,
+    int deformable_groups, float mask_scale, int64_t workspace_bytes, bool deterministic) {
+  check_packed_on_cpu(x);
+  return backward(x, &offset_mask, nullptr, weight, grad_out,
+                  attrs_of(strides, paddings, dilations, groups, deformable_groups),
+                  workspace_bytes, deterministic, Packing{true, mask_scale});
+}
+
+std::vector<std::vector<int64_t>> PackedDeformConvInferShape(
+    const std::vector<int64_t>& x_shape, const std::vector<int64_t>& offset_mask_shape,
+    const std::vector<int64_t>& weight_shape, const std::vector<int>& strides,
+    const std::vector<int>& paddings, const std::vector<int>& dilations, int groups,
+    int deformable_groups, float, int64_t workspace_bytes, bool deterministic) {
+  return DeformConvInferShape(x_shape, offset_mask_shape, weight_shape, strides, paddings,
+                              dilations, groups, deformable_groups, workspace_bytes,
+                              deterministic);
+}
+
 // ---- plain convolution (CPU): the offset/mask branch of DeformConv2D --------
 
 // dst[n, c] = src[n, c] + bias[c] over each [batch, channels, plane] plane
@@ -702,17 +835,27 @@ void add_bias(const T* src, T* dst, const T* bias, int64_t batch, int64_t channe
 }
 
 // grad_bias[c] = the sum of grad_out[n, c] over n and the plane, in a fixed
-// order (planes in acc_t, then images in order).
+// order: each plane in kLanes interleaved partial sums (element p goes to
+// lane p % kLanes; independent chains, so the loop vectorises), the lanes
+// added in order, then the images in order (acc_t throughout). The order
+// depends on the shape only, never on the thread count.
 template <typename T>
 void bias_gradient(const T* grad_out, T* grad_bias, int64_t batch, int64_t channels,
                    int64_t plane) {
   using Acc = pdcn::acc_t<T>;
+  constexpr int64_t kLanes = 16;
   pdcn::cpu_parallel_for(channels, [&](int64_t c) {
     Acc total = Acc(0);
     for (int64_t n = 0; n < batch; ++n) {
       const T* in = grad_out + (n * channels + c) * plane;
+      Acc lanes[kLanes] = {};
+      int64_t p = 0;
+      for (; p + kLanes <= plane; p += kLanes) {
+        for (int64_t l = 0; l < kLanes; ++l) lanes[l] += static_cast<Acc>(in[p + l]);
+      }
+      for (int64_t l = 0; p < plane; ++p, ++l) lanes[l] += static_cast<Acc>(in[p]);
       Acc sum = Acc(0);
-      for (int64_t p = 0; p < plane; ++p) sum += static_cast<Acc>(in[p]);
+      for (int64_t l = 0; l < kLanes; ++l) sum += lanes[l];
       total += sum;
     }
     grad_bias[c] = static_cast<T>(total);
@@ -929,6 +1072,25 @@ PD_BUILD_GRAD_OP(pdcn_modulated_deform_conv2d)
               paddle::Grad("Weight")})
     .Attrs(PDCN_CONV_ATTRS)
     .SetKernelFn(PD_KERNEL(ModulatedDeformConvBackward));
+
+// v2 reading DeformConv2D's packed offset/mask logits (CPU dygraph).
+PD_BUILD_OP(pdcn_deform_conv2d_packed)
+    .Inputs({"X", "OffsetMask", "Weight"})
+    .Outputs({"Out"})
+    .Attrs({"strides: std::vector<int>", "paddings: std::vector<int>",
+            "dilations: std::vector<int>", "groups: int", "deformable_groups: int",
+            "mask_scale: float", "workspace_bytes: int64_t", "deterministic: bool"})
+    .SetKernelFn(PD_KERNEL(PackedDeformConvForward))
+    .SetInferShapeFn(PD_INFER_SHAPE(PackedDeformConvInferShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(DeformConvInferDtype));
+
+PD_BUILD_GRAD_OP(pdcn_deform_conv2d_packed)
+    .Inputs({"X", "OffsetMask", "Weight", paddle::Grad("Out")})
+    .Outputs({paddle::Grad("X"), paddle::Grad("OffsetMask"), paddle::Grad("Weight")})
+    .Attrs({"strides: std::vector<int>", "paddings: std::vector<int>",
+            "dilations: std::vector<int>", "groups: int", "deformable_groups: int",
+            "mask_scale: float", "workspace_bytes: int64_t", "deterministic: bool"})
+    .SetKernelFn(PD_KERNEL(PackedDeformConvBackward));
 
 #define PDCN_PLAIN_CONV_ATTRS                                                        \
   {"strides: std::vector<int>", "paddings: std::vector<int>",                        \

@@ -10,6 +10,8 @@ from paddle.nn.initializer import Constant, Normal
 from .. import ops
 from ..ops import _checks
 from . import _args, _offset_bound, _output_groups
+from ..ops.channel_bias import in_cpu_dygraph
+from ..ops.deform_conv_packed import deform_conv2d_packed
 from ._offset_conv import OffsetConv2D
 from ._versioning import VersionedLayer
 
@@ -234,6 +236,8 @@ class DeformConv2D(VersionedLayer):
         if offset is None:
             if mask is not None:
                 raise ValueError("mask was given without offset: pass both or neither")
+            if self._takes_packed_path(x):
+                return self._forward_packed(x)
             offset, mask = self.predict_offsets(x)
         elif self.modulated and mask is None:
             raise ValueError(
@@ -245,6 +249,22 @@ class DeformConv2D(VersionedLayer):
         if self.deformable_groups_over == "output":
             x = _output_groups.repeat_groups(self._repeat_args, x)
         return _args.run_op(ops.deform_conv2d, self._op_args, x, offset, self.weight, bias=self.bias, mask=mask)
+
+    def _takes_packed_path(self, x: paddle.Tensor) -> bool:
+        """Whether the offset branch's output may go to the op packed (CPU dygraph, v2,
+        unbounded offsets): ``ops.deform_conv2d_packed`` reads the offsets and mask logits
+        in place and applies the sigmoid itself, the same numbers as predict_offsets +
+        deform_conv2d without the split, sigmoid and gradient concat between them."""
+        return (self.modulated and self.offset_bound is None and self.conv_offset is not None
+                and in_cpu_dygraph(x))
+
+    def _forward_packed(self, x: paddle.Tensor) -> paddle.Tensor:
+        offset_mask = self.conv_offset(x)
+        if self.deformable_groups_over == "output":
+            x = _output_groups.repeat_groups(self._repeat_args, x)
+        args = _args.OpArgs(**self._op_args.__dict__, mask_scale=2.0 * self.mask_init)
+        return _args.run_op(deform_conv2d_packed, args, x, offset_mask, self.weight,
+                            bias=self.bias)
 
     def extra_repr(self) -> str:
         text = (
