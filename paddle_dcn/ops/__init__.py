@@ -6,6 +6,7 @@ This package is the only code that knows the compiled op library exists
 from ._library import OpLibraryNotBuiltError, library_path, load_library
 from .deform_aggregate import deform_aggregate, deform_aggregate_fused
 from .deform_conv import deform_conv2d
+from .deform_conv_packed import deform_conv2d_packed
 from .deform_roi_pool import deform_psroi_pool, deform_roi_pool
 from .deform_sample import deform_sample2d
 from .workspace import (
@@ -21,6 +22,7 @@ __all__ = [
     "deform_aggregate",
     "deform_aggregate_fused",
     "deform_conv2d",
+    "deform_conv2d_packed",
     "deform_psroi_pool",
     "deform_roi_pool",
     "deform_sample2d",
