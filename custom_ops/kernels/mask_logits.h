@@ -7,10 +7,11 @@
 //
 // Per element: mask_from_logit and logit_grad (PDCN_HD). CPU loops below,
 // over one image's P*Ho*Wo logits at a time, compiled for AVX2 + FMA where
-// the CPU has them: float's exponential is a polynomial (exp_f32) that the
-// compiler vectorises; libm's scalar expf, called once per sample inside the
-// sampling loops, measured about 1.3 ms per res2 layer forward+backward
-// (32x16x24x24, one thread), as much as the split and sigmoid it replaces.
+// the CPU has them: float's exponential is a polynomial (exp_f32, eight lanes
+// at a time as intrinsics in exp_f32_avx2); libm's scalar expf, called once per
+// sample inside the sampling loops, measured about 1.3 ms per res2 layer
+// forward+backward (32x16x24x24, one thread), as much as the split and
+// sigmoid it replaces.
 #pragma once
 
 #include <cstring>
@@ -22,7 +23,6 @@ namespace pdcn {
 
 // e^x in float: 2^n * e^r with n = round(x / ln 2), |r| <= ln(2) / 2 and
 // Cephes' degree-6 polynomial for e^r (relative error about 1e-7, 1-2 ulp).
-// Pure arithmetic, so that a loop of it vectorises.
 // x is clamped to [-87.3, 88.3] (so 2^n stays a normal float: e^x of a
 // larger |x| is 0 or inf in a sigmoid anyway); NaN stays NaN.
 PDCN_HD float exp_f32(float x) {

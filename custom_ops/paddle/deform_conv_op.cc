@@ -779,8 +779,10 @@ std::vector<paddle::DataType> ModulatedDeformConvInferDtype(const paddle::DataTy
 // [N, 3*dg*K, Ho, Wo] in place (offsets, then mask logits) and applies
 // mask_scale * sigmoid to the logits itself, so the layer needs no split, no
 // sigmoid and no concat of gradients around the op. The kernels are the
-// modulated op's; only the geometry's strides and mask activation differ
-// (deform_conv.h). CPU only: on GPU the layer keeps the separate tensors.
+// modulated op's, reading the offsets through the geometry's
+// offset_image_stride (deform_conv.h); the mask and the logit gradient are a
+// pass each here (mask_logits.h). CPU only: on GPU the layer keeps the
+// separate tensors.
 
 void check_packed_on_cpu(const paddle::Tensor& x) {
   PD_CHECK(x.is_cpu(), kOp, ": pdcn_deform_conv2d_packed runs on the CPU only (the layer "
@@ -1074,12 +1076,15 @@ PD_BUILD_GRAD_OP(pdcn_modulated_deform_conv2d)
     .SetKernelFn(PD_KERNEL(ModulatedDeformConvBackward));
 
 // v2 reading DeformConv2D's packed offset/mask logits (CPU dygraph).
+#define PDCN_PACKED_CONV_ATTRS                                                       \
+  {"strides: std::vector<int>", "paddings: std::vector<int>",                        \
+   "dilations: std::vector<int>", "groups: int", "deformable_groups: int",           \
+   "mask_scale: float", "workspace_bytes: int64_t", "deterministic: bool"}
+
 PD_BUILD_OP(pdcn_deform_conv2d_packed)
     .Inputs({"X", "OffsetMask", "Weight"})
     .Outputs({"Out"})
-    .Attrs({"strides: std::vector<int>", "paddings: std::vector<int>",
-            "dilations: std::vector<int>", "groups: int", "deformable_groups: int",
-            "mask_scale: float", "workspace_bytes: int64_t", "deterministic: bool"})
+    .Attrs(PDCN_PACKED_CONV_ATTRS)
     .SetKernelFn(PD_KERNEL(PackedDeformConvForward))
     .SetInferShapeFn(PD_INFER_SHAPE(PackedDeformConvInferShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(DeformConvInferDtype));
@@ -1087,9 +1092,7 @@ PD_BUILD_OP(pdcn_deform_conv2d_packed)
 PD_BUILD_GRAD_OP(pdcn_deform_conv2d_packed)
     .Inputs({"X", "OffsetMask", "Weight", paddle::Grad("Out")})
     .Outputs({paddle::Grad("X"), paddle::Grad("OffsetMask"), paddle::Grad("Weight")})
-    .Attrs({"strides: std::vector<int>", "paddings: std::vector<int>",
-            "dilations: std::vector<int>", "groups: int", "deformable_groups: int",
-            "mask_scale: float", "workspace_bytes: int64_t", "deterministic: bool"})
+    .Attrs(PDCN_PACKED_CONV_ATTRS)
     .SetKernelFn(PD_KERNEL(PackedDeformConvBackward));
 
 #define PDCN_PLAIN_CONV_ATTRS                                                        \

@@ -174,3 +174,11 @@ def expect_same_place(ref_name: str, reference, **named) -> None:
                 f"paddle_dcn ops need all tensor inputs on one device (use .to() or "
                 f"paddle.to_tensor(..., place=...) to move them)"
             )
+
+
+def expect_cpu_float(x, op_name: str) -> None:
+    """Raises unless ``x`` is a CPU tensor in float32 or float64 (the CPU-only ops)."""
+    if not x.place.is_cpu_place():
+        raise ValueError(f"x must be on the CPU ({op_name} is a CPU op), got {x.place}")
+    if x.dtype not in CPU_DTYPES:
+        raise ValueError(f"x has dtype {x.dtype}; {op_name} supports float32 and float64")

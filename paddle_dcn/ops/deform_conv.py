@@ -1,7 +1,7 @@
 """Deformable convolution v1/v2, a drop-in for ``paddle.vision.ops.deform_conv2d``."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import paddle
 from paddle.jit.marker import unified
@@ -9,6 +9,55 @@ from paddle.jit.marker import unified
 from . import _checks, workspace
 from .channel_bias import add_channel_bias
 from ._library import load_library, run_op
+
+
+class ConvArgs(NamedTuple):
+    """The checked non-tensor arguments and derived sizes of a deformable conv call."""
+    strides: list
+    paddings: list
+    dilations: list
+    groups: int
+    deformable_groups: int
+    n: int
+    c_out: int
+    out_h: int
+    out_w: int
+    points: int  # deformable_groups * kh * kw
+
+
+@unified  # plain Python over shapes, as deform_conv2d
+def check_conv_args(x, weight, stride, padding, dilation, groups: int,
+                    deformable_groups: int) -> ConvArgs:
+    """Checks x ``[N, C_in, H, W]``, weight ``[C_out, C_in/groups, kh, kw]`` and the conv
+    arguments of ``deform_conv2d`` and its packed form (ValueError naming the argument)."""
+    strides = _checks.pair(stride, "stride", 1)
+    paddings = _checks.pair(padding, "padding", 0)
+    dilations = _checks.pair(dilation, "dilation", 1)
+    groups = _checks.positive_int(groups, "groups")
+    deformable_groups = _checks.positive_int(deformable_groups, "deformable_groups")
+
+    x_shape = _checks.shape_of(x, "x")
+    _checks.expect_rank("x", x_shape, 4, "[N, C_in, H, W]")
+    w_shape = _checks.shape_of(weight, "weight")
+    _checks.expect_rank("weight", w_shape, 4, "[C_out, C_in/groups, kh, kw]")
+    n, c_in, h, w = x_shape
+    c_out, _, kh, kw = w_shape
+    if c_in >= 0 and c_in % groups:
+        raise ValueError(f"x channels (C_in={c_in}) must be divisible by groups={groups}")
+    if c_out % groups:
+        raise ValueError(f"weight.shape[0] (C_out={c_out}) must be divisible by groups={groups}")
+    if c_in >= 0 and c_in % deformable_groups:
+        raise ValueError(
+            f"x channels (C_in={c_in}) must be divisible by deformable_groups={deformable_groups}"
+        )
+    if c_in >= 0:
+        _checks.expect_shape(
+            "weight", w_shape, [c_out, c_in // groups, kh, kw], "[C_out, C_in/groups, kh, kw]"
+        )
+    out_h, out_w = _checks.conv_out_hw("x", h, w, [kh, kw], strides, paddings, dilations)
+    points = deformable_groups * kh * kw
+    return ConvArgs(strides, paddings, dilations, groups, deformable_groups, n, c_out, out_h,
+                    out_w, points)
 
 
 @unified  # plain Python over shapes: runs as-is in dygraph and under to_static
@@ -48,32 +97,8 @@ def deform_conv2d(
 
     A sample at ``y <= -1 or y >= H or x <= -1 or x >= W`` (also NaN/Inf) is zero.
     """
-    strides = _checks.pair(stride, "stride", 1)
-    paddings = _checks.pair(padding, "padding", 0)
-    dilations = _checks.pair(dilation, "dilation", 1)
-    groups = _checks.positive_int(groups, "groups")
-    deformable_groups = _checks.positive_int(deformable_groups, "deformable_groups")
-
-    x_shape = _checks.shape_of(x, "x")
-    _checks.expect_rank("x", x_shape, 4, "[N, C_in, H, W]")
-    w_shape = _checks.shape_of(weight, "weight")
-    _checks.expect_rank("weight", w_shape, 4, "[C_out, C_in/groups, kh, kw]")
-    n, c_in, h, w = x_shape
-    c_out, _, kh, kw = w_shape
-    if c_in >= 0 and c_in % groups:
-        raise ValueError(f"x channels (C_in={c_in}) must be divisible by groups={groups}")
-    if c_out % groups:
-        raise ValueError(f"weight.shape[0] (C_out={c_out}) must be divisible by groups={groups}")
-    if c_in >= 0 and c_in % deformable_groups:
-        raise ValueError(
-            f"x channels (C_in={c_in}) must be divisible by deformable_groups={deformable_groups}"
-        )
-    if c_in >= 0:
-        _checks.expect_shape(
-            "weight", w_shape, [c_out, c_in // groups, kh, kw], "[C_out, C_in/groups, kh, kw]"
-        )
-    out_h, out_w = _checks.conv_out_hw("x", h, w, [kh, kw], strides, paddings, dilations)
-    points = deformable_groups * kh * kw
+    (strides, paddings, dilations, groups, deformable_groups, n, c_out, out_h, out_w,
+     points) = check_conv_args(x, weight, stride, padding, dilation, groups, deformable_groups)
     _checks.expect_shape(
         "offset", _checks.shape_of(offset, "offset"), [n, 2 * points, out_h, out_w],
         "[N, 2*deformable_groups*kh*kw, H_out, W_out]",

@@ -21,6 +21,7 @@ import paddle
 from . import _checks, workspace
 from ._library import load_library, run_op
 from .channel_bias import add_channel_bias
+from .deform_conv import check_conv_args
 
 
 def deform_conv2d_packed(
@@ -52,35 +53,13 @@ def deform_conv2d_packed(
     Returns:
         ``[N, C_out, H_out, W_out]``.
     """
-    strides = _checks.pair(stride, "stride", 1)
-    paddings = _checks.pair(padding, "padding", 0)
-    dilations = _checks.pair(dilation, "dilation", 1)
-    groups = _checks.positive_int(groups, "groups")
-    deformable_groups = _checks.positive_int(deformable_groups, "deformable_groups")
     mask_scale = _checks.positive_number(mask_scale, "mask_scale")
-    x_shape = _checks.shape_of(x, "x")
-    _checks.expect_rank("x", x_shape, 4, "[N, C_in, H, W]")
-    w_shape = _checks.shape_of(weight, "weight")
-    _checks.expect_rank("weight", w_shape, 4, "[C_out, C_in/groups, kh, kw]")
-    n, c_in, h, w = x_shape
-    c_out, _, kh, kw = w_shape
-    if c_in % groups or c_out % groups:
-        raise ValueError(
-            f"C_in={c_in} and C_out={c_out} must be divisible by groups={groups}")
-    if c_in % deformable_groups:
-        raise ValueError(
-            f"x channels (C_in={c_in}) must be divisible by deformable_groups={deformable_groups}")
-    _checks.expect_shape("weight", w_shape, [c_out, c_in // groups, kh, kw],
-                         "[C_out, C_in/groups, kh, kw]")
-    out_h, out_w = _checks.conv_out_hw("x", h, w, [kh, kw], strides, paddings, dilations)
-    points = deformable_groups * kh * kw
+    (strides, paddings, dilations, groups, deformable_groups, n, c_out, out_h, out_w,
+     points) = check_conv_args(x, weight, stride, padding, dilation, groups, deformable_groups)
     _checks.expect_shape("offset_mask", _checks.shape_of(offset_mask, "offset_mask"),
                          [n, 3 * points, out_h, out_w],
                          "[N, 3*deformable_groups*kh*kw, H_out, W_out]")
-    if not x.place.is_cpu_place():
-        raise ValueError(f"x must be on the CPU (deform_conv2d_packed is a CPU op), got {x.place}")
-    if x.dtype not in _checks.CPU_DTYPES:
-        raise ValueError(f"x has dtype {x.dtype}; deform_conv2d_packed supports float32 and float64")
+    _checks.expect_cpu_float(x, "deform_conv2d_packed")
     for arg_name, tensor in (("offset_mask", offset_mask), ("weight", weight), ("bias", bias)):
         if tensor is not None:
             _checks.expect_dtype(arg_name, tensor, x, "x")

@@ -50,10 +50,7 @@ def conv2d_cpu(
     c_out, _, kh, kw = w_shape
     _checks.expect_shape("weight", w_shape, [c_out, c_in, kh, kw], "[C_out, C_in, kh, kw]")
     _checks.conv_out_hw("x", h, w, [kh, kw], strides, paddings, dilations)
-    if not x.place.is_cpu_place():
-        raise ValueError(f"x must be on the CPU (conv2d_cpu is the CPU path), got {x.place}")
-    if x.dtype not in _checks.CPU_DTYPES:
-        raise ValueError(f"x has dtype {x.dtype}; conv2d_cpu supports float32 and float64")
+    _checks.expect_cpu_float(x, "conv2d_cpu")
     _checks.expect_dtype("weight", weight, x, "x")
     if bias is None:
         bias = paddle.zeros([c_out], dtype=x.dtype)
