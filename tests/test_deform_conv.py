@@ -58,6 +58,13 @@ CONFIGS = [
     (2, 4, 10, 10, 8, (1, 1), 1, 0, 1, 1, 4),
     (2, 2, 6, 7, 4, (5, 3), 1, 2, (1, 2), 1, 2),
     (5, 3, 5, 5, 3, (3, 3), 1, 1, 1, 1, 1),
+    # the CPU sweep's eight-lane runs: 16 channels per deformable group (a compiled width),
+    # 12 and 20 (run-time widths: whole blocks of eight and a tail), and conv groups that
+    # split a deformable group into two runs of 8
+    (2, 16, 7, 6, 8, (3, 3), 1, 1, 1, 1, 1),
+    (1, 24, 6, 7, 6, (3, 3), 1, 1, 1, 1, 2),
+    (1, 40, 5, 6, 4, (3, 3), 2, 1, 1, 1, 2),
+    (1, 16, 6, 6, 8, (3, 3), 1, 1, 1, 2, 1),
 ]
 
 

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu_group_width.h"
 #include "deform_aggregate.h"
 
 namespace pdcn {
@@ -27,25 +28,6 @@ std::vector<AggregateOrigin<Acc>> aggregate_point_origins(const AggregateGeometr
   std::vector<AggregateOrigin<Acc>> points(static_cast<size_t>(g.kernel_size()));
   for (int64_t k = 0; k < g.kernel_size(); ++k) points[k] = aggregate_point_origin<Acc>(g, k);
   return points;
-}
-
-// Calls f(GroupWidth<W>{}) with the group width W as a constant when it is
-// one of the compiled ones, with W = 0 (width at run time) otherwise.
-template <int W>
-struct GroupWidth {
-  static constexpr int value = W;
-};
-template <typename F>
-void dispatch_group_width(int64_t group_channels, const F& f) {
-  switch (group_channels) {
-    case 2: return f(GroupWidth<2>{});
-    case 4: return f(GroupWidth<4>{});
-    case 8: return f(GroupWidth<8>{});
-    case 16: return f(GroupWidth<16>{});
-    case 32: return f(GroupWidth<32>{});
-    case 64: return f(GroupWidth<64>{});
-    default: return f(GroupWidth<0>{});
-  }
 }
 
 // out: every output row (n, i) computes all its pixels, groups and channels,
