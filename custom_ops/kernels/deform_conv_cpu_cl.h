@@ -29,39 +29,11 @@
 #include <type_traits>
 
 #include "cpu_group_width.h"
+#include "cpu_simd.h"
 #include "deform_conv.h"
-
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__CUDACC__)
-#define PDCN_CPU_AVX2 1
-#include <immintrin.h>
-#define PDCN_TARGET_AVX2 __attribute__((target("avx2,fma"), noinline))
-#define PDCN_CPU_INLINE __attribute__((always_inline)) inline
-// On a lambda called from a PDCN_TARGET_AVX2 body: inlined there, so that it
-// is compiled for AVX2 too (an out-of-line lambda gets the baseline target).
-#define PDCN_LAMBDA_INLINE __attribute__((always_inline))
-#else
-#define PDCN_CPU_AVX2 0
-#define PDCN_CPU_INLINE inline
-#define PDCN_LAMBDA_INLINE
-#endif
-
-// GCC/Clang vector extensions (with __builtin_shufflevector: GCC 12, Clang).
-#if !defined(__CUDACC__) && ((defined(__GNUC__) && __GNUC__ >= 12) || defined(__clang__))
-#define PDCN_CPU_VECTOR_EXT 1
-#else
-#define PDCN_CPU_VECTOR_EXT 0
-#endif
 
 namespace pdcn {
 namespace cpu {
-
-#if PDCN_CPU_AVX2
-// Whether this CPU runs AVX2 and FMA (asked once).
-inline bool cpu_has_avx2_fma() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
-#endif
 
 // Elements of one image's channels-last input copy (and of its gradient).
 inline int64_t channels_last_image_elements(const DeformConvGeometry& g) {
@@ -206,96 +178,6 @@ PDCN_CPU_INLINE void blend_run_body(const DeformSampleStencil<Acc>& st, const T*
   }
 }
 
-#if PDCN_CPU_VECTOR_EXT
-// Eight lanes of T as one GCC/Clang vector: compiled to the target's widest
-// registers (one AVX2 ymm for float inside a PDCN_TARGET_AVX2 body, two SSE
-// xmm in the baseline build), so the code below serves both.
-template <typename T>
-struct LaneVectors;
-template <>
-struct LaneVectors<float> {
-  typedef float eight __attribute__((vector_size(32)));
-  typedef float four __attribute__((vector_size(16)));
-};
-template <>
-struct LaneVectors<double> {
-  typedef double eight __attribute__((vector_size(64)));
-  typedef double four __attribute__((vector_size(32)));
-};
-template <typename T>
-using Lanes8 = typename LaneVectors<T>::eight;
-template <typename T>
-using Lanes4 = typename LaneVectors<T>::four;
-
-// Unaligned load of eight lanes (through an out-parameter: a vector returned by
-// value would change the baseline build's ABI, which GCC warns about).
-template <typename T>
-PDCN_CPU_INLINE void load_lanes8(const T* p, Lanes8<T>* v) {
-  std::memcpy(v, p, sizeof(*v));
-}
-
-// d[s] += sum_c gcol[c] * image[e[s] + c] over the n channels of a run, s =
-// 0..3: the four dot products of a sample's neighbours, each in eight lanes
-// over the whole blocks of eight channels, then one joint lane reduction
-// (fold 8 -> 4, a 4 x 4 transpose and add), then the last n % 8 channels one
-// by one; a fixed order. (lane_dot, the generic form, turns into scalar code
-// once the width is a constant. Measured one thread at dcn_r50 res2, 32
-// images: this form and add_scaled_lanes took the backward sweep from 8.0 to
-// 5.2 ms.) W > 0: n == W.
-template <int W, typename T>
-PDCN_CPU_INLINE void add_neighbour_dots(const T* __restrict__ gcol, const T* __restrict__ image,
-                                        const int64_t e[4], int64_t run, T* d) {
-  const int64_t n = W > 0 ? W : run, whole = n / 8 * 8;
-  if (whole > 0) {
-    Lanes8<T> acc[4], gv, v;
-    load_lanes8(gcol, &gv);
-    for (int s = 0; s < 4; ++s) {
-      load_lanes8(image + e[s], &v);
-      acc[s] = gv * v;
-    }
-    for (int64_t c = 8; c < whole; c += 8) {
-      load_lanes8(gcol + c, &gv);
-      for (int s = 0; s < 4; ++s) {
-        load_lanes8(image + e[s] + c, &v);
-        acc[s] += gv * v;
-      }
-    }
-    Lanes4<T> h[4];
-    for (int s = 0; s < 4; ++s) {
-      h[s] = __builtin_shufflevector(acc[s], acc[s], 0, 1, 2, 3) +
-             __builtin_shufflevector(acc[s], acc[s], 4, 5, 6, 7);
-    }
-    const Lanes4<T> p01 = __builtin_shufflevector(h[0], h[1], 0, 4, 2, 6) +
-                          __builtin_shufflevector(h[0], h[1], 1, 5, 3, 7);
-    const Lanes4<T> p23 = __builtin_shufflevector(h[2], h[3], 0, 4, 2, 6) +
-                          __builtin_shufflevector(h[2], h[3], 1, 5, 3, 7);
-    const Lanes4<T> sums = __builtin_shufflevector(p01, p23, 0, 1, 4, 5) +
-                           __builtin_shufflevector(p01, p23, 2, 3, 6, 7);
-    for (int s = 0; s < 4; ++s) d[s] += sums[s];
-  }
-  for (int64_t c = whole; c < n; ++c) {
-    for (int s = 0; s < 4; ++s) d[s] += gcol[c] * image[e[s] + c];
-  }
-}
-
-// dst[c] += w * src[c] over the n channels of a run, eight at a time, then
-// the rest one by one (the plain loop, unrolled by a constant width, compiles
-// to scalar stores). W > 0: n == W.
-template <int W, typename T>
-PDCN_CPU_INLINE void add_scaled_lanes(const T* __restrict__ src, T w, T* __restrict__ dst,
-                                      int64_t run) {
-  const int64_t n = W > 0 ? W : run, whole = n / 8 * 8;
-  for (int64_t c = 0; c < whole; c += 8) {
-    Lanes8<T> v, u;
-    load_lanes8(dst + c, &v);
-    load_lanes8(src + c, &u);
-    v += w * u;
-    std::memcpy(dst + c, &v, sizeof(v));
-  }
-  for (int64_t c = whole; c < n; ++c) dst[c] += w * src[c];
-}
-#endif
-
 // One run of the backward sweep: adds the run's share of the four dot products
 // D_s = sum_c grad_column[c] * v_s[c] to d[s], scatters mask * w_s *
 // grad_column into the input gradient and writes the run's columns (as
@@ -308,26 +190,24 @@ PDCN_CPU_INLINE void backward_run_body(const DeformSampleStencil<Acc>& st, const
   const int64_t n = W > 0 ? W : run;
   blend_run_body<W>(st, image, C, c, n, column);
 #if PDCN_CPU_VECTOR_EXT
-  constexpr bool kVectorDots = std::is_same<T, Acc>::value;
-#else
-  constexpr bool kVectorDots = false;
-#endif
-  if constexpr (kVectorDots) {
+  if constexpr (std::is_same<T, Acc>::value) {  // float and double: eight-lane loops
     const int64_t e[4] = {st.index[0] * C + c, st.index[1] * C + c, st.index[2] * C + c,
                           st.index[3] * C + c};
     add_neighbour_dots<W>(gcol, image, e, n, d);
+    for (int s = 0; s < 4; ++s) {
+      const Acc w = st.w[s] * st.mask;
+      if (w != Acc(0)) add_scaled_lanes<W>(gcol, w, grad_image + e[s], n);
+    }
+    return;
   }
+#endif
   for (int s = 0; s < 4; ++s) {
     const int64_t e = static_cast<int64_t>(st.index[s]) * C + c;
-    if constexpr (!kVectorDots) d[s] += lane_dot<Acc>(gcol, image + e, n);
+    d[s] += lane_dot<Acc>(gcol, image + e, n);
     const Acc w = st.w[s] * st.mask;
     if (w == Acc(0)) continue;
     T* __restrict__ dst = grad_image + e;
-    if constexpr (kVectorDots) {
-      add_scaled_lanes<W>(gcol, w, dst, n);
-    } else {
-      for (int64_t l = 0; l < n; ++l) dst[l] += cast<T>(w * cast<Acc>(gcol[l]));
-    }
+    for (int64_t l = 0; l < n; ++l) dst[l] += cast<T>(w * cast<Acc>(gcol[l]));
   }
 }
 
