@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """DCNv3/DCNv4 on the CPU: our op and layers against the pure-Paddle grid_sample reference.
 
-    python tools/benchmark_aggregate.py [--repeats 10] [--write docs/benchmarks.md]
+    python tools/benchmark_aggregate.py [--repeats 10] [--mkl-avx2] [--write docs/benchmarks.md]
 
 Shapes: the four stages of InternImage-T at 224 px (batch 1; 16 channels per group) and the
 two deformable stages of the shipped dcnv3_r50 / dcnv4_r50 (batch 32, 48 px). Per shape,
@@ -77,10 +77,13 @@ def measure(label: str, n: int, c: int, hw: int, g: int, repeats: int) -> dict:
 
 
 def table(rows: list, repeats: int) -> str:
+    mkl = os.environ.get("MKL_DEBUG_CPU_TYPE")
+    mkl_note = f", MKL_DEBUG_CPU_TYPE={mkl}" if mkl is not None else ""
+    flag = " --mkl-avx2" if mkl is not None else ""
     head = (f"Measured {datetime.date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU cores, Python "
-            f"{platform.python_version()}, paddlepaddle {paddle.__version__}, one thread; medians of {repeats} "
-            "interleaved repeats (`python tools/benchmark_aggregate.py --write docs/benchmarks.md`). 3x3 kernel, "
-            "stride 1; ms.\n\n"
+            f"{platform.python_version()}, paddlepaddle {paddle.__version__}, one thread{mkl_note}; medians of "
+            f"{repeats} interleaved repeats (`python tools/benchmark_aggregate.py{flag} --write docs/benchmarks.md`). "
+            "3x3 kernel, stride 1; ms.\n\n"
             "| shape | value NxHxWxC | op fwd | reference fwd | op fwd+bwd | reference fwd+bwd | reference / op "
             "(fwd+bwd) | DCNv3 layer | DCNv3 layer, reference core | DCNv4 layer | DCNv3 / DCNv4 layer |\n"
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -95,7 +98,14 @@ def main(argv=None) -> list:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--shapes", type=int, nargs="*", default=None, help="indices into the shape list")
     parser.add_argument("--write", default=None)
+    parser.add_argument("--mkl-avx2", action="store_true",
+                        help="MKL's AVX2 path on AMD CPUs (MKL_DEBUG_CPU_TYPE=5), as the tools set it "
+                             "(the layers' projections are MKL GEMMs)")
     args = parser.parse_args(argv)
+    if args.mkl_avx2:
+        from paddle_dcn.runtime import prefer_fast_mkl_path
+        if not prefer_fast_mkl_path():
+            print("--mkl-avx2: not an AMD CPU or MKL_DEBUG_CPU_TYPE already set; MKL unchanged")
     chosen = SHAPES if args.shapes is None else [SHAPES[i] for i in args.shapes]
     rows = [measure(*s, repeats=args.repeats) for s in chosen]
     text = table(rows, args.repeats)
