@@ -65,6 +65,10 @@ CONFIGS = [
     (1, 24, 6, 7, 6, (3, 3), 1, 1, 1, 1, 2),
     (1, 40, 5, 6, 4, (3, 3), 2, 1, 1, 1, 2),
     (1, 16, 6, 6, 8, (3, 3), 1, 1, 1, 2, 1),
+    # the CPU im2col's eight-pixel stencil blocks: output rows of 10 (stride 2: a block and a
+    # tail of 2) and 17 pixels (two blocks and a tail of 1), dilation along the row
+    (1, 4, 7, 19, 4, (3, 3), 2, 1, 1, 1, 1),
+    (2, 3, 5, 17, 3, (3, 3), 1, (1, 2), (1, 2), 1, 1),
 ]
 
 
@@ -85,9 +89,11 @@ def test_matches_paddle_native(config, with_mask, float_dtype):
         assert np.abs(our_grads[name]).max() > 0, f"gradient of {name} is identically zero"
 
 
-def test_far_outside_offsets_match_native():
-    """Offsets that push many samples beyond the map (partly and wholly outside)."""
-    inputs = make_inputs(2, 3, 6, 6, 4, (3, 3), padding=1, offset_scale=6.0)
+@pytest.mark.parametrize("width", [6, 18], ids=["w6", "w18"])
+def test_far_outside_offsets_match_native(width):
+    """Offsets that push many samples beyond the map (partly and wholly outside); width 18
+    gives the CPU im2col whole eight-pixel stencil blocks."""
+    inputs = make_inputs(2, 3, 6, width, 4, (3, 3), padding=1, offset_scale=6.0)
     (ours, our_grads), (ref, ref_grads) = run_both(inputs, padding=1)
     np.testing.assert_allclose(ours, ref, rtol=1e-8, atol=1e-8)
     for name in our_grads:
@@ -160,10 +166,12 @@ def test_gradients_match_finite_differences(with_mask):
         np.testing.assert_allclose(grad.numpy(), numeric, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("width", [6, 18], ids=["w6", "w18"])
 @pytest.mark.parametrize("bad_value", [float("nan"), float("inf"), -float("inf"), 1e30, 3e9, -3e9])
-def test_non_finite_and_huge_offsets_give_zero_samples(bad_value):
-    """Poisoned offsets must act like an offset far outside the map: zero sample, zero gradient."""
-    inputs = make_inputs(2, 3, 6, 6, 4, (3, 3), padding=1)
+def test_non_finite_and_huge_offsets_give_zero_samples(bad_value, width):
+    """Poisoned offsets must act like an offset far outside the map: zero sample, zero gradient
+    (width 18: the CPU im2col's eight-pixel stencil blocks see them too)."""
+    inputs = make_inputs(2, 3, 6, width, 4, (3, 3), padding=1)
     offset = inputs["offset"].numpy()
     poisoned = np.zeros(offset.shape, dtype=bool)
     poisoned[0, 4, 2:5, 1:4] = True  # y shift of kernel point 2

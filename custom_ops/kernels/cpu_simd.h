@@ -52,15 +52,21 @@ inline bool cpu_has_avx2_fma() {
 // xmm in the baseline build), so the code below serves both.
 template <typename T>
 struct LaneVectors;
+// eight: the values; four: half of them; ints: eight int32 (indices);
+// mask: the comparison result of two `eight`s (lanes of all ones or zeros).
 template <>
 struct LaneVectors<float> {
   typedef float eight __attribute__((vector_size(32)));
   typedef float four __attribute__((vector_size(16)));
+  typedef int32_t ints __attribute__((vector_size(32)));
+  typedef int32_t mask __attribute__((vector_size(32)));
 };
 template <>
 struct LaneVectors<double> {
   typedef double eight __attribute__((vector_size(64)));
   typedef double four __attribute__((vector_size(32)));
+  typedef int32_t ints __attribute__((vector_size(32)));
+  typedef int64_t mask __attribute__((vector_size(64)));
 };
 template <typename T>
 using Lanes8 = typename LaneVectors<T>::eight;

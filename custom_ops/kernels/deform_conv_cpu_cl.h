@@ -211,6 +211,118 @@ PDCN_CPU_INLINE void backward_run_body(const DeformSampleStencil<Acc>& st, const
   }
 }
 
+// The stencils of up to eight consecutive output pixels (i, j0 + l) of one
+// row at one kernel point, struct of arrays (lane l: pixel j0 + l).
+template <typename Acc>
+struct StencilBlock {
+  int32_t index[4][8];
+  Acc w[4][8], wy[4][8], wx[4][8], mask[8];
+
+  PDCN_CPU_INLINE DeformSampleStencil<Acc> lane(int l) const {
+    DeformSampleStencil<Acc> st;
+    for (int s = 0; s < 4; ++s) {
+      st.index[s] = index[s][l];
+      st.w[s] = w[s][l];
+      st.wy[s] = wy[s][l];
+      st.wx[s] = wx[s][l];
+    }
+    st.mask = mask[l];
+    return st;
+  }
+  PDCN_CPU_INLINE void set_lane(int l, const DeformSampleStencil<Acc>& st) {
+    for (int s = 0; s < 4; ++s) {
+      index[s][l] = st.index[s];
+      w[s][l] = st.w[s];
+      wy[s][l] = st.wy[s];
+      wx[s][l] = st.wx[s];
+    }
+    mask[l] = st.mask;
+  }
+};
+
+#if PDCN_CPU_VECTOR_EXT
+// sample_stencil_at (bilinear.h) for eight samples at once, lanes in vectors:
+// the same formulas and the same rule (a sample outside (-1, H) x (-1, W),
+// NaN included, is zero with zero weights; a neighbour outside the map has
+// zero weight and index 0). floor is the conversion's truncation corrected
+// by one below zero, exact on (-1, W), the only range it sees.
+template <typename T>
+PDCN_CPU_INLINE void stencil_lanes(Lanes8<T> y, Lanes8<T> x, Lanes8<T> m, int64_t height,
+                                   int64_t width, StencilBlock<T>* out) {
+  using V = Lanes8<T>;
+  using I = typename LaneVectors<T>::ints;
+  using M = typename LaneVectors<T>::mask;
+  const V zero = V{} * T(0), one = zero + T(1);
+  const M valid = (y > T(-1)) & (x > T(-1)) & (y < T(height)) & (x < T(width));
+  y = valid ? y : zero;
+  x = valid ? x : zero;
+  V fy = __builtin_convertvector(__builtin_convertvector(y, I), V);
+  V fx = __builtin_convertvector(__builtin_convertvector(x, I), V);
+  fy = fy > y ? fy - one : fy;
+  fx = fx > x ? fx - one : fx;
+  const I y0 = __builtin_convertvector(fy, I), x0 = __builtin_convertvector(fx, I);
+  const I y1 = y0 + 1, x1 = x0 + 1;
+  const I ok = __builtin_convertvector(valid, I);
+  const I w_ = I{} + static_cast<int32_t>(width), h_ = I{} + static_cast<int32_t>(height);
+  const I in[4] = {ok & (y0 >= 0) & (x0 >= 0), ok & (y0 >= 0) & (x1 < w_),
+                   ok & (y1 < h_) & (x0 >= 0), ok & (y1 < h_) & (x1 < w_)};
+  const I idx[4] = {y0 * w_ + x0, y0 * w_ + x1, y1 * w_ + x0, y1 * w_ + x1};
+  const V ly = y - fy, lx = x - fx, hy = one - ly, hx = one - lx;
+  const V w[4] = {hy * hx, hy * lx, ly * hx, ly * lx};
+  const V wy[4] = {-hx, -lx, hx, lx};
+  const V wx[4] = {-hy, hy, -ly, ly};
+  for (int s = 0; s < 4; ++s) {
+    const I index = in[s] ? idx[s] : I{};
+    const M keep = __builtin_convertvector(in[s], M);
+    const V ws = keep ? w[s] : zero, wys = keep ? wy[s] : zero, wxs = keep ? wx[s] : zero;
+    std::memcpy(out->index[s], &index, sizeof(index));
+    std::memcpy(out->w[s], &ws, sizeof(ws));
+    std::memcpy(out->wy[s], &wys, sizeof(wys));
+    std::memcpy(out->wx[s], &wxs, sizeof(wxs));
+  }
+  std::memcpy(out->mask, &m, sizeof(m));
+}
+#endif
+
+// The stencils of pixels (i, j0 .. j0 + count - 1), count <= 8, at kernel
+// point k = a*kernel_w + kb of image n, deformable group dg: eight at once
+// in vectors where possible (their offsets and mask values are contiguous
+// over the pixels), else one by one (deform_sample_stencil_at).
+template <typename T>
+PDCN_CPU_INLINE void fill_stencil_block(const DeformConvGeometry& g, const T* offset,
+                                        const T* mask, int64_t n, int64_t dg, int64_t k,
+                                        int64_t i, int64_t j0, int64_t a, int64_t kb, int count,
+                                        StencilBlock<acc_t<T>>* block) {
+  using Acc = acc_t<T>;
+  const int64_t p0 = i * g.out_w + j0;
+#if PDCN_CPU_VECTOR_EXT
+  if constexpr (std::is_same<T, Acc>::value) {
+    if (count == 8) {
+      using V = Lanes8<T>;
+      const T* off = offset + g.offset_index(n, dg, k, p0);
+      V dy, dx, m;
+      load_lanes8(off, &dy);
+      load_lanes8(off + g.out_plane(), &dx);
+      if (mask != nullptr) {
+        load_lanes8(mask + g.mask_index(n, dg, k, p0), &m);
+      } else {
+        m = V{} * T(0) + T(1);
+      }
+      const V lanes = {T(0), T(1), T(2), T(3), T(4), T(5), T(6), T(7)};
+      const V y = static_cast<T>(i * g.stride_h - g.pad_h + a * g.dilation_h) + dy;
+      const V x = (static_cast<T>(j0 * g.stride_w - g.pad_w + kb * g.dilation_w) +
+                   lanes * static_cast<T>(g.stride_w)) + dx;
+      stencil_lanes(y, x, m, g.in_h, g.in_w, block);
+      return;
+    }
+  }
+#endif
+  for (int l = 0; l < count; ++l) {
+    block->set_lane(l, deform_sample_stencil_at<Acc>(g, offset, mask, n, dg, k, p0 + l, i,
+                                                     j0 + l, a, kb));
+  }
+}
+
 // Calls f(c, n, gi) for each run of deformable group dg's channels (see
 // next_channel_run). W > 0: the caller has checked that the conv has one
 // group and W channels per deformable group, so there is one run, W long.
@@ -229,7 +341,12 @@ inline int64_t channel_run_width(const DeformConvGeometry& g) {
   return g.groups == 1 ? g.channels_per_dgroup() : 0;
 }
 
-// Pixel-major columns of output row i of image b of the chunk.
+// Pixel-major columns of output row i of image b of the chunk. Walks the
+// kernel points, then the row's pixels in blocks of eight whose stencils
+// fill_stencil_block computes at once. Measured (dcn_r50 res2, 32 images, one
+// thread, transposes included): 2.2-3.2 -> 1.2-2.4 ms, the columns bitwise
+// unchanged. The backward sweep keeps one stencil at a time: the same
+// blocking measured slower there (5.4 against 4.9 ms).
 template <int W, typename T>
 PDCN_CPU_INLINE void im2col_row(const DeformConvGeometry& g, const T* offset, const T* mask,
                                 const T* x_cl, T* columns, int64_t n0, int64_t chunk, int64_t b,
@@ -237,17 +354,21 @@ PDCN_CPU_INLINE void im2col_row(const DeformConvGeometry& g, const T* offset, co
   using Acc = acc_t<T>;
   const int64_t hw = g.out_plane(), C = g.in_channels;
   const T* image = x_cl + b * C * g.in_plane();
-  for (int64_t j = 0; j < g.out_w; ++j) {
-    const int64_t p = i * g.out_w + j, q = b * hw + p;
-    for (int64_t dg = 0; dg < g.deformable_groups; ++dg) {
-      for (int64_t k = 0, a = 0; a < g.kernel_h; ++a) {
-        for (int64_t kb = 0; kb < g.kernel_w; ++kb, ++k) {
-          const DeformSampleStencil<Acc> st =
-              deform_sample_stencil_at<Acc>(g, offset, mask, n0 + b, dg, k, p, i, j, a, kb);
-          for_each_channel_run<W>(g, dg, [&](int64_t c, int64_t n, int64_t gi) PDCN_LAMBDA_INLINE {
-            blend_run_body<W>(st, image, C, c, n,
-                              columns + channels_last_column_index(g, chunk, gi, q, k, c));
-          });
+  StencilBlock<Acc> block;
+  for (int64_t dg = 0; dg < g.deformable_groups; ++dg) {
+    for (int64_t k = 0, a = 0; a < g.kernel_h; ++a) {
+      for (int64_t kb = 0; kb < g.kernel_w; ++kb, ++k) {
+        for (int64_t j0 = 0; j0 < g.out_w; j0 += 8) {
+          const int count = static_cast<int>(std::min<int64_t>(8, g.out_w - j0));
+          fill_stencil_block(g, offset, mask, n0 + b, dg, k, i, j0, a, kb, count, &block);
+          for (int l = 0; l < count; ++l) {
+            const DeformSampleStencil<Acc> st = block.lane(l);
+            const int64_t q = b * hw + i * g.out_w + j0 + l;
+            for_each_channel_run<W>(g, dg, [&](int64_t c, int64_t n, int64_t gi) PDCN_LAMBDA_INLINE {
+              blend_run_body<W>(st, image, C, c, n,
+                                columns + channels_last_column_index(g, chunk, gi, q, k, c));
+            });
+          }
         }
       }
     }
