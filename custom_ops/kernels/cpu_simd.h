@@ -7,7 +7,7 @@
 // everything it calls must be inlined (PDCN_CPU_INLINE, PDCN_LAMBDA_INLINE),
 // or it runs with the baseline's instructions.
 //
-// Lanes8<T> is a GCC/Clang vector of eight T: one ymm for float in an AVX2
+// Lanes8<T> is a GCC vector of eight T: one ymm for float in an AVX2
 // body, SSE registers in the baseline build, so the same source serves both.
 #pragma once
 
@@ -28,8 +28,10 @@
 #define PDCN_LAMBDA_INLINE
 #endif
 
-// GCC/Clang vector extensions (with __builtin_shufflevector: GCC 12, Clang).
-#if !defined(__CUDACC__) && ((defined(__GNUC__) && __GNUC__ >= 12) || defined(__clang__))
+// GCC's vector extensions (__builtin_shufflevector needs GCC 12; vector ?: and
+// __builtin_convertvector on masks are GCC's forms, so other compilers, Clang
+// included, take the generic loops: untested there).
+#if !defined(__CUDACC__) && !defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 12
 #define PDCN_CPU_VECTOR_EXT 1
 #else
 #define PDCN_CPU_VECTOR_EXT 0
@@ -47,7 +49,7 @@ inline bool cpu_has_avx2_fma() {
 #endif
 
 #if PDCN_CPU_VECTOR_EXT
-// Eight lanes of T as one GCC/Clang vector: compiled to the target's widest
+// Eight lanes of T as one GCC vector: compiled to the target's widest
 // registers (one AVX2 ymm for float inside a PDCN_TARGET_AVX2 body, two SSE
 // xmm in the baseline build), so the code below serves both.
 template <typename T>
