@@ -16,6 +16,7 @@ import paddle
 
 from . import _checks, workspace
 from ._library import load_library, run_op
+from .deform_conv import check_conv_args
 
 
 def conv2d_cpu(
@@ -39,17 +40,9 @@ def conv2d_cpu(
     Returns:
         ``[N, C_out, H_out, W_out]``.
     """
-    strides = _checks.pair(stride, "stride", 1)
-    paddings = _checks.pair(padding, "padding", 0)
-    dilations = _checks.pair(dilation, "dilation", 1)
-    x_shape = _checks.shape_of(x, "x")
-    _checks.expect_rank("x", x_shape, 4, "[N, C_in, H, W]")
-    w_shape = _checks.shape_of(weight, "weight")
-    _checks.expect_rank("weight", w_shape, 4, "[C_out, C_in, kh, kw]")
-    n, c_in, h, w = x_shape
-    c_out, _, kh, kw = w_shape
-    _checks.expect_shape("weight", w_shape, [c_out, c_in, kh, kw], "[C_out, C_in, kh, kw]")
-    _checks.conv_out_hw("x", h, w, [kh, kw], strides, paddings, dilations)
+    # deform_conv2d's argument checks with one group (weight [C_out, C_in, kh, kw])
+    args = check_conv_args(x, weight, stride, padding, dilation, 1, 1)
+    strides, paddings, dilations, c_out = args.strides, args.paddings, args.dilations, args.c_out
     _checks.expect_cpu_float(x, "conv2d_cpu")
     _checks.expect_dtype("weight", weight, x, "x")
     if bias is None:
