@@ -43,7 +43,14 @@ def dcnv3_reference(layer, x):
 def dcnv4_reference(layer, x):
     """DCNv4's forward with the grid_sample core: split the fused projection per group."""
     value = layer.value_proj(_nhwc(x))
-    om = layer.offset_mask(_nhwc(layer.offset_mask_dw(x)))
+    if layer.offset_mask_dw is not None:
+        om_in = _nhwc(layer.offset_mask_dw(x))
+    else:  # the input pixel under each output pixel's kernel centre, gathered by index
+        sh, sw = layer.stride
+        rows, cols = np.arange(0, x.shape[2], sh), np.arange(0, x.shape[3], sw)
+        om_in = paddle.index_select(paddle.index_select(_nhwc(x), paddle.to_tensor(rows), axis=1),
+                                    paddle.to_tensor(cols), axis=2)
+    om = layer.offset_mask(om_in)
     k = layer.kernel_size[0] * layer.kernel_size[1]
     n, ho, wo, _ = om.shape
     om = om[..., : layer.groups * 3 * k].reshape([n, ho, wo, layer.groups, 3 * k])
@@ -71,7 +78,11 @@ def test_dcnv3_matches_the_reference_block(float64, kwargs):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-9)
 
 
-@pytest.mark.parametrize("kwargs", [dict(channels=12, groups=3), dict(channels=16, groups=2, stride=2)])
+@pytest.mark.parametrize("kwargs", [dict(channels=12, groups=3), dict(channels=16, groups=2, stride=2),
+                                    dict(channels=12, groups=3, dw_kernel_size=None),
+                                    dict(channels=16, groups=2, stride=2, dw_kernel_size=None),
+                                    dict(channels=8, groups=4, stride=(3, 2), kernel_size=5, dilation=2,
+                                         dw_kernel_size=None, output_bias=False)])
 def test_dcnv4_matches_the_reference_block(float64, kwargs):
     paddle.seed(0)
     layer = DCNv4(**kwargs)
@@ -112,10 +123,10 @@ def test_channels_last_option_and_without_pointwise():
     assert not hasattr(bare, "value_proj") and bare(x).shape == [2, 8, 6, 5]
 
 
-@pytest.mark.parametrize("cls", [DCNv3, DCNv4])
-def test_to_static_jit_save_and_paddle_inference(tmp_path, cls):
+@pytest.mark.parametrize("cls, kwargs", [(DCNv3, {}), (DCNv4, {}), (DCNv4, dict(stride=2, dw_kernel_size=None))])
+def test_to_static_jit_save_and_paddle_inference(tmp_path, cls, kwargs):
     paddle.seed(4)
-    layer = cls(8, groups=2)
+    layer = cls(8, groups=2, **kwargs)
     _randomise(layer, ("offset", "mask"), 0.3)
     layer.eval()
     x = paddle.randn([3, 8, 7, 7])
@@ -136,8 +147,8 @@ def test_bad_arguments_are_named():
         DCNv3(8, kernel_size=2)
     with pytest.raises(ValueError, match=r"padding must be dilation\*\(kernel_size-1\)//2"):
         DCNv4(8, padding=0)
-    with pytest.raises(ValueError, match="stride .* needs dw_kernel_size"):
-        DCNv4(8, stride=2, dw_kernel_size=None)
+    with pytest.raises(ValueError, match="dw_kernel_size must be odd"):
+        DCNv4(8, dw_kernel_size=2)
     with pytest.raises(ValueError, match="mask_init must be one of"):
         DCNv4(8, mask_init="ones")
     with pytest.raises(ValueError, match=r"DCNv3: x must be \[N, C, H, W\] with C = channels = 8"):
@@ -153,6 +164,11 @@ def test_resnet_takes_them_as_the_deformable_stage_operator():
         layers = [l for l in net.sublayers() if isinstance(l, layer_cls)]
         assert len(layers) == 4 and layers[0].stride == [2, 2]  # conv3_x: 4 blocks, the first strided
         assert [o.shape for o in net(paddle.randn([2, 3, 16, 16]))] == [[2, 256, 2, 2]]
+    flash = ResNet(depth=50, dcn_stages=[3], dcn={"type": "DCNv4", "groups": 2, "dw_kernel_size": None},
+                   stem="small", base_channels=8)
+    layers = [l for l in flash.sublayers() if isinstance(l, DCNv4)]
+    assert layers[0].stride == [2, 2] and all(l.offset_mask_dw is None for l in layers)
+    assert [o.shape for o in flash(paddle.randn([2, 3, 16, 16]))] == [[2, 256, 2, 2]]
     with pytest.raises(ValueError, match=r"dcn \(DCNv3\): unknown key\(s\) 'modulated'; valid keys: .*offset_scale"):
         ResNet(depth=50, dcn_stages=[3], dcn={"type": "DCNv3", "modulated": True})
     with pytest.raises(ValueError, match="keeps the channel count"):

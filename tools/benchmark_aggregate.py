@@ -8,8 +8,12 @@ two deformable stages of the shipped dcnv3_r50 / dcnv4_r50 (batch 32, 48 px). Pe
 interleaved in one process (round-robin over repeats, medians), one thread as Paddle sets it:
 ``deform_aggregate`` against ``deform_aggregate_reference`` (InternImage's grid_sample core,
 ported), forward and forward+backward; and forward+backward of the layers: DCNv3 with our op,
-DCNv3 with the reference core, DCNv4 with our op. With ``--write`` the table replaces the
-``dcnv3-cpu`` section of the file.
+DCNv3 with the reference core, and DCNv4 with our op twice: as FlashInternImage builds it (no
+depthwise conv before the fused offset/weight projection: its DW_KERNEL_SIZE is None, and no
+output-projection bias) and with the 3x3 depthwise conv (our layer's default, as
+configs/dcnv4_r50.yml uses it). The InternImage-T rows run the layers channels-last, as the
+InternImage blocks call them; the built-in model's rows run them NCHW, as its ResNet does.
+With ``--write`` the table replaces the ``dcnv3-cpu`` section of the file.
 """
 from __future__ import annotations
 
@@ -31,10 +35,10 @@ from paddle_dcn.ops import deform_aggregate  # noqa: E402
 from paddle_dcn.ops.deform_aggregate_reference import deform_aggregate_reference  # noqa: E402
 
 SECTION = "dcnv3-cpu"
-# (label, N, C, H=W, G)
-SHAPES = [("InternImage-T stage 1", 1, 64, 56, 4), ("InternImage-T stage 2", 1, 128, 28, 8),
-          ("InternImage-T stage 3", 1, 256, 14, 16), ("InternImage-T stage 4", 1, 512, 7, 32),
-          ("dcnv3_r50 conv2_x", 32, 16, 24, 4), ("dcnv3_r50 conv3_x", 32, 32, 12, 4)]
+# (label, N, C, H=W, G, the layers' data_format)
+SHAPES = [("InternImage-T stage 1", 1, 64, 56, 4, "NHWC"), ("InternImage-T stage 2", 1, 128, 28, 8, "NHWC"),
+          ("InternImage-T stage 3", 1, 256, 14, 16, "NHWC"), ("InternImage-T stage 4", 1, 512, 7, 32, "NHWC"),
+          ("dcnv3_r50 conv2_x", 32, 16, 24, 4, "NCHW"), ("dcnv3_r50 conv3_x", 32, 32, 12, 4, "NCHW")]
 
 
 class _ReferenceOps:
@@ -43,7 +47,7 @@ class _ReferenceOps:
     deform_aggregate = staticmethod(deform_aggregate_reference)
 
 
-def measure(label: str, n: int, c: int, hw: int, g: int, repeats: int) -> dict:
+def measure(label: str, n: int, c: int, hw: int, g: int, data_format: str, repeats: int) -> dict:
     paddle.seed(0)
     k = 9
     value = paddle.randn([n, hw, hw, c])
@@ -54,10 +58,14 @@ def measure(label: str, n: int, c: int, hw: int, g: int, repeats: int) -> dict:
     leaves = [value, offset, weight]
     ours = passes(lambda: deform_aggregate(value, offset, weight, 3, 1, 1, 1, g), leaves)
     ref = passes(lambda: deform_aggregate_reference(value, offset, weight, 3, 1, 1, 1, g), leaves)
-    x = paddle.randn([n, c, hw, hw])
+    x = paddle.randn([n, c, hw, hw] if data_format == "NCHW" else [n, hw, hw, c])
     x.stop_gradient = False
-    v3, v4 = DCNv3(c, groups=g), DCNv4(c, groups=g, mask_init="mean")
-    v3_ref = DCNv3(c, groups=g)
+    v3 = DCNv3(c, groups=g, data_format=data_format)
+    # FlashInternImage's DCNv4 (DW_KERNEL_SIZE None, DCN_OUTPUT_BIAS False); "mean" weights so
+    # that the output is not all zero (the same work either way)
+    v4 = DCNv4(c, groups=g, dw_kernel_size=None, output_bias=False, mask_init="mean", data_format=data_format)
+    v4_dw = DCNv4(c, groups=g, dw_kernel_size=3, mask_init="mean", data_format=data_format)
+    v3_ref = DCNv3(c, groups=g, data_format=data_format)
     v3_ref.set_state_dict(v3.state_dict())
 
     def v3_reference_layer():
@@ -70,10 +78,10 @@ def measure(label: str, n: int, c: int, hw: int, g: int, repeats: int) -> dict:
 
     layers = {name: passes(fn, [x] + list(layer.parameters()))["forward+backward"]
               for name, fn, layer in (("v3", lambda: v3(x), v3), ("v3_ref", v3_reference_layer, v3_ref),
-                                      ("v4", lambda: v4(x), v4))}
+                                      ("v4", lambda: v4(x), v4), ("v4_dw", lambda: v4_dw(x), v4_dw))}
     m = interleaved_medians({"ours_f": ours["forward"], "ref_f": ref["forward"], "ours_fb": ours["forward+backward"],
                              "ref_fb": ref["forward+backward"], **layers}, repeats)
-    return dict(label=label, shape=f"{n}x{hw}x{hw}x{c}, G={g}", **m)
+    return dict(label=label, shape=f"{n}x{hw}x{hw}x{c}, G={g}", layout=data_format, **m)
 
 
 def table(rows: list, repeats: int) -> str:
@@ -84,12 +92,16 @@ def table(rows: list, repeats: int) -> str:
             f"{platform.python_version()}, paddlepaddle {paddle.__version__}, one thread{mkl_note}; medians of "
             f"{repeats} interleaved repeats (`python tools/benchmark_aggregate.py{flag} --write docs/benchmarks.md`). "
             "3x3 kernel, stride 1; ms.\n\n"
+            "Layers forward+backward; DCNv4 as FlashInternImage builds it (no depthwise conv, no output bias) "
+            "and with a 3x3 depthwise conv before its offset/weight projection (as configs/dcnv4_r50.yml).\n\n"
             "| shape | value NxHxWxC | op fwd | reference fwd | op fwd+bwd | reference fwd+bwd | reference / op "
-            "(fwd+bwd) | DCNv3 layer | DCNv3 layer, reference core | DCNv4 layer | DCNv3 / DCNv4 layer |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+            "(fwd+bwd) | layers' layout | DCNv3 layer | DCNv3 layer, reference core | DCNv4 layer | "
+            "**DCNv3 / DCNv4 layer** | DCNv4 layer with dw conv | DCNv3 / DCNv4 with dw conv |\n"
+            "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n")
     lines = [f"| {r['label']} | {r['shape']} | {r['ours_f']:.1f} | {r['ref_f']:.1f} | {r['ours_fb']:.1f} | "
-             f"{r['ref_fb']:.1f} | {r['ref_fb'] / r['ours_fb']:.1f}x | {r['v3']:.1f} | {r['v3_ref']:.1f} | "
-             f"{r['v4']:.1f} | {r['v3'] / r['v4']:.2f}x |" for r in rows]
+             f"{r['ref_fb']:.1f} | {r['ref_fb'] / r['ours_fb']:.1f}x | {r['layout']} | {r['v3']:.1f} | "
+             f"{r['v3_ref']:.1f} | {r['v4']:.1f} | **{r['v3'] / r['v4']:.2f}x** | {r['v4_dw']:.1f} | "
+             f"{r['v3'] / r['v4_dw']:.2f}x |" for r in rows]
     return head + "\n".join(lines) + "\n"
 
 

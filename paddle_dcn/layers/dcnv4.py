@@ -20,8 +20,9 @@ class DCNv4(nn.Layer):
 
     ``y = layer(x)``:
       1. ``value = value_proj(x)`` (skipped with ``without_pointwise``);
-      2. ``om = offset_mask(dw_conv(x))`` (the depthwise conv is optional; without it the
-         projection reads x itself): one Linear to ``G*K*3`` values (padded to a multiple of
+      2. ``om = offset_mask(dw_conv(x))`` (the depthwise conv is optional; without it, as in
+         FlashInternImage, the projection reads x itself, at stride s the pixels
+         ``x[:, ::s, ::s]``, each output pixel's kernel centre): one Linear to ``G*K*3`` values (padded to a multiple of
          8, as DCNv4's), per group ``2K`` offsets then ``K`` aggregation weights, used as
          they are (no softmax) and read in place by ``ops.deform_aggregate_fused``;
       3. ``y = output_proj(deform_aggregate(value, offset, weight, ...))``.
@@ -32,8 +33,9 @@ class DCNv4(nn.Layer):
     Args:
         channels, kernel_size, stride, padding, dilation, groups, offset_scale,
         offset_lr_mult, data_format: as :class:`DCNv3`.
-        dw_kernel_size: depthwise conv before the offset/weight projection (None: none;
-            then stride must be 1).
+        dw_kernel_size: depthwise conv before the offset/weight projection (default 3; None:
+            none, FlashInternImage's choice, the fastest form; at a stride the projection then
+            reads the input pixel under each output's kernel centre).
         without_pointwise: drop the input and output projections (DCNv4's option).
         output_bias: bias of the output projection.
         mask_init: ``'zero'`` or ``'mean'``, see above.
@@ -49,9 +51,6 @@ class DCNv4(nn.Layer):
         blk.set_common(self, a, data_format)
         if mask_init not in MASK_INITS:
             raise ValueError(f"mask_init must be one of {MASK_INITS}, got {mask_init!r}")
-        if dw_kernel_size is None and self.stride != [1, 1]:
-            raise ValueError(f"stride {self.stride} needs dw_kernel_size (the depthwise conv brings the offset "
-                             "projection to the output grid)")
         lr = _checks.positive_number(offset_lr_mult, "offset_lr_mult")
         c = self.channels
         k = self.kernel_size[0] * self.kernel_size[1]
@@ -82,6 +81,10 @@ class DCNv4(nn.Layer):
         if self.offset_mask_dw is not None:
             nchw = x if self.data_format == "NCHW" else blk.to_nchw(x)
             om_in = blk.to_nhwc(self.offset_mask_dw(nchw))
+        elif self.stride != [1, 1]:
+            # output pixel (i, j)'s kernel centre is input pixel (s*i, s*j): padding is
+            # dilation*(k-1)//2, so there are ceil(H/s) of them, the output size
+            om_in = nhwc[:, :: self.stride[0], :: self.stride[1], :]
         else:
             om_in = nhwc
         out = ops.deform_aggregate_fused(value, self.offset_mask(om_in), self.kernel_size, self.stride,
