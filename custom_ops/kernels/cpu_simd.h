@@ -81,37 +81,54 @@ template <typename T>
 PDCN_CPU_INLINE void load_lanes8(const T* p, Lanes8<T>* v) {
   std::memcpy(v, p, sizeof(*v));
 }
+template <typename T>
+PDCN_CPU_INLINE void load_lanes4(const T* p, Lanes4<T>* v) {
+  std::memcpy(v, p, sizeof(*v));
+}
 
 // d[s] += sum_c gcol[c] * image[e[s] + c] over the n channels of a run, s =
 // 0..3: the four dot products of a sample's neighbours, each in eight lanes
-// over the whole blocks of eight channels, then one joint lane reduction
-// (fold 8 -> 4, a 4 x 4 transpose and add), then the last n % 8 channels one
-// by one; a fixed order. (lane_dot, the generic form, turns into scalar code
+// over the whole blocks of eight channels (folded to four), plus one block of
+// four lanes when four or more channels remain, then one joint lane
+// reduction (a 4 x 4 transpose and add), then the last n % 4 channels one by
+// one; a fixed order. (lane_dot, the generic form, turns into scalar code
 // once the width is a constant. Measured one thread at dcn_r50 res2, 32
 // images: this form and add_scaled_lanes took the backward sweep from 8.0 to
-// 5.2 ms.) W > 0: n == W.
+// 5.2 ms; the four-lane block took the DCNv3/v4 op's forward+backward at four
+// channels per group, dcnv3_r50 conv2_x, from 29.5 to 23.2 ms.) W > 0: n == W.
 template <int W, typename T>
 PDCN_CPU_INLINE void add_neighbour_dots(const T* __restrict__ gcol, const T* __restrict__ image,
                                         const int64_t e[4], int64_t run, T* d) {
   const int64_t n = W > 0 ? W : run, whole = n / 8 * 8;
-  if (whole > 0) {
-    Lanes8<T> acc[4], gv, v;
-    load_lanes8(gcol, &gv);
-    for (int s = 0; s < 4; ++s) {
-      load_lanes8(image + e[s], &v);
-      acc[s] = gv * v;
-    }
-    for (int64_t c = 8; c < whole; c += 8) {
-      load_lanes8(gcol + c, &gv);
+  const bool quad = n - whole >= 4;
+  if (whole > 0 || quad) {
+    Lanes4<T> h[4];
+    if (whole > 0) {
+      Lanes8<T> acc[4], gv, v;
+      load_lanes8(gcol, &gv);
       for (int s = 0; s < 4; ++s) {
-        load_lanes8(image + e[s] + c, &v);
-        acc[s] += gv * v;
+        load_lanes8(image + e[s], &v);
+        acc[s] = gv * v;
+      }
+      for (int64_t c = 8; c < whole; c += 8) {
+        load_lanes8(gcol + c, &gv);
+        for (int s = 0; s < 4; ++s) {
+          load_lanes8(image + e[s] + c, &v);
+          acc[s] += gv * v;
+        }
+      }
+      for (int s = 0; s < 4; ++s) {
+        h[s] = __builtin_shufflevector(acc[s], acc[s], 0, 1, 2, 3) +
+               __builtin_shufflevector(acc[s], acc[s], 4, 5, 6, 7);
       }
     }
-    Lanes4<T> h[4];
-    for (int s = 0; s < 4; ++s) {
-      h[s] = __builtin_shufflevector(acc[s], acc[s], 0, 1, 2, 3) +
-             __builtin_shufflevector(acc[s], acc[s], 4, 5, 6, 7);
+    if (quad) {
+      Lanes4<T> gv, v;
+      load_lanes4(gcol + whole, &gv);
+      for (int s = 0; s < 4; ++s) {
+        load_lanes4(image + e[s] + whole, &v);
+        h[s] = whole > 0 ? h[s] + gv * v : gv * v;
+      }
     }
     const Lanes4<T> p01 = __builtin_shufflevector(h[0], h[1], 0, 4, 2, 6) +
                           __builtin_shufflevector(h[0], h[1], 1, 5, 3, 7);
@@ -121,14 +138,14 @@ PDCN_CPU_INLINE void add_neighbour_dots(const T* __restrict__ gcol, const T* __r
                            __builtin_shufflevector(p01, p23, 2, 3, 6, 7);
     for (int s = 0; s < 4; ++s) d[s] += sums[s];
   }
-  for (int64_t c = whole; c < n; ++c) {
+  for (int64_t c = whole + (quad ? 4 : 0); c < n; ++c) {
     for (int s = 0; s < 4; ++s) d[s] += gcol[c] * image[e[s] + c];
   }
 }
 
 // dst[c] += w * src[c] over the n channels of a run, eight at a time, then
-// the rest one by one (the plain loop, unrolled by a constant width, compiles
-// to scalar stores). W > 0: n == W.
+// four when four or more remain, then the rest one by one (the plain loop,
+// unrolled by a constant width, compiles to scalar stores). W > 0: n == W.
 template <int W, typename T>
 PDCN_CPU_INLINE void add_scaled_lanes(const T* __restrict__ src, T w, T* __restrict__ dst,
                                       int64_t run) {
@@ -140,7 +157,16 @@ PDCN_CPU_INLINE void add_scaled_lanes(const T* __restrict__ src, T w, T* __restr
     v += w * u;
     std::memcpy(dst + c, &v, sizeof(v));
   }
-  for (int64_t c = whole; c < n; ++c) dst[c] += w * src[c];
+  int64_t c = whole;
+  if (n - c >= 4) {
+    Lanes4<T> v, u;
+    load_lanes4(dst + c, &v);
+    load_lanes4(src + c, &u);
+    v += w * u;
+    std::memcpy(dst + c, &v, sizeof(v));
+    c += 4;
+  }
+  for (; c < n; ++c) dst[c] += w * src[c];
 }
 #endif
 
