@@ -175,7 +175,7 @@ def test_resnet_takes_them_as_the_deformable_stage_operator():
         ResNet(depth=18, dcn_stages=[3], dcn={"type": "DCNv3"})
 
 
-@pytest.mark.parametrize("config", ["configs/dcnv3_r50.yml", "configs/dcnv4_r50.yml"])
+@pytest.mark.parametrize("config", ["configs/dcnv3_r50.yml", "configs/dcnv4_r50.yml", "configs/dcnv4_flash_r50.yml"])
 def test_shipped_config_trains_end_to_end(tmp_path, config):
     import os
 
