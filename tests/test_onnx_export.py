@@ -13,7 +13,7 @@ import paddle
 import pytest
 
 from engine_helpers import tool_main as _tool
-from paddle_dcn import CoordConv, DeformableSampling2D, DeformConv2D, DeformRoIPool, SpatialTransformer
+from paddle_dcn import CoordConv, DCNv3, DCNv4, DeformableSampling2D, DeformConv2D, DeformRoIPool, SpatialTransformer
 from paddle_dcn.config import load_config
 from paddle_dcn.data import GeometricShapes
 from paddle_dcn.engine import deploy, onnx_deploy
@@ -140,6 +140,68 @@ def test_other_layers_export(tmp_path):
     assert len(_nodes(tmp_path / "deformable_sampling.onnx", "DeformConv")) == 1
 
 
+AGGREGATE_GRID = {  # (layer, input shape without the batch)
+    "dcnv3": (lambda: DCNv3(8, groups=2), [8, 9, 10]),
+    "dcnv3_k5_dil2_stride2_scale0.5": (lambda: DCNv3(12, kernel_size=5, stride=2, dilation=2, groups=3,
+                                                     offset_scale=0.5), [12, 11, 9]),
+    "dcnv3_nhwc_width1": (lambda: DCNv3(6, groups=6, data_format="NHWC"), [7, 8, 6]),
+    "dcnv4_dw_conv": (lambda: DCNv4(8, groups=2, mask_init="mean"), [8, 9, 10]),
+    "dcnv4_flash_stride2_scale2": (lambda: DCNv4(16, groups=4, stride=2, dw_kernel_size=None, output_bias=False,
+                                                 offset_scale=2.0), [16, 9, 10]),
+    "dcnv4_without_pointwise": (lambda: DCNv4(8, groups=2, without_pointwise=True, dw_kernel_size=None), [8, 6, 7]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AGGREGATE_GRID))
+def test_dcnv3_dcnv4_export_as_one_deform_conv_node(tmp_path, name):
+    """The aggregation becomes DeformConv with one all-ones channel per group (offsets and
+    weights reordered); offsets of about a pixel, so that the samples fall between pixels."""
+    make, shape = AGGREGATE_GRID[name]
+    paddle.seed(0)
+    layer = make()
+    for pname, p in layer.named_parameters():
+        if pname.startswith(("offset", "mask")):
+            p.set_value(paddle.randn(p.shape, dtype=p.dtype) * 0.5)
+    path = export_onnx(layer, str(tmp_path / "m.onnx"), [paddle.static.InputSpec([None] + shape)])
+    (node,) = _nodes(path, "DeformConv")
+    a = _attrs(node)
+    assert a["group"] == layer.channels and a["offset_group"] == layer.groups
+    assert a["kernel_shape"] == layer.kernel_size and a["strides"] == layer.stride
+    x = np.random.default_rng(2).standard_normal([3] + shape).astype(np.float32)
+    session = _session(path)
+    (got,) = session.run(None, {session.get_inputs()[0].name: x})
+    want = _paddle(layer, x)[0]
+    _assert_close(got, want)
+    with paddle.no_grad():  # the offsets move the samples: not the zero-offset layer's output
+        for pname, p in layer.named_parameters():
+            if pname.startswith("offset"):
+                p.set_value(paddle.zeros_like(p))
+        assert float(np.max(np.abs(_paddle(layer, x)[0] - want))) > 100 * RTOL * float(np.max(np.abs(want)))
+
+
+class _NormGeluStride(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.norm = paddle.nn.LayerNorm([5])
+        self.gelu = paddle.nn.GELU(approximate=True)
+
+    def forward(self, x):
+        return self.gelu(self.norm(x))[:, ::2, 1::3, :] + paddle.nn.functional.gelu(x)[:, ::2, 1::3, :]
+
+
+def test_layer_norm_gelu_and_strided_slices_export(tmp_path):
+    paddle.seed(3)
+    layer = _NormGeluStride()
+    layer.norm.weight.set_value(paddle.rand([5]) + 0.5)
+    layer.norm.bias.set_value(paddle.randn([5]))
+    path = export_onnx(layer, str(tmp_path / "m.onnx"), [paddle.static.InputSpec([None, 7, 8, 5])])
+    assert [len(_nodes(path, t)) for t in ("LayerNormalization", "Erf", "Tanh")] == [1, 1, 1]
+    x = (np.random.default_rng(5).standard_normal([2, 7, 8, 5]) * 2).astype(np.float32)
+    session = _session(path)
+    (got,) = session.run(None, {session.get_inputs()[0].name: x})
+    _assert_close(got, _paddle(layer, x)[0])
+
+
 class _WithRoIPool(paddle.nn.Layer):
     def __init__(self):
         super().__init__()
@@ -181,7 +243,8 @@ def _train_few_iterations(tmp_path, config):
     return overrides, out / "best"
 
 
-@pytest.mark.parametrize("config,deform_convs", [("configs/dcn_r50.yml", 7), ("configs/r50.yml", 0)])
+@pytest.mark.parametrize("config,deform_convs", [("configs/dcn_r50.yml", 7), ("configs/r50.yml", 0),
+                                                 ("configs/dcnv3_r50.yml", 7), ("configs/dcnv4_flash_r50.yml", 7)])
 def test_shipped_classifier_exports_with_same_top1_at_batch_1_and_5(tmp_path, config, deform_convs):
     overrides, weights = _train_few_iterations(tmp_path, config)
     result = _tool("export")(["-c", config, "-w", str(weights), "--output", str(tmp_path / "inference"),

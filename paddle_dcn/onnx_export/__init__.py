@@ -47,7 +47,7 @@ def build_model(layer: paddle.nn.Layer, input_spec: Sequence[paddle.static.Input
     _require_onnx()
     from onnx import helper
 
-    from . import convert_math, convert_nn, convert_tensor  # noqa: F401 - registers the converters
+    from . import convert_aggregate, convert_math, convert_nn, convert_tensor  # noqa: F401 - registers the converters
     from .fuse import fuse_conv_bias
     from .graph import CONVERTERS, GraphBuilder, layer_of, onnx_dtype
     from .trace import trace
@@ -110,7 +110,7 @@ def unsupported_ops(layer: paddle.nn.Layer, input_spec: Sequence[paddle.static.I
     """``[(Paddle op, layer path), ...]`` of the ops in ``layer``'s traced program that have
     no ONNX converter or no standard ONNX equivalent (empty: the layer exports)."""
     _require_onnx()
-    from . import convert_math, convert_nn, convert_tensor  # noqa: F401 - registers the converters
+    from . import convert_aggregate, convert_math, convert_nn, convert_tensor  # noqa: F401 - registers the converters
     from .graph import CONVERTERS, layer_of
     from .trace import trace
 

@@ -138,3 +138,21 @@ def _matmul(b: GraphBuilder, op) -> None:
         else:
             names.append(b.name(v))
     b.emit(op, "MatMul", names)
+
+
+@converter("pd_op.gelu")
+def _gelu(b: GraphBuilder, op) -> None:
+    """GELU from Erf (exact) or Tanh (``approximate``), which every opset has (ONNX Gelu is 20+)."""
+    x = operands(op)[0]
+    xn = b.name(x)
+    if attr(op, "approximate", False):
+        # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        (cube,) = b.node("Mul", [xn, b.node("Mul", [xn, xn])[0]])
+        (inner,) = b.node("Add", [xn, b.node("Mul", [cube, b.scalar_like(x, 0.044715)])[0]])
+        (t,) = b.node("Tanh", [b.node("Mul", [inner, b.scalar_like(x, float(np.sqrt(2.0 / np.pi)))])[0]])
+    else:
+        # 0.5 x (1 + erf(x / sqrt(2)))
+        (t,) = b.node("Erf", [b.node("Mul", [xn, b.scalar_like(x, float(1.0 / np.sqrt(2.0)))])[0]])
+    (one_plus,) = b.node("Add", [t, b.scalar_like(x, 1.0)])
+    (half_x,) = b.node("Mul", [xn, b.scalar_like(x, 0.5)])
+    b.emit(op, "Mul", [half_x, one_plus])

@@ -216,3 +216,30 @@ def _grid_sample(b: GraphBuilder, op) -> None:
         mode = "linear"
     b.emit(op, "GridSample", [b.name(x), b.name(grid)], mode=mode, padding_mode=attr(op, "padding_mode"),
            align_corners=int(bool(attr(op, "align_corners"))))
+
+
+@converter("pd_op.layer_norm")
+def _layer_norm(b: GraphBuilder, op) -> None:
+    """One ONNX LayerNormalization over the axes from ``begin_norm_axis`` on (opset 17+; the
+    exporter's opsets are 19+)."""
+    x, scale, bias = operands(op)[:3]
+    for i in range(1, op.num_results()):
+        if not op.result(i).use_empty():
+            raise OnnxExportError(f"layer_norm in layer {layer_of(op)}: its mean/variance outputs are used")
+    shape = static_shape(x)
+    axis = int(attr(op, "begin_norm_axis"))
+    normed = shape[axis:]
+    if any(d < 0 for d in normed):
+        raise OnnxExportError(f"layer_norm in layer {layer_of(op)}: the normalised dims {normed} must be static")
+    dtype = numpy_dtype(x.dtype)
+
+    def param(v, fill):  # Paddle keeps scale and bias flat, ONNX wants the normalised shape
+        if b.is_null(v):
+            return b.constant(np.full(normed, fill, dtype=dtype), "layer_norm_param")
+        known = b.known(v)
+        if known is not None:
+            return b.constant(np.asarray(known, dtype=dtype).reshape(normed), "layer_norm_param")
+        return b.node("Reshape", [b.name(v), b.ints(normed, "shape")])[0]
+
+    b.emit(op, "LayerNormalization", [b.name(x), param(scale, 1.0), param(bias, 0.0)], axis=axis,
+           epsilon=float(attr(op, "epsilon")))

@@ -235,6 +235,27 @@ def _slice(b: GraphBuilder, op) -> None:
     b.bind(op.result(0), out)
 
 
+@converter("pd_op.strided_slice")
+def _strided_slice(b: GraphBuilder, op) -> None:
+    """``x[..., start:end:step, ...]`` with constant starts, ends and steps -> one ONNX Slice."""
+    x, starts_v, ends_v, strides_v = operands(op)
+    axes = [int(a) for a in attr(op, "axes")]
+    bounds = [b.known(v) for v in (starts_v, ends_v, strides_v)]
+    if any(v is None for v in bounds):
+        raise OnnxExportError(f"pd_op.strided_slice in layer {layer_of(op)}: starts/ends/strides must be constants")
+    starts, ends, steps = [[int(e) for e in np.asarray(v).reshape(-1)] for v in bounds]
+
+    def numpy_slice(a):
+        index = [slice(None)] * a.ndim
+        for axis, s, e, t in zip(axes, starts, ends, steps):
+            index[axis] = slice(s, e, t)
+        return a[tuple(index)]
+
+    if fold(b, op, numpy_slice, [x]):
+        return
+    b.emit(op, "Slice", [b.name(x), b.ints(starts), b.ints(ends), b.ints(axes, "axes"), b.ints(steps, "steps")])
+
+
 @converter("pd_op.cast")
 def _cast(b: GraphBuilder, op) -> None:
     x = operands(op)[0]
