@@ -22,9 +22,10 @@ class DCNv4(nn.Layer):
       1. ``value = value_proj(x)`` (skipped with ``without_pointwise``);
       2. ``om = offset_mask(dw_conv(x))`` (the depthwise conv is optional; without it, as in
          FlashInternImage, the projection reads x itself, at stride s the pixels
-         ``x[:, ::s, ::s]``, each output pixel's kernel centre): one Linear to ``G*K*3`` values (padded to a multiple of
-         8, as DCNv4's), per group ``2K`` offsets then ``K`` aggregation weights, used as
-         they are (no softmax) and read in place by ``ops.deform_aggregate_fused``;
+         ``x[:, ::s, ::s]`` (channels-last), each output pixel's kernel centre): one Linear to
+         ``G*K*3`` values (padded to a multiple of 8, as DCNv4's), per group ``2K`` offsets then
+         ``K`` aggregation weights, used as they are (no softmax) and read in place by
+         ``ops.deform_aggregate_fused``;
       3. ``y = output_proj(deform_aggregate(value, offset, weight, ...))``.
     ``offset_mask`` starts with zero weights: zero offsets, and weights ``0`` (``mask_init=
     'zero'``, DCNv4's: a new layer outputs zero) or ``1/K`` (``'mean'``: it starts averaging

@@ -1,8 +1,8 @@
 """Converter for the DCNv3/DCNv4 core (``pdcn_deform_aggregate`` and its fused form).
 
-ONNX has no aggregation op, but its ``DeformConv`` (opset 19+, the exporter's lowest) computes the same sum when every
-channel is its own conv group with an all-ones kernel: with ``group = C`` and
-``offset_group = G``, output channel c of group g is
+ONNX has no aggregation op, but its ``DeformConv`` (opset 19+, the exporter's lowest) computes
+the same sum when every channel is its own conv group with an all-ones kernel: with
+``group = C`` and ``offset_group = G``, output channel c of group g is
 ``sum_k mask[g, k] * bilinear(x[c], p0 + p_k + offset[g, k])``, which is
 ``deform_aggregate``'s ``sum_k m[g, k] * bilinear(value[g, c], ...)``. What differs is layout:
 the op is channels-last with kernel point ``k = iw * kh + ih`` (InternImage's order) and offset
