@@ -21,3 +21,19 @@ def test_benchmark_export_times_both_formats_and_writes_its_section(tmp_path):
     text = doc.read_text()
     assert "old" not in text and text.startswith("intro") and text.rstrip().endswith("outro")
     assert "| dcn_r50 | 7 | 2 |" in text
+
+
+def test_offset_predictors_of_every_deformable_operator_are_perturbed():
+    from paddle_dcn.config import load_config
+    from paddle_dcn.registry import MODELS, build
+
+    counts = {}
+    for config in ("configs/dcn_r50.yml", "configs/dcnv3_r50.yml", "configs/dcnv4_flash_r50.yml", "configs/r50.yml"):
+        model = build(MODELS, load_config(config)["model"])
+        params = benchmark_export._offset_predictors(model)
+        # their weights start at zero: these are the predictors (biases may hold a mask's start)
+        assert all(not p.numpy().any() for p in params if p.ndim > 1)
+        counts[config.split("/")[1]] = len(params)
+    # 7 deformable layers: DCN v2's conv_offset (weight + bias), DCNv3's offset and mask Linears,
+    # DCNv4's fused offset_mask Linear
+    assert counts == {"dcn_r50.yml": 14, "dcnv3_r50.yml": 28, "dcnv4_flash_r50.yml": 14, "r50.yml": 0}

@@ -11,8 +11,9 @@ one forward pass of a batch of the built-in eval data per format, interleaved in
 (round-robin over repeats after a warm-up, medians), on ``--threads`` threads each (onnxruntime
 ``intra_op_num_threads``, Paddle Inference ``cpu_math_library_num_threads``, oneDNN on as
 Paddle Inference's default). Without ``-w`` the weights are the config's initialisation with
-the offset branches perturbed (std 0.05), so that the deformable convs sample off the grid as a
-trained model does. It also reports the largest difference between the two outputs.
+the offset branches perturbed (std 0.05; DCNv3/DCNv4: their offset and weight projections), so
+that the deformable convs sample off the grid as a trained model does. The DCNv3/DCNv4
+aggregations are DeformConv nodes too (docs/export.md), counted in the table. It also reports the largest difference between the two outputs.
 With ``--write`` the table replaces the ``onnx-export`` section of the file.
 """
 from __future__ import annotations
@@ -36,21 +37,31 @@ import onnxruntime as ort  # noqa: E402
 import paddle  # noqa: E402
 
 from bench_common import interleaved_medians, write_section  # noqa: E402
-from paddle_dcn import inference  # noqa: E402
+from paddle_dcn import DCNv3, DCNv4, inference  # noqa: E402
 from paddle_dcn.config import load_config  # noqa: E402
 from paddle_dcn.engine import deploy, onnx_deploy  # noqa: E402
 from paddle_dcn.registry import DATASETS, MODELS, build  # noqa: E402
 
 SECTION = "onnx-export"
-DEFAULT = ["configs/dcn_r50.yml", "configs/r50.yml"]
+DEFAULT = ["configs/dcn_r50.yml", "configs/r50.yml", "configs/dcnv3_r50.yml", "configs/dcnv4_flash_r50.yml"]
+
+
+def _offset_predictors(model: paddle.nn.Layer) -> list:
+    """The parameters that predict offsets and masks / aggregation weights (zero at init)."""
+    params = [p for name, p in model.named_parameters() if "conv_offset" in name]  # DeformConv2D
+    for layer in model.sublayers():
+        if isinstance(layer, DCNv3):
+            params += layer.offset.parameters() + layer.mask.parameters()
+        elif isinstance(layer, DCNv4):
+            params += layer.offset_mask.parameters()
+    return params
 
 
 def _weights(cfg: dict, directory: str) -> str:
     paddle.seed(0)
     model = build(MODELS, cfg["model"])
-    for name, p in model.named_parameters():
-        if "conv_offset" in name:
-            p.set_value(paddle.randn(p.shape, dtype=p.dtype) * 0.05)
+    for p in _offset_predictors(model):
+        p.set_value(paddle.randn(p.shape, dtype=p.dtype) * 0.05)
     path = os.path.join(directory, "weights.pdparams")
     paddle.save(model.state_dict(), path)
     return path
