@@ -9,6 +9,9 @@ from paddle import nn
 from paddle.nn.initializer import Constant, XavierUniform
 
 from ..ops import _checks
+from ..ops.channel_bias import in_cpu_dygraph
+from ..ops.depthwise_conv import depthwise_conv2d_nhwc
+from . import _args
 
 DATA_FORMATS = ("NCHW", "NHWC")
 
@@ -61,9 +64,29 @@ def zero_projection(channels_in: int, channels_out: int, lr_mult: float, bias_in
                      bias_attr=paddle.ParamAttr(initializer=Constant(bias_init), learning_rate=lr_mult))
 
 
-def depthwise(channels: int, kernel: int, stride: list) -> nn.Conv2D:
-    """Depthwise conv on NCHW at the layer's stride: its output is on the output grid."""
-    return nn.Conv2D(channels, channels, kernel, stride=stride, padding=(kernel - 1) // 2, groups=channels)
+class DepthwiseConv2D(nn.Conv2D):
+    """``nn.Conv2D(C, C, k, stride, padding=(k-1)//2, groups=C)`` (same parameters, state-dict
+    keys and NCHW ``forward``) with ``forward_nhwc``: channels-last in and out, on
+    ``ops.depthwise_conv2d_nhwc`` in CPU dygraph, else Paddle's conv2d between transposes (GPU,
+    ``to_static`` and export: saved programs and ONNX files hold a standard conv)."""
+
+    def __init__(self, channels: int, kernel: int, stride: list) -> None:
+        super().__init__(channels, channels, kernel, stride=stride, padding=(kernel - 1) // 2, groups=channels)
+        self._op_args = _args.OpArgs(stride=tuple(self._stride), padding=((kernel - 1) // 2, (kernel - 1) // 2),
+                                     dilation=tuple(self._dilation))
+
+    def forward_nhwc(self, nhwc: paddle.Tensor, nchw: Optional[paddle.Tensor] = None) -> paddle.Tensor:
+        """The conv of channels-last ``nhwc`` ``[N, H, W, C]``, channels-last; ``nchw``: the
+        same input as ``[N, C, H, W]`` when the caller has it (spares a transpose off the
+        CPU path)."""
+        if in_cpu_dygraph(nhwc) and self.weight.dtype == nhwc.dtype:
+            return _args.run_op(depthwise_conv2d_nhwc, self._op_args, nhwc, self.weight, self.bias)
+        return to_nhwc(super().forward(nchw if nchw is not None else to_nchw(nhwc)))
+
+
+def depthwise(channels: int, kernel: int, stride: list) -> DepthwiseConv2D:
+    """Depthwise conv at the layer's stride: its output is on the output grid."""
+    return DepthwiseConv2D(channels, kernel, stride)
 
 
 def to_nhwc(x: paddle.Tensor) -> paddle.Tensor:

@@ -62,9 +62,8 @@ class DCNv3(nn.Layer):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         blk.check_input(x, self.channels, self.data_format, "DCNv3")
         nhwc = blk.to_nhwc(x) if self.data_format == "NCHW" else x
-        nchw = x if self.data_format == "NCHW" else blk.to_nchw(x)
         value = self.input_proj(nhwc)
-        feat = F.gelu(self.dw_norm(blk.to_nhwc(self.dw_conv(nchw))))
+        feat = F.gelu(self.dw_norm(self.dw_conv.forward_nhwc(nhwc, x if self.data_format == "NCHW" else None)))
         offset = self.offset(feat)
         logits = self.mask(feat)
         k = self.kernel_size[0] * self.kernel_size[1]

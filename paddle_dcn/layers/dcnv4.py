@@ -80,8 +80,7 @@ class DCNv4(nn.Layer):
         nhwc = blk.to_nhwc(x) if self.data_format == "NCHW" else x
         value = nhwc if self.without_pointwise else self.value_proj(nhwc)
         if self.offset_mask_dw is not None:
-            nchw = x if self.data_format == "NCHW" else blk.to_nchw(x)
-            om_in = blk.to_nhwc(self.offset_mask_dw(nchw))
+            om_in = self.offset_mask_dw.forward_nhwc(nhwc, x if self.data_format == "NCHW" else None)
         elif self.stride != [1, 1]:
             # output pixel (i, j)'s kernel centre is input pixel (s*i, s*j): padding is
             # dilation*(k-1)//2, so there are ceil(H/s) of them, the output size
