@@ -68,7 +68,8 @@ class DepthwiseConv2D(nn.Conv2D):
     """``nn.Conv2D(C, C, k, stride, padding=(k-1)//2, groups=C)`` (same parameters, state-dict
     keys and NCHW ``forward``) with ``forward_nhwc``: channels-last in and out, on
     ``ops.depthwise_conv2d_nhwc`` in CPU dygraph, else Paddle's conv2d between transposes (GPU,
-    ``to_static`` and export: saved programs and ONNX files hold a standard conv)."""
+    ``to_static`` and export: saved programs and ONNX files hold a standard conv). The layers
+    call ``forward_nhwc`` directly, so forward hooks registered on this sublayer do not run."""
 
     def __init__(self, channels: int, kernel: int, stride: list) -> None:
         super().__init__(channels, channels, kernel, stride=stride, padding=(kernel - 1) // 2, groups=channels)
