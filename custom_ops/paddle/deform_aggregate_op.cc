@@ -29,14 +29,10 @@ constexpr const char* kOp = "pdcn deform_aggregate";
 using pdcn::dtype_name;
 using pdcn::shape_str;
 
-int64_t out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
-  if (in < 0) return -1;
-  return (in + 2 * pad - (dilation * (kernel - 1) + 1)) / stride + 1;
-}
+using pdcn::conv_out_size;
 
 void check_pair(const std::vector<int>& v, const char* what, int minimum) {
-  PD_CHECK(v.size() == 2 && v[0] >= minimum && v[1] >= minimum, kOp, ": ", what,
-           " needs two values >= ", minimum, ", got ", shape_str(v));
+  pdcn::check_attr_pair(kOp, v, what, minimum);
 }
 
 AggregateGeometry geometry(const paddle::Tensor& value, const std::vector<int>& kernel,
@@ -64,8 +60,8 @@ AggregateGeometry geometry(const paddle::Tensor& value, const std::vector<int>& 
   g.pad_w = padding[1];
   g.dilation_h = dilation[0];
   g.dilation_w = dilation[1];
-  g.out_h = out_size(g.in_h, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h);
-  g.out_w = out_size(g.in_w, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
+  g.out_h = conv_out_size(g.in_h, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h);
+  g.out_w = conv_out_size(g.in_w, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
   // offset_scale as a float pair (hi, lo) with hi + lo the double the caller gave: a custom
   // op attribute cannot be a double, and float32 alone would round the scale.
   PD_CHECK(offset_scale.size() == 2, kOp, ": offset_scale must be a (hi, lo) pair, got ",
@@ -267,8 +263,8 @@ std::vector<std::vector<int64_t>> AggregateInferShape(
     const std::vector<int>& stride, const std::vector<int>& padding,
     const std::vector<int>& dilation, int, const std::vector<float>&, bool) {
   return {{value_shape[0],
-           out_size(value_shape[1], kernel_size[0], stride[0], padding[0], dilation[0]),
-           out_size(value_shape[2], kernel_size[1], stride[1], padding[1], dilation[1]),
+           conv_out_size(value_shape[1], kernel_size[0], stride[0], padding[0], dilation[0]),
+           conv_out_size(value_shape[2], kernel_size[1], stride[1], padding[1], dilation[1]),
            value_shape[3]}};
 }
 

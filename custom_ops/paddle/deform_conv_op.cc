@@ -720,12 +720,9 @@ std::vector<std::vector<int64_t>> DeformConvInferShape(
     const std::vector<int>& paddings, const std::vector<int>& dilations, int groups,
     int deformable_groups, int64_t, bool) {
   // Static graphs may carry -1 (unknown) dimensions: only compute what is known.
-  auto out_size = [](int64_t in, int64_t k, int s, int p, int d) -> int64_t {
-    return in < 0 ? -1 : (in + 2 * p - (d * (k - 1) + 1)) / s + 1;
-  };
   return {{x_shape[0], weight_shape[0],
-           out_size(x_shape[2], weight_shape[2], strides[0], paddings[0], dilations[0]),
-           out_size(x_shape[3], weight_shape[3], strides[1], paddings[1], dilations[1])}};
+           pdcn::conv_out_size(x_shape[2], weight_shape[2], strides[0], paddings[0], dilations[0]),
+           pdcn::conv_out_size(x_shape[3], weight_shape[3], strides[1], paddings[1], dilations[1])}};
 }
 
 std::vector<paddle::DataType> DeformConvInferDtype(const paddle::DataType& x_dtype,

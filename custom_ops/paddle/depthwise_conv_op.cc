@@ -19,14 +19,10 @@ using pdcn::shape_str;
 
 constexpr const char* kOp = "pdcn depthwise_conv2d_nhwc";
 
-int64_t out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
-  if (in < 0) return -1;
-  return (in + 2 * pad - (dilation * (kernel - 1) + 1)) / stride + 1;
-}
+using pdcn::conv_out_size;
 
 void check_pair(const std::vector<int>& v, const char* what, int minimum) {
-  PD_CHECK(v.size() == 2 && v[0] >= minimum && v[1] >= minimum, kOp, ": ", what,
-           " needs two values >= ", minimum, ", got ", shape_str(v));
+  pdcn::check_attr_pair(kOp, v, what, minimum);
 }
 
 DepthwiseGeometry geometry(const paddle::Tensor& x, const paddle::Tensor& weight,
@@ -60,8 +56,8 @@ DepthwiseGeometry geometry(const paddle::Tensor& x, const paddle::Tensor& weight
   g.pad_w = padding[1];
   g.dilation_h = dilation[0];
   g.dilation_w = dilation[1];
-  g.out_h = out_size(g.in_h, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h);
-  g.out_w = out_size(g.in_w, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
+  g.out_h = conv_out_size(g.in_h, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h);
+  g.out_w = conv_out_size(g.in_w, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
   PD_CHECK(g.out_h > 0 && g.out_w > 0, kOp, ": the output would be empty (", g.out_h, "x", g.out_w,
            ") for an input of ", g.in_h, "x", g.in_w);
   return g;
@@ -139,8 +135,8 @@ std::vector<std::vector<int64_t>> DepthwiseInferShape(const std::vector<int64_t>
                                                       const std::vector<int64_t>&, const std::vector<int>& stride,
                                                       const std::vector<int>& padding,
                                                       const std::vector<int>& dilation) {
-  return {{x_shape[0], out_size(x_shape[1], weight_shape[2], stride[0], padding[0], dilation[0]),
-           out_size(x_shape[2], weight_shape[3], stride[1], padding[1], dilation[1]), x_shape[3]}};
+  return {{x_shape[0], conv_out_size(x_shape[1], weight_shape[2], stride[0], padding[0], dilation[0]),
+           conv_out_size(x_shape[2], weight_shape[3], stride[1], padding[1], dilation[1]), x_shape[3]}};
 }
 
 std::vector<paddle::DataType> DepthwiseInferDtype(const paddle::DataType& x_dtype, const paddle::DataType&,

@@ -2,6 +2,7 @@
 // the device guard, the stream, the dtype mapping and the launch-status check.
 #pragma once
 
+#include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <sstream>
@@ -57,6 +58,19 @@ void check_against_first(NamedTensors named, const Check& check) {
       check(*first, entry);
     }
   }
+}
+
+// Output size of a conv-like op along one axis (zero padding); -1 stays -1
+// (an unknown static-graph dimension).
+inline int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
+  if (in < 0) return -1;
+  return (in + 2 * pad - (dilation * (kernel - 1) + 1)) / stride + 1;
+}
+
+// A two-value attribute (kernel, stride, padding, dilation) of op, each >= minimum.
+inline void check_attr_pair(const char* op, const std::vector<int>& v, const char* what, int minimum) {
+  PD_CHECK(v.size() == 2 && v[0] >= minimum && v[1] >= minimum, op, ": ", what,
+           " needs two values >= ", minimum, ", got ", shape_str(v));
 }
 
 // Every tensor of an op call lives where the first one does ("x on gpu:0 but
