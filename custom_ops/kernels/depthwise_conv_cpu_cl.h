@@ -52,6 +52,22 @@ PDCN_CPU_INLINE void add_products(const T* __restrict__ w, const T* __restrict__
   for (int64_t c = 0; c < C; ++c) acc[c] += w[c] * v[c];
 }
 
+// f(tap, input pixel) for each tap (a*kw + b) of output pixel (i, j) of image n
+// whose input pixel ((n*H + y)*W + x) lies inside the map, taps in order.
+template <typename F>
+PDCN_CPU_INLINE void for_each_tap_in_map(const DepthwiseGeometry& g, int64_t n, int64_t i, int64_t j,
+                                         const F& f) {
+  for (int64_t a = 0; a < g.kernel_h; ++a) {
+    const int64_t y = i * g.stride_h - g.pad_h + a * g.dilation_h;
+    if (y < 0 || y >= g.in_h) continue;
+    for (int64_t b = 0; b < g.kernel_w; ++b) {
+      const int64_t xx = j * g.stride_w - g.pad_w + b * g.dilation_w;
+      if (xx < 0 || xx >= g.in_w) continue;
+      f(a * g.kernel_w + b, (n * g.in_h + y) * g.in_w + xx);
+    }
+  }
+}
+
 // Output row `row` = (n, i): out = bias + sum over the taps inside the map.
 template <typename T>
 PDCN_CPU_INLINE void depthwise_forward_row(const DepthwiseGeometry& g, const T* x, const T* wt,
@@ -60,15 +76,9 @@ PDCN_CPU_INLINE void depthwise_forward_row(const DepthwiseGeometry& g, const T* 
   for (int64_t j = 0; j < g.out_w; ++j) {
     T* o = out + (row * g.out_w + j) * C;
     std::copy(bias, bias + C, o);
-    for (int64_t a = 0; a < g.kernel_h; ++a) {
-      const int64_t y = i * g.stride_h - g.pad_h + a * g.dilation_h;
-      if (y < 0 || y >= g.in_h) continue;
-      for (int64_t b = 0; b < g.kernel_w; ++b) {
-        const int64_t xx = j * g.stride_w - g.pad_w + b * g.dilation_w;
-        if (xx < 0 || xx >= g.in_w) continue;
-        add_products(wt + (a * g.kernel_w + b) * C, x + ((n * g.in_h + y) * g.in_w + xx) * C, C, o);
-      }
-    }
+    for_each_tap_in_map(g, n, i, j, [&](int64_t tap, int64_t pixel) PDCN_LAMBDA_INLINE {
+      add_products(wt + tap * C, x + pixel * C, C, o);
+    });
   }
 }
 
@@ -108,15 +118,9 @@ PDCN_CPU_INLINE void depthwise_param_grad_chunk(const DepthwiseGeometry& g, cons
     for (int64_t j = 0; j < g.out_w; ++j) {
       const T* go = grad_out + (row * g.out_w + j) * C;
       for (int64_t c = 0; c < C; ++c) part[K * C + c] += go[c];
-      for (int64_t a = 0; a < g.kernel_h; ++a) {
-        const int64_t y = i * g.stride_h - g.pad_h + a * g.dilation_h;
-        if (y < 0 || y >= g.in_h) continue;
-        for (int64_t b = 0; b < g.kernel_w; ++b) {
-          const int64_t xx = j * g.stride_w - g.pad_w + b * g.dilation_w;
-          if (xx < 0 || xx >= g.in_w) continue;
-          add_products(go, x + ((n * g.in_h + y) * g.in_w + xx) * C, C, part + (a * g.kernel_w + b) * C);
-        }
-      }
+      for_each_tap_in_map(g, n, i, j, [&](int64_t tap, int64_t pixel) PDCN_LAMBDA_INLINE {
+        add_products(go, x + pixel * C, C, part + tap * C);
+      });
     }
   }
 }
