@@ -1,8 +1,6 @@
 """ops.channel_bias.add_channel_bias (the deformable op's bias; pdcn_add_channel_bias in CPU
 dygraph) against numpy, and where it runs (to_static programs keep Paddle's add)."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
@@ -12,6 +10,7 @@ from paddle_dcn import DeformConv2D
 from paddle_dcn.ops import deform_conv2d, load_library
 from paddle_dcn.ops._library import run_op
 from paddle_dcn.ops.channel_bias import add_channel_bias, in_cpu_dygraph
+from thread_helpers import assert_same_results_with_1_and_2_threads
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4, 5), (3, 4), (1, 2, 3, 2, 2), (0, 3, 2, 2)])
@@ -89,8 +88,8 @@ def test_saved_programs_hold_paddles_add(tmp_path):
 
 
 def test_bias_gradient_does_not_depend_on_the_thread_count(tmp_path):
-    script = tmp_path / "run.py"
-    script.write_text(
+    assert_same_results_with_1_and_2_threads(
+        tmp_path,
         "import numpy as np, paddle, sys\n"
         "from paddle_dcn.ops.channel_bias import add_channel_bias\n"
         "rng = np.random.default_rng(0)\n"
@@ -99,11 +98,3 @@ def test_bias_gradient_does_not_depend_on_the_thread_count(tmp_path):
         "out = add_channel_bias(x, b)\n"
         "(gb,) = paddle.grad([(out * out).sum()], [b])\n"
         "np.savez(sys.argv[1], out=out.numpy(), gb=gb.numpy())\n")
-    results = []
-    for threads in ("1", "2"):
-        path = tmp_path / f"t{threads}.npz"
-        subprocess.run([sys.executable, str(script), str(path)], check=True,
-                       env=dict(os.environ, OMP_NUM_THREADS=threads), capture_output=True, timeout=300)
-        results.append(np.load(path))
-    for key in results[0].files:
-        np.testing.assert_array_equal(results[0][key], results[1][key], err_msg=key)

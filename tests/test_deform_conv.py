@@ -1,8 +1,6 @@
 """deform_conv2d against Paddle's native op, finite differences and bad input."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import paddle
 import pytest
@@ -10,6 +8,7 @@ import pytest
 from paddle_dcn.ops import (
     deform_conv2d, get_workspace_limit, images_per_chunk, set_workspace_limit,
     workspace_bytes_per_image)
+from thread_helpers import assert_same_results_with_1_and_2_threads
 
 TOLERANCE = {"float64": dict(rtol=1e-8, atol=1e-8), "float32": dict(rtol=1e-4, atol=1e-4)}
 
@@ -343,10 +342,8 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
     Not compared: the weight gradient, a GEMM reduction over batch x pixels that the math
     library (oneDNN or MKL, both following the thread count) may split differently with 2
     threads."""
-    import subprocess
-    import sys
-    script = tmp_path / "run.py"
-    script.write_text(
+    assert_same_results_with_1_and_2_threads(
+        tmp_path,
         "import numpy as np, paddle, sys\n"
         "from paddle_dcn.ops import deform_conv2d, deform_roi_pool\n"
         "rng = np.random.default_rng(0)\n"
@@ -359,12 +356,3 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
         "names = ['grad_x', 'grad_weight', 'grad_offset', 'grad_mask']\n"
         "np.savez(sys.argv[1], y=y.numpy(), r=r.numpy(),\n"
         "         **{n: g.numpy() for n, g in zip(names, grads) if n != 'grad_weight'})\n")
-    results = []
-    for threads in ("1", "2"):
-        out = tmp_path / f"t{threads}.npz"
-        env = dict(os.environ, OMP_NUM_THREADS=threads)
-        subprocess.run([sys.executable, str(script), str(out)], check=True, env=env,
-                       capture_output=True, timeout=300)
-        results.append(np.load(out))
-    for key in results[0].files:
-        np.testing.assert_array_equal(results[0][key], results[1][key], err_msg=key)

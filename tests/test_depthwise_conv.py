@@ -1,9 +1,6 @@
 """ops.depthwise_conv2d_nhwc (the CPU channels-last depthwise conv of the DCNv3/v4 layers)
 against Paddle's own grouped conv2d on NCHW, float64 and float32, every gradient; thread-count
 independence; errors; and the layers' use of it (CPU dygraph only)."""
-import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
@@ -13,6 +10,7 @@ import pytest
 from paddle_dcn import DCNv3
 from paddle_dcn.layers._aggregate_block import DepthwiseConv2D
 from paddle_dcn.ops.depthwise_conv import depthwise_conv2d_nhwc
+from thread_helpers import assert_same_results_with_1_and_2_threads
 
 CONFIGS = {  # (N, H, W, C, kh, kw, stride, padding, dilation)
     "3x3": (2, 9, 10, 5, 3, 3, 1, 1, 1),
@@ -56,8 +54,8 @@ def test_matches_paddle_grouped_conv2d_with_every_gradient(name, dtype, tol):
 def test_results_do_not_depend_on_the_thread_count(tmp_path):
     """Every output and gradient bitwise equal with 1 and 2 threads (the weight and bias
     gradients are sums over fixed chunks of rows)."""
-    script = tmp_path / "run.py"
-    script.write_text(
+    assert_same_results_with_1_and_2_threads(
+        tmp_path,
         "import numpy as np, paddle, sys\n"
         "from paddle_dcn.ops.depthwise_conv import depthwise_conv2d_nhwc\n"
         "rng = np.random.default_rng(0)\n"
@@ -66,14 +64,6 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
         "y = depthwise_conv2d_nhwc(x, w, b, 2, 1, 1)\n"
         "gx, gw, gb = paddle.grad([(y * y).sum()], [x, w, b])\n"
         "np.savez(sys.argv[1], y=y.numpy(), gx=gx.numpy(), gw=gw.numpy(), gb=gb.numpy())\n")
-    results = []
-    for threads in ("1", "2"):
-        out = tmp_path / f"t{threads}.npz"
-        subprocess.run([sys.executable, str(script), str(out)], check=True,
-                       env=dict(os.environ, OMP_NUM_THREADS=threads), capture_output=True, timeout=300)
-        results.append(np.load(out))
-    for key in results[0].files:
-        np.testing.assert_array_equal(results[0][key], results[1][key], err_msg=key)
 
 
 def test_bad_arguments_are_named():

@@ -1,8 +1,6 @@
 """ops.plain_conv.conv2d_cpu (DeformConv2D's offset/mask branch on the CPU) against Paddle's
 conv2d, and the layer's choice of path (CPU dygraph only; to_static programs keep conv2d)."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
@@ -14,6 +12,7 @@ from paddle_dcn.layers._offset_conv import OffsetConv2D, takes_cpu_path
 from paddle_dcn.ops import get_workspace_limit, set_workspace_limit
 from paddle_dcn.ops import plain_conv
 from paddle_dcn.ops.plain_conv import conv2d_cpu
+from thread_helpers import assert_same_results_with_1_and_2_threads
 
 # (N, C_in, H, W, C_out, kernel, stride, padding, dilation)
 CONFIGS = [
@@ -135,8 +134,8 @@ def test_saved_programs_hold_paddles_conv2d(tmp_path):
 def test_results_do_not_depend_on_the_thread_count(tmp_path):
     """grad_x and grad_bias are bitwise equal with 1 and 2 threads (the weight gradient is a
     GEMM reduction the math library may split by thread count)."""
-    script = tmp_path / "run.py"
-    script.write_text(
+    assert_same_results_with_1_and_2_threads(
+        tmp_path,
         "import numpy as np, paddle, sys\n"
         "from paddle_dcn.ops.plain_conv import conv2d_cpu\n"
         "rng = np.random.default_rng(0)\n"
@@ -145,11 +144,3 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
         "y = conv2d_cpu(x, w, b, padding=1)\n"
         "gx, gb = paddle.grad([(y * y).sum()], [x, b])\n"
         "np.savez(sys.argv[1], y=y.numpy(), gx=gx.numpy(), gb=gb.numpy())\n")
-    results = []
-    for threads in ("1", "2"):
-        out = tmp_path / f"t{threads}.npz"
-        subprocess.run([sys.executable, str(script), str(out)], check=True,
-                       env=dict(os.environ, OMP_NUM_THREADS=threads), capture_output=True, timeout=300)
-        results.append(np.load(out))
-    for key in results[0].files:
-        np.testing.assert_array_equal(results[0][key], results[1][key], err_msg=key)
