@@ -26,6 +26,8 @@ CONFIGS = [
     # run-time widths past one eight-lane block: 8 + 4 and 16 + 4 channels
     (1, 5, 6, 2, 12, 3, 1, 1, 1, 1.0, 1.5),
     (1, 4, 5, 1, 20, 3, 1, 1, 1, 1.0, 2.0),
+    # 25 kernel points: three eight-point stencil blocks and one point alone (CPU driver)
+    (1, 7, 8, 2, 4, 5, 1, 2, 1, 1.0, 1.5),
 ]
 
 
@@ -110,6 +112,30 @@ def test_non_finite_and_huge_offsets_give_zero_samples():
     np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-10)
     grads = paddle.grad(got.sum(), [value])
     assert np.isfinite(grads[0].numpy()).all()
+
+
+def test_a_non_finite_value_reaches_only_the_samples_that_weigh_it():
+    """Outside the map a neighbour counts as zero, and a neighbour of zero bilinear weight
+    adds nothing, whatever its value (the CPU forward reads a zero row there instead of
+    branching). Integer offsets put every sample on a pixel: its other three neighbours weigh
+    zero, and the samples at the border fall outside the map."""
+    (value, offset, weight), kwargs = _inputs(CONFIGS[2], seed=7)
+    rng = np.random.default_rng(7)
+    offset = paddle.to_tensor(np.round(rng.standard_normal(offset.shape) * 2.0))
+    weight = paddle.to_tensor(rng.uniform(0.5, 1.5, weight.shape))
+    bad_pixels = [(0, 0), (2, 3)]  # pixel 0 (where outside neighbours point) and an inner one
+    clean, poisoned, marker = value.numpy().copy(), value.numpy().copy(), np.zeros(value.shape)
+    for y, x in bad_pixels:
+        clean[0, y, x] = 0.0
+        poisoned[0, y, x, ::2] = np.inf
+        poisoned[0, y, x, 1::2] = np.nan
+        marker[0, y, x] = 1.0
+    got = deform_aggregate(paddle.to_tensor(poisoned), offset, weight, **kwargs).numpy()
+    want = deform_aggregate(paddle.to_tensor(clean), offset, weight, **kwargs).numpy()
+    touched = deform_aggregate(paddle.to_tensor(marker), offset, weight, **kwargs).numpy() != 0
+    assert touched.any() and (~touched).sum() > touched.sum()
+    assert not np.isfinite(got[touched]).any()
+    np.testing.assert_array_equal(got[~touched], want[~touched])
 
 
 def test_results_are_bitwise_equal_across_thread_counts():
