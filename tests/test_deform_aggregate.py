@@ -115,10 +115,12 @@ def test_non_finite_and_huge_offsets_give_zero_samples():
 
 
 def test_a_non_finite_value_reaches_only_the_samples_that_weigh_it():
-    """Outside the map a neighbour counts as zero, and a neighbour of zero bilinear weight
-    adds nothing, whatever its value (the CPU forward reads a zero row there instead of
+    """Forward: outside the map a neighbour counts as zero, and a neighbour of zero bilinear
+    weight adds nothing, whatever its value (the CPU forward reads a zero row there instead of
     branching). Integer offsets put every sample on a pixel: its other three neighbours weigh
-    zero, and the samples at the border fall outside the map."""
+    zero, and the samples at the border fall outside the map. Backward: a non-finite value
+    reaches the offset and weight gradients only of the samples whose in-map neighbours
+    include it."""
     (value, offset, weight), kwargs = _inputs(CONFIGS[2], seed=7)
     rng = np.random.default_rng(7)
     offset = paddle.to_tensor(np.round(rng.standard_normal(offset.shape) * 2.0))
@@ -136,6 +138,24 @@ def test_a_non_finite_value_reaches_only_the_samples_that_weigh_it():
     assert touched.any() and (~touched).sum() > touched.sum()
     assert not np.isfinite(got[touched]).any()
     np.testing.assert_array_equal(got[~touched], want[~touched])
+
+    # Backward, off the grid lines (every in-map neighbour of nonzero weight): the offset and
+    # weight gradients are linear in the value, and those that do not change when the marker is
+    # added depend on no bad pixel and must come out as with the clean value (an out-of-map
+    # neighbour's dot product is read at pixel 0, a bad one, and must count as zero).
+    cot = paddle.to_tensor(rng.standard_normal(got.shape))
+    fractional = paddle.to_tensor(rng.standard_normal(offset.shape) * 2.0)
+
+    def coord_grads(v):
+        off, wt = fractional.detach(), weight.detach()
+        off.stop_gradient = wt.stop_gradient = False
+        out = deform_aggregate(paddle.to_tensor(v), off, wt, **kwargs)
+        return [g.numpy() for g in paddle.grad((out * cot).sum(), [off, wt])]
+
+    for bad, base, probe in zip(coord_grads(poisoned), coord_grads(clean), coord_grads(clean + marker)):
+        depends = probe != base
+        assert depends.any() and (~depends).sum() > depends.sum()
+        np.testing.assert_array_equal(bad[~depends], base[~depends])
 
 
 def test_results_are_bitwise_equal_across_thread_counts():

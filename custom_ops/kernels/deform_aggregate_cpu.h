@@ -185,6 +185,7 @@ PDCN_CPU_INLINE void aggregate_backward_sample(const DeformSampleStencil<T>& st,
   T d[4] = {T(0), T(0), T(0), T(0)};
   add_neighbour_dots<W>(go, base, e, width, d);
   for (int i = 0; i < 4; ++i) {
+    d[i] = outside_map_as_zero(st, i, d[i]);
     *gm += st.w[i] * d[i];
     *gy += st.wy[i] * d[i];
     *gx += st.wx[i] * d[i];
