@@ -194,6 +194,68 @@ def test_non_finite_and_huge_offsets_give_zero_samples(bad_value, width):
     np.testing.assert_allclose(results[0][0], native.numpy(), rtol=1e-10, atol=1e-10)
 
 
+# (c_in, deformable_groups, width): runs of 4 channels; one channel per group; the CPU sweep's
+# compiled sixteen-channel width, with the im2col's eight-pixel stencil blocks (width 18).
+NON_FINITE_CASES = [(4, 1, 7), (4, 4, 7), (16, 1, 18)]
+
+
+@pytest.mark.parametrize("with_mask", [True, False], ids=["v2", "v1"])
+@pytest.mark.parametrize("case", NON_FINITE_CASES, ids=["c4", "c1-per-group", "c16-w18"])
+def test_a_non_finite_input_value_reaches_only_the_samples_that_weigh_it(case, with_mask):
+    """A neighbour outside the map counts as zero whatever the input holds there (the plane
+    kernels point it at index 0 of its plane, the channels-last ones at a zero pixel), so a
+    non-finite x[n, c, 0, 0] must not reach every border sample. Forward at zero offsets: the
+    non-finite outputs are exactly those of Paddle's own deform_conv2d (which multiplies the
+    zero-weight in-map neighbours too, IEEE), and the others equal the clean input's. Backward,
+    off the grid lines: offset and mask gradients that do not change when a marker is added at
+    the bad pixels must come out as with the clean input."""
+    c_in, dgroups, width = case
+    # four output channels: Paddle's op wants C_out divisible by deformable_groups
+    inputs = make_inputs(2, c_in, 6, width, 4, (3, 3), padding=1, deformable_groups=dgroups,
+                         with_mask=with_mask)
+    x = inputs["x"].numpy()
+    clean, poisoned, marker = x.copy(), x.copy(), np.zeros_like(x)
+    for y, col in [(0, 0), (3, width - 2)]:  # pixel 0 (where outside neighbours point), an inner one
+        clean[0, :, y, col] = 0.0
+        poisoned[0, ::2, y, col] = np.inf
+        poisoned[0, 1::2, y, col] = np.nan
+        marker[0, :, y, col] = 1.0
+    weight = paddle.to_tensor(np.abs(inputs["weight"].numpy()) + 0.5)  # no cancelling infinities
+    zero_offset = paddle.zeros(inputs["offset"].shape, "float64")
+    ones = paddle.ones(inputs["mask"].shape, "float64") if with_mask else None
+
+    def forward(op, v):
+        return op(paddle.to_tensor(v), zero_offset, weight, padding=1,
+                  deformable_groups=dgroups, mask=ones).numpy()
+
+    got, want = forward(deform_conv2d, poisoned), forward(deform_conv2d, clean)
+    seen = ~np.isfinite(forward(paddle.vision.ops.deform_conv2d, poisoned))
+    assert seen.any() and (~seen).sum() > 2 * seen.sum()
+    np.testing.assert_array_equal(~np.isfinite(got), seen)
+    np.testing.assert_array_equal(got[~seen], want[~seen])
+
+    cot = paddle.to_tensor(np.random.default_rng(3).standard_normal(got.shape))
+
+    def coord_grads(v):
+        off = inputs["offset"].detach()  # random, fractional: every in-map neighbour weighs
+        off.stop_gradient = False
+        wrt = [off]
+        mask = None
+        if with_mask:
+            mask = inputs["mask"].detach()
+            mask.stop_gradient = False
+            wrt.append(mask)
+        out = deform_conv2d(paddle.to_tensor(v), off, weight, padding=1,
+                            deformable_groups=dgroups, mask=mask)
+        return [g.numpy() for g in paddle.grad((out * cot).sum(), wrt)]
+
+    for bad, base, probe in zip(coord_grads(poisoned), coord_grads(clean),
+                                coord_grads(clean + marker)):
+        depends = probe != base
+        assert depends.any() and (~depends).sum() > depends.sum()
+        np.testing.assert_array_equal(bad[~depends], base[~depends])
+
+
 @pytest.mark.parametrize("with_mask", [True, False], ids=["v2", "v1"])
 def test_empty_batch(with_mask, float_dtype):
     inputs = make_inputs(1, 4, 6, 6, 5, (3, 3), padding=1, dtype=float_dtype, with_mask=with_mask)

@@ -39,8 +39,8 @@ PDCN_HD BilinearStencil<Acc> make_stencil(Acc y, Acc x, int64_t height, int64_t 
 }
 
 // Everything one deformable sample needs, independent of the channel: the four
-// neighbour indices in the plane (clamped to 0 where the neighbour is outside,
-// with its weights zeroed), the bilinear weights, their derivatives with
+// neighbour indices in the plane (outside_index where the neighbour is outside
+// the map, with its weights zeroed), the bilinear weights, their derivatives with
 // respect to y and x, and the modulation scalar. Every quantity is linear in
 // the neighbour values v_i:
 //   sample = m * sum_i w_i v_i,  d sample/dy = m * sum_i wy_i v_i,  (x alike).
@@ -54,9 +54,13 @@ struct DeformSampleStencil {
 
 // The stencil of a sample at (y, x) of a height x width plane, scaled by mask
 // (deformable conv's and the DCNv3/v4 aggregation's shared sampling rule).
+// outside_index: where a neighbour outside the map points, 0 (a pixel of the
+// plane, so readers must not let its value through: outside_map_as_zero) or,
+// where the driver has one, a pixel of zeros beside the plane (the CPU
+// deformable conv's channels-last copy, index -1: no select per neighbour).
 template <typename Acc>
 PDCN_HD DeformSampleStencil<Acc> sample_stencil_at(Acc y, Acc x, int64_t height, int64_t width,
-                                                   Acc mask) {
+                                                   Acc mask, int32_t outside_index = 0) {
   DeformSampleStencil<Acc> st;
   st.mask = mask;
   const BilinearStencil<Acc> s = make_stencil(y, x, height, width);
@@ -70,12 +74,25 @@ PDCN_HD DeformSampleStencil<Acc> sample_stencil_at(Acc y, Acc x, int64_t height,
   const Acc wy[4] = {-hx, -s.lx, hx, s.lx};
   const Acc wx[4] = {-hy, hy, -s.ly, s.ly};
   for (int i = 0; i < 4; ++i) {
-    st.index[i] = in[i] ? static_cast<int32_t>(idx[i]) : 0;
+    st.index[i] = in[i] ? static_cast<int32_t>(idx[i]) : outside_index;
     st.w[i] = in[i] ? w[i] : Acc(0);
     st.wy[i] = in[i] ? wy[i] : Acc(0);
     st.wx[i] = in[i] ? wx[i] : Acc(0);
   }
   return st;
+}
+
+// A value (or a dot product over values) read at neighbour i, or 0 where the
+// neighbour is outside the map (all its factors zero; with outside_index 0 it
+// was read at pixel 0 of the plane): a non-finite value there must not turn
+// 0 * v into NaN in the samples, or their coordinate gradients, that do not
+// touch it. Inside the map one of wx, wy is never zero, so this changes
+// nothing there. A select, not a branch (three selects, one per factor, cost
+// the aggregation's forward+backward ~10% at InternImage-T stage 1; this one
+// measured nothing).
+template <typename Acc>
+PDCN_HD Acc outside_map_as_zero(const DeformSampleStencil<Acc>& st, int i, Acc d) {
+  return (st.wx[i] == Acc(0) && st.wy[i] == Acc(0)) ? Acc(0) : d;
 }
 
 }  // namespace pdcn

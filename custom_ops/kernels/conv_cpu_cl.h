@@ -11,7 +11,7 @@
 // oneDNN GEMM per chunk. CPU only: on GPU the layer keeps Paddle's (cuDNN)
 // conv2d, so there is no CUDA twin of these loops.
 //
-// Layouts as in deform_conv_cpu_cl.h (x_cl [B, H*W, C], columns
+// Layouts as in deform_conv_cpu_cl.h (x_cl [B, 1 + H*W, C], columns
 // [G, B*Ho*Wo, K*Cg]); the geometry has deformable_groups = 1.
 //
 // Ownership: im2col writes disjoint column runs; the backward gives one
@@ -42,7 +42,7 @@ template <typename T>
 PDCN_CPU_INLINE void conv_im2col_row(const DeformConvGeometry& g, const T* x_cl, T* columns,
                                      int64_t chunk, int64_t b, int64_t i) {
   const int64_t C = g.in_channels, Cg = C / g.groups, hw = g.out_plane();
-  const T* image = x_cl + b * C * g.in_plane();
+  const T* image = channels_last_image(g, x_cl, b);
   for (int64_t j = 0; j < g.out_w; ++j) {
     const int64_t q = b * hw + i * g.out_w + j;
     for (int64_t k = 0, a = 0; a < g.kernel_h; ++a) {
@@ -68,7 +68,7 @@ template <typename T>
 PDCN_CPU_INLINE void conv_col2im_image(const DeformConvGeometry& g, const T* grad_columns,
                                        T* grad_x_cl, int64_t chunk, int64_t b) {
   const int64_t C = g.in_channels, Cg = C / g.groups, hw = g.out_plane();
-  T* grad_image = grad_x_cl + b * C * g.in_plane();
+  T* grad_image = channels_last_image(g, grad_x_cl, b);
   for (int64_t i = 0; i < g.out_h; ++i) {
     for (int64_t j = 0; j < g.out_w; ++j) {
       const int64_t q = b * hw + i * g.out_w + j;

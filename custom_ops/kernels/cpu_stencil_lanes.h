@@ -49,12 +49,12 @@ struct StencilBlock {
 // sample_stencil_at (bilinear.h) for eight samples at once, lanes in vectors:
 // the same formulas and the same rule (a sample outside (-1, H) x (-1, W),
 // NaN included, is zero with zero weights; a neighbour outside the map has
-// zero weight and index 0). floor is the conversion's truncation corrected
+// zero weight and index outside_index). floor is the conversion's truncation corrected
 // by one below zero, exact on (-1, W), the only range it sees.
 template <typename T>
 PDCN_CPU_INLINE void stencil_lanes(const Lanes8<T>& y_in, const Lanes8<T>& x_in,
                                    const Lanes8<T>& m, int64_t height, int64_t width,
-                                   StencilBlock<T>* out) {
+                                   int32_t outside_index, StencilBlock<T>* out) {
   using V = Lanes8<T>;
   using I = typename LaneVectors<T>::ints;
   using M = typename LaneVectors<T>::mask;
@@ -77,7 +77,7 @@ PDCN_CPU_INLINE void stencil_lanes(const Lanes8<T>& y_in, const Lanes8<T>& x_in,
   const V wy[4] = {-hx, -lx, hx, lx};
   const V wx[4] = {-hy, hy, -ly, ly};
   for (int s = 0; s < 4; ++s) {
-    const I index = in[s] ? idx[s] : I{};
+    const I index = in[s] ? idx[s] : I{} + outside_index;
     const M keep = __builtin_convertvector(in[s], M);
     const V ws = keep ? w[s] : zero, wys = keep ? wy[s] : zero, wxs = keep ? wx[s] : zero;
     std::memcpy(out->index[s], &index, sizeof(index));

@@ -173,18 +173,6 @@ PDCN_HD void aggregate_forward_block(const AggregateGeometry& g, const T* value,
       out + g.out_base(n, p, grp) + c0);
 }
 
-// Dot product d of neighbour i, or 0 where the neighbour is outside the map
-// (all its factors zero; its index is 0, so d was read at value[0]): a
-// non-finite value[0] must not turn 0 * d into NaN in the coordinate gradients
-// of samples that do not touch it. Inside the map one of wx, wy is never zero,
-// so this changes nothing there. A select, not a branch (three selects, one
-// per factor, cost the op's forward+backward ~10% at InternImage-T stage 1;
-// this one measured nothing).
-template <typename Acc>
-PDCN_HD Acc outside_map_as_zero(const DeformSampleStencil<Acc>& st, int i, Acc d) {
-  return (st.wx[i] == Acc(0) && st.wy[i] == Acc(0)) ? Acc(0) : d;
-}
-
 // The backward of kernel point k of (n, p, grp) over channels [c0, c0+nc).
 // kCoords: adds to *gx, *gy, *gm the sums over those channels of
 // grad_out * d out / d(x, y, m), through the four dot products

@@ -104,7 +104,7 @@ struct AggregateStencils {
     const T s = static_cast<T>(g.offset_scale);
     const V x = pixel.x + s * (px + dx);
     const V y = pixel.y + s * (py + dy);
-    stencil_lanes(y, x, m, g.in_h, g.in_w, &block);
+    stencil_lanes(y, x, m, g.in_h, g.in_w, 0, &block);
   }
 #endif
 };

@@ -87,24 +87,28 @@ PDCN_HD DeformSampleStencil<Acc> deform_sample_stencil(const DeformConvGeometry&
 }
 
 // deform_sample_stencil for a caller that knows p = i*out_w + j and
-// k = a*kernel_w + b.
+// k = a*kernel_w + b; outside_index as sample_stencil_at's.
 template <typename Acc, typename T>
 PDCN_HD DeformSampleStencil<Acc> deform_sample_stencil_at(const DeformConvGeometry& g,
                                                           const T* offset, const T* mask,
                                                           int64_t n, int64_t dg, int64_t k,
                                                           int64_t p, int64_t i, int64_t j,
-                                                          int64_t a, int64_t b) {
+                                                          int64_t a, int64_t b,
+                                                          int32_t outside_index = 0) {
   Acc y, x;
   deform_sample_position_at<Acc>(g, offset, n, dg, k, p, i, j, a, b, &y, &x);
-  return sample_stencil_at(y, x, g.in_h, g.in_w, deform_mask_value<Acc>(g, mask, n, dg, k, p));
+  return sample_stencil_at(y, x, g.in_h, g.in_w, deform_mask_value<Acc>(g, mask, n, dg, k, p),
+                           outside_index);
 }
 
+// sum_i w_i v_i, a neighbour outside the map counting as zero
+// (outside_map_as_zero: the stencil points it at pixel 0 of the plane).
 template <typename Acc, typename T>
 PDCN_HD Acc stencil_sample(const DeformSampleStencil<Acc>& st, const T* plane) {
-  return st.w[0] * cast<Acc>(plane[st.index[0]]) +
-         st.w[1] * cast<Acc>(plane[st.index[1]]) +
-         st.w[2] * cast<Acc>(plane[st.index[2]]) +
-         st.w[3] * cast<Acc>(plane[st.index[3]]);
+  return st.w[0] * outside_map_as_zero(st, 0, cast<Acc>(plane[st.index[0]])) +
+         st.w[1] * outside_map_as_zero(st, 1, cast<Acc>(plane[st.index[1]])) +
+         st.w[2] * outside_map_as_zero(st, 2, cast<Acc>(plane[st.index[2]])) +
+         st.w[3] * outside_map_as_zero(st, 3, cast<Acc>(plane[st.index[3]]));
 }
 
 // columns[c*K + k, b*HWo + p] = mask * bilinear(x[n0 + b, c], position).
@@ -135,12 +139,13 @@ PDCN_HD void deform_col2im_element(const DeformConvGeometry& g, const DeformSamp
 
 // Contribution of one channel to the coordinate gradients of a sample:
 // adds gcol * d(sample)/dy (unmasked), gcol * d/dx and gcol * sample (the
-// mask gradient) to the accumulators.
+// mask gradient) to the accumulators. A neighbour outside the map counts as
+// zero (outside_map_as_zero), whatever the value its index 0 reads.
 template <typename Acc, typename T>
 PDCN_HD void deform_coord_grad_accumulate(const DeformSampleStencil<Acc>& st, const T* plane,
                                           Acc gcol, Acc* gy, Acc* gx, Acc* gm) {
   Acc v[4];
-  for (int i = 0; i < 4; ++i) v[i] = cast<Acc>(plane[st.index[i]]);
+  for (int i = 0; i < 4; ++i) v[i] = outside_map_as_zero(st, i, cast<Acc>(plane[st.index[i]]));
   *gy += gcol * (st.wy[0] * v[0] + st.wy[1] * v[1] + st.wy[2] * v[2] + st.wy[3] * v[3]);
   *gx += gcol * (st.wx[0] * v[0] + st.wx[1] * v[1] + st.wx[2] * v[2] + st.wx[3] * v[3]);
   *gm += gcol * (st.w[0] * v[0] + st.w[1] * v[1] + st.w[2] * v[2] + st.w[3] * v[3]);

@@ -8,6 +8,7 @@
 // Run by custom_ops/tests/run_cpu_native.sh.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -56,7 +57,9 @@ Outputs run_channels_last(const DeformConvGeometry& g, const std::vector<double>
     for (int64_t k = 0; k < K; ++k)
       for (int64_t q = 0; q < chunk * hw; ++q)
         grad_pm[pixel_major_index(c, k, q)] = grad_columns[(c * K + k) * chunk * hw + q];
-  std::vector<double> x_cl(x.size()), grad_x_cl(x.size(), -7.0), im2col_pm(grad_columns.size());
+  const size_t cl_elements = chunk * pdcn::cpu::channels_last_image_elements(g);
+  std::vector<double> x_cl(cl_elements), grad_x_cl(cl_elements, -7.0),
+      im2col_pm(grad_columns.size());
   Outputs o;
   o.grad_x.assign(x.size(), -7.0);
   o.grad_offset.assign(offset.size(), -7.0);
@@ -68,7 +71,7 @@ Outputs run_channels_last(const DeformConvGeometry& g, const std::vector<double>
                                 columns_pm.data(), grad_x_cl.data(), o.grad_offset.data(),
                                 o.grad_mask.data(), 0, chunk);
   pdcn::cpu::from_channels_last(g, grad_x_cl.data(), o.grad_x.data(), 0, chunk);
-  if (im2col_pm != columns_pm) {
+  if (std::memcmp(im2col_pm.data(), columns_pm.data(), sizeof(double) * im2col_pm.size()) != 0) {
     std::printf("FAIL channels-last: the backward sweep's columns differ from im2col's\n");
     std::exit(1);
   }
@@ -129,17 +132,76 @@ bool plain_conv_matches_zero_offsets(DeformConvGeometry g, const std::vector<dou
   g.deformable_groups = 1;
   const int64_t chunk = g.batch, K = g.kernel_size(), hw = g.out_plane();
   const std::vector<double> zero(chunk * 2 * K * hw, 0.0), one(chunk * K * hw, 1.0);
-  std::vector<double> x_cl(x.size()), plain(grad_pm.size(), -7.0), deform(grad_pm.size(), -5.0);
+  const size_t cl_elements = chunk * pdcn::cpu::channels_last_image_elements(g);
+  std::vector<double> x_cl(cl_elements), plain(grad_pm.size(), -7.0), deform(grad_pm.size(), -5.0);
   pdcn::cpu::to_channels_last(g, x.data(), x_cl.data(), 0, chunk);
   pdcn::cpu::conv_im2col_cl(g, x_cl.data(), plain.data(), chunk);
   pdcn::cpu::deform_im2col_cl(g, zero.data(), one.data(), x_cl.data(), deform.data(), 0, chunk);
-  std::vector<double> grad_plain(x.size(), -7.0), grad_deform(x.size(), -5.0);
+  std::vector<double> grad_plain(cl_elements, -7.0), grad_deform(cl_elements, -5.0);
   std::vector<double> columns(grad_pm.size()), grad_offset(zero.size()), grad_mask(one.size());
   pdcn::cpu::conv_col2im_cl(g, grad_pm.data(), grad_plain.data(), chunk);
   pdcn::cpu::deform_backward_cl(g, zero.data(), one.data(), x_cl.data(), grad_pm.data(),
                                 columns.data(), grad_deform.data(), grad_offset.data(),
                                 grad_mask.data(), 0, chunk);
   return same("plain columns", plain, deform) && close("plain grad_x", grad_plain, grad_deform);
+}
+
+// Entries of `bad` (run on a poisoned input) whose clean run `base` does not
+// change when a marker is added at the poisoned pixels (`probe`) must equal
+// `base` bit for bit; there must be such entries and dependent ones.
+bool equal_where_independent(const char* what, const std::vector<double>& bad,
+                             const std::vector<double>& base, const std::vector<double>& probe) {
+  size_t dependent = 0;
+  for (size_t i = 0; i < bad.size(); ++i) {
+    if (probe[i] != base[i]) {
+      ++dependent;
+    } else if (std::memcmp(&bad[i], &base[i], sizeof(double)) != 0) {
+      std::printf("FAIL %s at %zu: %g, independent of the bad pixels, vs %g\n", what, i, bad[i],
+                  base[i]);
+      return false;
+    }
+  }
+  if (dependent == 0 || 2 * dependent >= bad.size()) {
+    std::printf("FAIL %s: %zu of %zu entries depend on the bad pixels\n", what, dependent,
+                bad.size());
+    return false;
+  }
+  return true;
+}
+
+// A non-finite input value at pixel 0 of every plane (where the plane layout
+// points an out-of-map neighbour) and at one inner pixel reaches, on both
+// paths, only the columns and the offset/mask gradients that depend on it.
+// Random offsets keep samples off the grid lines, so that every in-map
+// neighbour has a nonzero weight (one of zero weight is multiplied by its
+// value, as in Paddle's op: docs/ops.md).
+bool non_finite_values_reach_only_dependents(const DeformConvGeometry& g,
+                                             const std::vector<double>& x,
+                                             const std::vector<double>& offset,
+                                             const std::vector<double>& mask,
+                                             const std::vector<double>& grad_columns) {
+  auto clean = x, poisoned = x, probe = x;
+  const int64_t plane = g.in_plane(), inner = (g.in_h / 2) * g.in_w + g.in_w / 2;
+  for (int64_t nc = 0; nc < g.batch * g.in_channels; ++nc) {
+    for (int64_t pixel : {int64_t{0}, inner}) {
+      const int64_t i = nc * plane + pixel;
+      clean[i] = 0.0;
+      poisoned[i] = nc % 2 ? NAN : INFINITY;
+      probe[i] = 1.0;
+    }
+  }
+  bool ok = true;
+  for (auto path : {run_plane, run_channels_last}) {
+    const Outputs bad = path(g, poisoned, offset, mask, grad_columns);
+    const Outputs base = path(g, clean, offset, mask, grad_columns);
+    const Outputs marked = path(g, probe, offset, mask, grad_columns);
+    ok = ok && equal_where_independent("columns", bad.columns, base.columns, marked.columns) &&
+         equal_where_independent("grad_offset", bad.grad_offset, base.grad_offset,
+                                       marked.grad_offset) &&
+         equal_where_independent("grad_mask", bad.grad_mask, base.grad_mask, marked.grad_mask) &&
+         same("grad_x", bad.grad_x, base.grad_x);
+  }
+  return ok;
 }
 
 int main() {
@@ -199,6 +261,17 @@ int main() {
   const auto mask1 = randoms(one.batch * one.deformable_groups * K * hw, 1.0);
   run(one, x, poisoned1, mask1, grad_columns);  // exits on a mismatch between the paths
   std::printf("one channel per group: both paths agree\n");
+  for (const DeformConvGeometry& geo : {g, split, one}) {
+    const int64_t points = geo.batch * geo.deformable_groups * geo.kernel_size() * geo.out_plane();
+    const auto xs = randoms(geo.batch * geo.in_channels * geo.in_plane(), 1.0);
+    const auto grads = randoms(geo.column_elements(geo.batch), 1.0);
+    const bool ok = non_finite_values_reach_only_dependents(
+        geo, xs, randoms(2 * points, 2.0), randoms(points, 1.0), grads);
+    std::printf("non-finite input values, %ld groups, %ld deformable: %s\n",
+                static_cast<long>(geo.groups), static_cast<long>(geo.deformable_groups),
+                ok ? "ok" : "FAIL");
+    failures += !ok;
+  }
   for (const DeformConvGeometry& geo : {g, split}) {
     const bool ok = plain_conv_matches_zero_offsets(geo,
         randoms(geo.batch * geo.in_channels * geo.in_plane(), 1.0),
