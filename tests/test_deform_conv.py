@@ -215,7 +215,8 @@ def test_a_non_finite_input_value_reaches_only_the_samples_that_weigh_it(case, w
                          with_mask=with_mask)
     x = inputs["x"].numpy()
     clean, poisoned, marker = x.copy(), x.copy(), np.zeros_like(x)
-    for y, col in [(0, 0), (3, width - 2)]:  # pixel 0 (where outside neighbours point), an inner one
+    # pixel 0 (where the plane kernels point outside neighbours) and an inner one
+    for y, col in [(0, 0), (3, width - 2)]:
         clean[0, :, y, col] = 0.0
         poisoned[0, ::2, y, col] = np.inf
         poisoned[0, 1::2, y, col] = np.nan

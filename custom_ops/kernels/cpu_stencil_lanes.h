@@ -49,8 +49,8 @@ struct StencilBlock {
 // sample_stencil_at (bilinear.h) for eight samples at once, lanes in vectors:
 // the same formulas and the same rule (a sample outside (-1, H) x (-1, W),
 // NaN included, is zero with zero weights; a neighbour outside the map has
-// zero weight and index outside_index). floor is the conversion's truncation corrected
-// by one below zero, exact on (-1, W), the only range it sees.
+// zero weight and index outside_index). floor is the conversion's truncation
+// corrected by one below zero, exact on (-1, W), the only range it sees.
 template <typename T>
 PDCN_CPU_INLINE void stencil_lanes(const Lanes8<T>& y_in, const Lanes8<T>& x_in,
                                    const Lanes8<T>& m, int64_t height, int64_t width,
