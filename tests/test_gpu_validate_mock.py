@@ -19,7 +19,7 @@ MIN_CHECKS = 140  # 157 when written; fewer means checks were lost
 CHECK_KINDS = ("conv ", "deterministic grad_x bitwise repeat", "weight gradient over", "empty batch",
                "chunk=0 launches", "roi_batch_from_counts", "beyond the counts' sum", "vs torchvision",
                "random offset", "gradcheck", "large:", "bench produced timings", "aggregate G",
-               "aggregate gradcheck")
+               "aggregate gradcheck", "aggregate bench produced timings")
 
 
 def _mock_python():
@@ -60,3 +60,4 @@ def test_gpu_harness_cpu_mock(tmp_path):
     assert f"{m.group(1)} passed, 0 failed" in summary.stdout
     assert "| shape (NxCxHxW) | dtype | ours fwd |" in summary.stdout
     assert "deterministic <= 2.0x atomic" in summary.stdout
+    assert "| shape (NxHxWxC, G) | dtype | DCNv3 core |" in summary.stdout

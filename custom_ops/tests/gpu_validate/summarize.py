@@ -6,7 +6,9 @@ Check summary (passed/failed, the failed names), the sanitizer result, deform_co
 forward+backward times of ours against torchvision at the ResNet-50 stage shapes (float32,
 float16, bfloat16), speedups, the bfloat16/float32 and deterministic/atomic ratios, and the goals:
 fwd+bwd >= 1.5x faster than torchvision in float32 at every stage shape, bfloat16 >= 1.8x our
-float32 speed (every shape), deterministic <= 2x atomic (every shape and dtype).
+float32 speed (every shape), deterministic <= 2x atomic (every shape and dtype); and the
+deform_aggregate (DCNv3/DCNv4 core) times at InternImage-T's stage shapes against InternImage's
+PyTorch core and our DCN v2.
 """
 import argparse
 import json
@@ -123,6 +125,34 @@ def summarize(res, sanitizer=None, native=None):
         lines.append("|---|---|---:|---:|")
         for r in roi:
             lines.append(f"| {r['dtype']} | {r['impl']} | {ms(r['fwd_ms'])} | {ms(r['fwd_bwd_ms'])} |")
+
+    agg = res.get("bench_aggregate", [])
+    if agg:
+        ta = {(r["shape"], r["dtype"], r["impl"]): r for r in agg}
+        aget = lambda s, d, i: ta.get((s, d, i), {}).get("fwd_bwd_ms")
+        afwd = lambda s, d, i: ta.get((s, d, i), {}).get("fwd_ms")
+        lines.append("")
+        lines.append("deform_aggregate (DCNv3/DCNv4 core) 3x3, stride 1, padding 1, InternImage-T stage shapes, "
+                     "forward+backward ms (forward in brackets); InternImage = its PyTorch core "
+                     "(dcnv3_core_pytorch, grid_sample); DCNv2 = our deform_conv2d v2 at the same shape "
+                     "(C -> C, deformable groups = G, its GEMMs included):")
+        lines.append("")
+        lines.append("| shape (NxHxWxC, G) | dtype | DCNv3 core | DCNv3 det | DCNv4 fused | InternImage pytorch "
+                     "| our DCNv2 | InternImage / DCNv3 | DCNv2 / DCNv3 | det / atomic |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s in dict.fromkeys(r["shape"] for r in agg):
+            r0 = next(r for r in agg if r["shape"] == s)
+            for d in [d for d in ("float64", "float32", "float16", "bfloat16") if (s, d, "pdcn DCNv3") in ta]:
+                cell = lambda i: f"{ms(aget(s, d, i))} ({ms(afwd(s, d, i))})"
+                v3 = aget(s, d, "pdcn DCNv3")
+                lines.append(f"| {r0['nhwc']}, G={r0['groups']} ({s}) | {d} | {cell('pdcn DCNv3')} "
+                             f"| {cell('pdcn DCNv3 det')} | {cell('pdcn DCNv4 fused')} | {cell('InternImage pytorch')} "
+                             f"| {cell('pdcn DCNv2')} | {x(ratio(aget(s, d, 'InternImage pytorch'), v3))} "
+                             f"| {x(ratio(aget(s, d, 'pdcn DCNv2'), v3))} "
+                             f"| {x(ratio(aget(s, d, 'pdcn DCNv3 det'), v3))} |")
+        if res.get("bench_aggregate_truncated"):
+            lines.append("")
+            lines.append("(the aggregate benchmark was cut short by its time budget)")
 
     # goals
     def goal(values, test):

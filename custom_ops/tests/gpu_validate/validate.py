@@ -838,6 +838,80 @@ def bench(deadline_s=150.0):
           f"{len(rows)} rows{' (truncated at the deadline)' if RESULTS.get('bench_truncated') else ''}")
 
 
+AGG_SHAPES = [("InternImage-T s1", (16, 56, 56, 64, 4)), ("InternImage-T s2", (16, 28, 28, 128, 8)),
+              ("InternImage-T s3", (16, 14, 14, 256, 16)), ("InternImage-T s4", (16, 7, 7, 512, 32))]
+MOCK_AGG_SHAPES = [("mock agg", (1, 6, 6, 16, 2))]
+
+
+def aggregate_inputs(n, h, w, c, groups, dtype, seed=0):
+    """3x3, stride 1, pad 1 inputs of the DCNv3/v4 core: value [N, H, W, C], offsets in pixels
+    (sd 2), softmax-like weights; the fused DCNv4 tensor (offsets and weights interleaved per group,
+    padded to a multiple of 8 as DCNv4 does); the DCNv2 comparison's NCHW inputs (C -> C, 3x3,
+    deformable groups = G, mask)."""
+    gen = torch.Generator(device=DEV.type).manual_seed(seed)
+    t = lambda *s, scale=1.0: (torch.randn(*s, generator=gen, dtype=torch.float64, device=DEV) * scale).to(dtype)
+    k = 9
+    value = t(n, h, w, c)
+    offset = t(n, h, w, groups * k * 2, scale=2.0)
+    weight = torch.softmax(t(n, h, w, groups, k).double(), -1).reshape(n, h, w, groups * k).to(dtype)
+    width = (groups * 3 * k + 7) // 8 * 8
+    fused = torch.cat([offset.reshape(n, h, w, groups, 2 * k), weight.reshape(n, h, w, groups, k)], -1)
+    fused = torch.cat([fused.reshape(n, h, w, -1), torch.zeros(n, h, w, width - groups * 3 * k, dtype=dtype,
+                                                               device=DEV)], -1).contiguous()
+    gout = t(n, h, w, c)
+    return value, offset, weight, fused, gout
+
+
+def bench_aggregate(deadline_s=60.0):
+    """DCNv3/DCNv4 core (deform_aggregate) at InternImage-T's stage shapes, batch 16: ours with
+    separate softmax weights (DCNv3's layout; atomic and deterministic) and with DCNv4's fused
+    tensor, against InternImage's PyTorch core (dcnv3_core_pytorch: reference.deform_aggregate, the
+    grid_sample formulation) and against our DCN v2 at the same shape (C -> C, 3x3, deformable
+    groups = G, mask; the conv's GEMMs included, as a DCNv2 layer pays them)."""
+    rows, start = RESULTS.setdefault("bench_aggregate", []), time.time()
+    shapes = MOCK_AGG_SHAPES if MOCK else AGG_SHAPES
+    dtypes = DTYPES[1:] if MOCK else (torch.float32, torch.float16, torch.bfloat16)
+    reps = dict(warmup=1, iters=2) if MOCK else {}
+    kernel = (3, 3)
+    for name, (n, h, w, c, groups) in shapes:
+        for dtype in dtypes:
+            if time.time() - start > deadline_s:
+                RESULTS["bench_aggregate_truncated"] = True
+                print("  aggregate bench deadline reached: skipping the rest")
+                return
+            value, offset, weight, fused, gout = aggregate_inputs(n, h, w, c, groups, dtype)
+            cfg2 = Cfg(pad=1, dg=groups)
+            x2, off2, mask2, w2, gout2 = conv_inputs(n, c, h, w, c, 3, 3, cfg2, True, dtype)
+            impls = [
+                ("pdcn DCNv3", lambda: PdcnAggregate.apply(v_, o_, m_, kernel, 1, 1, 1, groups, 1.0, False), gout),
+                ("pdcn DCNv3 det", lambda: PdcnAggregate.apply(v_, o_, m_, kernel, 1, 1, 1, groups, 1.0, True), gout),
+                ("pdcn DCNv4 fused", lambda: PdcnAggregate.apply(v_, f_, None, kernel, 1, 1, 1, groups, 1.0, False),
+                 gout),
+                ("InternImage pytorch", lambda: reference.deform_aggregate(v_, o_, m_, kernel, 1, 1, 1, groups, 1.0),
+                 gout),
+                ("pdcn DCNv2", lambda: ours(x_, q_, k_, w_, cfg2), gout2),
+            ]
+            v_, o_, m_, f_ = [a.detach().clone().requires_grad_(True) for a in (value, offset, weight, fused)]
+            x_, q_, k_, w_ = [a.detach().clone().requires_grad_(True) for a in (x2, off2, mask2, w2)]
+            for impl, fn, g in impls:
+                try:
+                    with torch.no_grad():
+                        f = timed(fn, **reps)
+                    fb = timed(lambda: fn().backward(g), **dict(dict(warmup=1, iters=5), **reps))
+                except RuntimeError as exc:  # e.g. grid_sample without bfloat16
+                    f = fb = float("nan")
+                    print(f"  {impl} {name} {dtype}: {str(exc)[:80]}")
+                rows.append(dict(op="deform_aggregate 3x3", shape=name, nhwc=f"{n}x{h}x{w}x{c}", groups=groups,
+                                 dtype=str(dtype)[6:], impl=impl, fwd_ms=f, fwd_bwd_ms=fb))
+                print(f"BENCH agg {name:17s} {str(dtype)[6:]:8s} {impl:20s} fwd {f:8.3f} ms  fwd+bwd {fb:8.3f} ms",
+                      flush=True)
+            del value, offset, weight, fused, gout, x2, off2, mask2, w2, gout2, v_, o_, m_, f_, x_, q_, k_, w_
+            save_results()
+    empty_cache()
+    check("aggregate bench produced timings", any(r["fwd_bwd_ms"] == r["fwd_bwd_ms"] for r in rows),
+          f"{len(rows)} rows")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", required=True)
@@ -882,6 +956,7 @@ def main():
         steps.append((conv_large, 40 if not MOCK else 1))
     if not a.skip_bench:
         steps.append((bench, 30 if not MOCK else 1))
+        steps.append((bench_aggregate, 15 if not MOCK else 1))
     for step, need in steps:
         left = a.budget_s - (time.time() - t_start)
         if left < need:
@@ -890,7 +965,9 @@ def main():
         t0 = time.time()
         try:
             if step is bench:
-                step(deadline_s=max(10.0, min(150.0, left - 25.0)))
+                step(deadline_s=max(10.0, min(150.0, left - 40.0)))
+            elif step is bench_aggregate:
+                step(deadline_s=max(5.0, min(60.0, left - 15.0)))
             else:
                 step()
         except Exception as exc:  # one broken step must not hide the others
