@@ -7,7 +7,7 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_dcn.ops import deform_aggregate
+from paddle_dcn.ops import deform_aggregate, deform_aggregate_fused
 from paddle_dcn.ops.deform_aggregate_reference import deform_aggregate_reference
 
 # (N, H, W, G, C, kernel, stride, padding, dilation, offset_scale, offset std in pixels)
@@ -156,6 +156,54 @@ def test_a_non_finite_value_reaches_only_the_samples_that_weigh_it():
         depends = probe != base
         assert depends.any() and (~depends).sum() > depends.sum()
         np.testing.assert_array_equal(bad[~depends], base[~depends])
+
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["separate", "fused"])
+def test_a_non_finite_weight_reaches_only_the_value_gradient_of_its_in_map_neighbours(fused):
+    """A NaN / inf aggregation weight makes NaN / inf of the value gradient only at the neighbours of
+    its sample that are in the map with a nonzero bilinear weight (the value-side rule: a
+    neighbour outside the map or of zero bilinear weight gets nothing). Outside neighbours point
+    at pixel 0, where 0 * NaN must not land. The marker probe (those weights 1, all others 0)
+    says where the NaN belongs; elsewhere the gradient is the grid_sample reference's with the
+    bad weights zeroed."""
+    (value, offset, weight), kwargs = _inputs(CONFIGS[2], seed=11)
+    n, ho, wo, gk2 = offset.shape
+    g, k = kwargs["groups"], gk2 // (2 * kwargs["groups"])
+    rng = np.random.default_rng(11)
+    off = rng.standard_normal(offset.shape) * 1.5
+    wt = rng.uniform(0.5, 1.5, weight.shape)
+    pts = off.reshape(n, ho, wo, g, k, 2)
+    bad = [((0, 1, 1, 0, 0), [100.0, 3.0], np.nan),  # wholly outside the map
+           ((0, 0, 0, 1, 4), [-0.5, 0.25], np.inf),  # pixel (0, 0)'s centre point, nudged: in the map
+           ((1, 3, 7, 2, 8), [1.5, 0.3], -np.inf),  # pixel (3, 7)'s last point: partly outside
+           ((1, 2, 2, 3, 3), [0.0, 0.0], np.nan)]  # on a pixel: three neighbours of zero weight
+    poisoned, zeroed, marker = wt.copy(), wt.copy(), np.zeros(wt.shape)
+    for at, point, w_bad in bad:
+        pts[at] = point
+        poisoned.reshape(n, ho, wo, g, k)[at] = w_bad
+        zeroed.reshape(n, ho, wo, g, k)[at] = 0.0
+        marker.reshape(n, ho, wo, g, k)[at] = 1.0
+    cot = paddle.to_tensor(rng.uniform(0.5, 1.5, value.shape[:3] + [g * value.shape[3] // g]))
+
+    def value_grad(fn, wt_np):
+        v = value.detach()
+        v.stop_gradient = False
+        if fn is deform_aggregate and fused:
+            width = (g * 3 * k + 7) // 8 * 8
+            om = np.concatenate([off.reshape(n, ho, wo, g, 2 * k), wt_np.reshape(n, ho, wo, g, k)], -1)
+            om = np.concatenate([om.reshape(n, ho, wo, -1), np.zeros((n, ho, wo, width - g * 3 * k))], -1)
+            out = deform_aggregate_fused(v, paddle.to_tensor(om), **kwargs)
+        else:
+            out = fn(v, paddle.to_tensor(off), paddle.to_tensor(wt_np), **kwargs)
+        return paddle.grad((out * cot).sum(), [v])[0].numpy()
+
+    got = value_grad(deform_aggregate, poisoned)
+    reach = value_grad(deform_aggregate, marker) != 0
+    assert reach.any() and not reach[0, 0, 0].all()  # pixel 0 is reached only by the in-map sample
+    np.testing.assert_array_equal(~np.isfinite(got), reach)
+    want = value_grad(deform_aggregate_reference, zeroed)
+    np.testing.assert_allclose(got[~reach], want[~reach], rtol=1e-9, atol=1e-10)
 
 
 def test_results_are_bitwise_equal_across_thread_counts():

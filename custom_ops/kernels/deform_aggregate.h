@@ -200,7 +200,9 @@ PDCN_HD void aggregate_backward_point(const AggregateGeometry& g, const DeformSa
     }
     if (kValue) {
       const Acc w = st.w[i] * st.mask;
-      if (w == Acc(0)) continue;
+      // A neighbour outside the map or of zero bilinear weight gets nothing, whatever
+      // the weight m (0 * NaN would land at the pixel its index points at).
+      if (st.w[i] == Acc(0) || w == Acc(0)) continue;
       for (int64_t c = 0; c < nc; ++c) add(e + c, w * cast<Acc>(go[c]));
     }
   }

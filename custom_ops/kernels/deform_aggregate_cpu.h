@@ -192,7 +192,9 @@ PDCN_CPU_INLINE void aggregate_backward_sample(const DeformSampleStencil<T>& st,
   }
   for (int i = 0; i < 4; ++i) {
     const T w = st.w[i] * st.mask;
-    if (w == T(0)) continue;
+    // A neighbour outside the map or of zero bilinear weight gets nothing, whatever
+    // the weight m (0 * NaN would land at the pixel its index points at).
+    if (st.w[i] == T(0) || w == T(0)) continue;
     add_scaled_lanes<W>(go, w, grad_base + e[i], width);
   }
 }
