@@ -308,6 +308,18 @@ PD_BUILD_GRAD_OP(pdcn_deform_aggregate)
     .Attrs(PDCN_AGGREGATE_ATTRS)
     .SetKernelFn(PD_KERNEL(AggregateBackward));
 
+PDCN_NO_DOUBLE_GRAD_KERNEL(AggregateNoDoubleGrad, "pdcn_deform_aggregate",
+                           PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_O, PDCN_DG_O,
+                           PDCN_DG_O)
+PD_BUILD_DOUBLE_GRAD_OP(pdcn_deform_aggregate)
+    .Inputs({"Value", "Offset", "Weight", paddle::Grad("Out"),
+             paddle::Optional(paddle::Grad(paddle::Grad("Value"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Offset"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Weight")))})
+    .Outputs({paddle::Grad("Value"), paddle::Grad("Offset"), paddle::Grad("Weight"),
+              paddle::Grad(paddle::Grad("Out"))})
+    .SetKernelFn(PD_KERNEL(AggregateNoDoubleGrad));
+
 // DCNv4's layout: offsets and weights in one tensor [N, Ho, Wo, S] (per group 2K offsets
 // then K weights, S >= G*3K; the padding gets a zero gradient).
 PD_BUILD_OP(pdcn_deform_aggregate_fused)
@@ -323,3 +335,13 @@ PD_BUILD_GRAD_OP(pdcn_deform_aggregate_fused)
     .Outputs({paddle::Grad("Value"), paddle::Grad("OffsetMask")})
     .Attrs(PDCN_AGGREGATE_ATTRS)
     .SetKernelFn(PD_KERNEL(FusedBackward));
+
+PDCN_NO_DOUBLE_GRAD_KERNEL(FusedNoDoubleGrad, "pdcn_deform_aggregate_fused",
+                           PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_O, PDCN_DG_O)
+PD_BUILD_DOUBLE_GRAD_OP(pdcn_deform_aggregate_fused)
+    .Inputs({"Value", "OffsetMask", paddle::Grad("Out"),
+             paddle::Optional(paddle::Grad(paddle::Grad("Value"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("OffsetMask")))})
+    .Outputs({paddle::Grad("Value"), paddle::Grad("OffsetMask"),
+              paddle::Grad(paddle::Grad("Out"))})
+    .SetKernelFn(PD_KERNEL(FusedNoDoubleGrad));

@@ -1057,6 +1057,18 @@ PD_BUILD_GRAD_OP(pdcn_deform_conv2d)
     .Attrs(PDCN_CONV_ATTRS)
     .SetKernelFn(PD_KERNEL(DeformConvBackward));
 
+PDCN_NO_DOUBLE_GRAD_KERNEL(DeformConvNoDoubleGrad, "pdcn_deform_conv2d",
+                           PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_O, PDCN_DG_O,
+                           PDCN_DG_O)
+PD_BUILD_DOUBLE_GRAD_OP(pdcn_deform_conv2d)
+    .Inputs({"X", "Offset", "Weight", paddle::Grad("Out"),
+             paddle::Optional(paddle::Grad(paddle::Grad("X"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Offset"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Weight")))})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Offset"), paddle::Grad("Weight"),
+              paddle::Grad(paddle::Grad("Out"))})
+    .SetKernelFn(PD_KERNEL(DeformConvNoDoubleGrad));
+
 PD_BUILD_OP(pdcn_modulated_deform_conv2d)
     .Inputs({"X", "Offset", "Mask", "Weight"})
     .Outputs({"Out"})
@@ -1071,6 +1083,19 @@ PD_BUILD_GRAD_OP(pdcn_modulated_deform_conv2d)
               paddle::Grad("Weight")})
     .Attrs(PDCN_CONV_ATTRS)
     .SetKernelFn(PD_KERNEL(ModulatedDeformConvBackward));
+
+PDCN_NO_DOUBLE_GRAD_KERNEL(ModulatedNoDoubleGrad, "pdcn_modulated_deform_conv2d",
+                           PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_O,
+                           PDCN_DG_O, PDCN_DG_O, PDCN_DG_O)
+PD_BUILD_DOUBLE_GRAD_OP(pdcn_modulated_deform_conv2d)
+    .Inputs({"X", "Offset", "Mask", "Weight", paddle::Grad("Out"),
+             paddle::Optional(paddle::Grad(paddle::Grad("X"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Offset"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Mask"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Weight")))})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Offset"), paddle::Grad("Mask"),
+              paddle::Grad("Weight"), paddle::Grad(paddle::Grad("Out"))})
+    .SetKernelFn(PD_KERNEL(ModulatedNoDoubleGrad));
 
 // v2 reading DeformConv2D's packed offset/mask logits (CPU dygraph).
 #define PDCN_PACKED_CONV_ATTRS                                                       \
@@ -1092,6 +1117,18 @@ PD_BUILD_GRAD_OP(pdcn_deform_conv2d_packed)
     .Attrs(PDCN_PACKED_CONV_ATTRS)
     .SetKernelFn(PD_KERNEL(PackedDeformConvBackward));
 
+PDCN_NO_DOUBLE_GRAD_KERNEL(PackedNoDoubleGrad, "pdcn_deform_conv2d_packed",
+                           PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_O, PDCN_DG_O,
+                           PDCN_DG_O)
+PD_BUILD_DOUBLE_GRAD_OP(pdcn_deform_conv2d_packed)
+    .Inputs({"X", "OffsetMask", "Weight", paddle::Grad("Out"),
+             paddle::Optional(paddle::Grad(paddle::Grad("X"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("OffsetMask"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Weight")))})
+    .Outputs({paddle::Grad("X"), paddle::Grad("OffsetMask"), paddle::Grad("Weight"),
+              paddle::Grad(paddle::Grad("Out"))})
+    .SetKernelFn(PD_KERNEL(PackedNoDoubleGrad));
+
 #define PDCN_PLAIN_CONV_ATTRS                                                        \
   {"strides: std::vector<int>", "paddings: std::vector<int>",                        \
    "dilations: std::vector<int>", "groups: int", "workspace_bytes: int64_t"}
@@ -1112,6 +1149,18 @@ PD_BUILD_GRAD_OP(pdcn_conv2d)
     .Attrs(PDCN_PLAIN_CONV_ATTRS)
     .SetKernelFn(PD_KERNEL(ConvBackward));
 
+PDCN_NO_DOUBLE_GRAD_KERNEL(ConvNoDoubleGrad, "pdcn_conv2d",
+                           PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_O, PDCN_DG_O,
+                           PDCN_DG_O)
+PD_BUILD_DOUBLE_GRAD_OP(pdcn_conv2d)
+    .Inputs({"X", "Weight", "Bias", paddle::Grad("Out"),
+             paddle::Optional(paddle::Grad(paddle::Grad("X"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Weight"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Bias")))})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Weight"), paddle::Grad("Bias"),
+              paddle::Grad(paddle::Grad("Out"))})
+    .SetKernelFn(PD_KERNEL(ConvNoDoubleGrad));
+
 // x + bias[c] over [N, C, ...] on the CPU (paddle_dcn.ops.channel_bias): the
 // deformable op's bias in CPU dygraph.
 PD_BUILD_OP(pdcn_add_channel_bias)
@@ -1125,3 +1174,11 @@ PD_BUILD_GRAD_OP(pdcn_add_channel_bias)
     .Inputs({"Bias", paddle::Grad("Out")})
     .Outputs({paddle::Grad("X"), paddle::Grad("Bias")})
     .SetKernelFn(PD_KERNEL(ChannelBiasBackward));
+
+PDCN_NO_DOUBLE_GRAD_KERNEL(ChannelBiasNoDoubleGrad, "pdcn_add_channel_bias",
+                           PDCN_DG_T, PDCN_DG_T, PDCN_DG_O, PDCN_DG_O)
+PD_BUILD_DOUBLE_GRAD_OP(pdcn_add_channel_bias)
+    .Inputs({"Bias", paddle::Grad("Out"), paddle::Optional(paddle::Grad(paddle::Grad("X"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Bias")))})
+    .Outputs({paddle::Grad("Bias"), paddle::Grad(paddle::Grad("Out"))})
+    .SetKernelFn(PD_KERNEL(ChannelBiasNoDoubleGrad));

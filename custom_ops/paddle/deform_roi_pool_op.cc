@@ -588,6 +588,15 @@ PD_BUILD_GRAD_OP(pdcn_deform_roi_pool)
     .Attrs(PDCN_ROI_ATTRS)
     .SetKernelFn(PD_KERNEL(RoiPoolBackward));
 
+PDCN_NO_DOUBLE_GRAD_KERNEL(RoiPoolNoDoubleGrad, "pdcn_deform_roi_pool",
+                           PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_O, PDCN_DG_O)
+PD_BUILD_DOUBLE_GRAD_OP(pdcn_deform_roi_pool)
+    .Inputs({"X", "Offset", paddle::Grad("Out"),
+             paddle::Optional(paddle::Grad(paddle::Grad("X"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Offset")))})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Offset"), paddle::Grad(paddle::Grad("Out"))})
+    .SetKernelFn(PD_KERNEL(RoiPoolNoDoubleGrad));
+
 PD_BUILD_OP(pdcn_deform_roi_pool_plain)
     .Inputs({"X", "Boxes", "BoxesNum"})
     .Outputs({"Out"})
@@ -601,6 +610,13 @@ PD_BUILD_GRAD_OP(pdcn_deform_roi_pool_plain)
     .Outputs({paddle::Grad("X")})
     .Attrs(PDCN_ROI_ATTRS)
     .SetKernelFn(PD_KERNEL(RoiPoolPlainBackward));
+
+PDCN_NO_DOUBLE_GRAD_KERNEL(RoiPoolPlainNoDoubleGrad, "pdcn_deform_roi_pool_plain",
+                           PDCN_DG_T, PDCN_DG_T, PDCN_DG_O)
+PD_BUILD_DOUBLE_GRAD_OP(pdcn_deform_roi_pool_plain)
+    .Inputs({"X", paddle::Grad("Out"), paddle::Optional(paddle::Grad(paddle::Grad("X")))})
+    .Outputs({paddle::Grad("X"), paddle::Grad(paddle::Grad("Out"))})
+    .SetKernelFn(PD_KERNEL(RoiPoolPlainNoDoubleGrad));
 
 PD_BUILD_OP(pdcn_deform_psroi_pool)
     .Inputs({"X", "Boxes", "BoxesNum", "Offset"})
@@ -616,6 +632,15 @@ PD_BUILD_GRAD_OP(pdcn_deform_psroi_pool)
     .Attrs(PDCN_PSROI_ATTRS)
     .SetKernelFn(PD_KERNEL(PsRoiPoolBackward));
 
+PDCN_NO_DOUBLE_GRAD_KERNEL(PsRoiPoolNoDoubleGrad, "pdcn_deform_psroi_pool",
+                           PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_O, PDCN_DG_O)
+PD_BUILD_DOUBLE_GRAD_OP(pdcn_deform_psroi_pool)
+    .Inputs({"X", "Offset", paddle::Grad("Out"),
+             paddle::Optional(paddle::Grad(paddle::Grad("X"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Offset")))})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Offset"), paddle::Grad(paddle::Grad("Out"))})
+    .SetKernelFn(PD_KERNEL(PsRoiPoolNoDoubleGrad));
+
 PD_BUILD_OP(pdcn_deform_psroi_pool_plain)
     .Inputs({"X", "Boxes", "BoxesNum"})
     .Outputs({"Out"})
@@ -629,3 +654,10 @@ PD_BUILD_GRAD_OP(pdcn_deform_psroi_pool_plain)
     .Outputs({paddle::Grad("X")})
     .Attrs(PDCN_PSROI_ATTRS)
     .SetKernelFn(PD_KERNEL(PsRoiPoolPlainBackward));
+
+PDCN_NO_DOUBLE_GRAD_KERNEL(PsRoiPoolPlainNoDoubleGrad, "pdcn_deform_psroi_pool_plain",
+                           PDCN_DG_T, PDCN_DG_T, PDCN_DG_O)
+PD_BUILD_DOUBLE_GRAD_OP(pdcn_deform_psroi_pool_plain)
+    .Inputs({"X", paddle::Grad("Out"), paddle::Optional(paddle::Grad(paddle::Grad("X")))})
+    .Outputs({paddle::Grad("X"), paddle::Grad(paddle::Grad("Out"))})
+    .SetKernelFn(PD_KERNEL(PsRoiPoolPlainNoDoubleGrad));

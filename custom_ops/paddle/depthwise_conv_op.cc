@@ -159,3 +159,15 @@ PD_BUILD_GRAD_OP(pdcn_depthwise_conv2d_nhwc)
     .Outputs({paddle::Grad("X"), paddle::Grad("Weight"), paddle::Grad("Bias")})
     .Attrs({"stride: std::vector<int>", "padding: std::vector<int>", "dilation: std::vector<int>"})
     .SetKernelFn(PD_KERNEL(DepthwiseBackward));
+
+PDCN_NO_DOUBLE_GRAD_KERNEL(DepthwiseNoDoubleGrad, "pdcn_depthwise_conv2d_nhwc",
+                           PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_T, PDCN_DG_O, PDCN_DG_O,
+                           PDCN_DG_O)
+PD_BUILD_DOUBLE_GRAD_OP(pdcn_depthwise_conv2d_nhwc)
+    .Inputs({"X", "Weight", "Bias", paddle::Grad("Out"),
+             paddle::Optional(paddle::Grad(paddle::Grad("X"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Weight"))),
+             paddle::Optional(paddle::Grad(paddle::Grad("Bias")))})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Weight"), paddle::Grad("Bias"),
+              paddle::Grad(paddle::Grad("Out"))})
+    .SetKernelFn(PD_KERNEL(DepthwiseNoDoubleGrad));

@@ -131,4 +131,26 @@ class DeviceScope {
 };
 #endif
 
+// Every op registers a double-gradient op that raises (PDCN_NO_DOUBLE_GRAD_KERNEL
+// below): without one, Paddle runs the gradient op under create_graph=True and
+// then treats its result as a constant, so a second derivative through the op
+// (a gradient penalty, say) would come out silently without the op's terms.
+[[noreturn]] inline void no_double_backward(const char* op) {
+  PD_THROW(op, " has no double backward: a gradient taken through it with create_graph=True "
+           "cannot be differentiated again (its second-order terms would be silently "
+           "missing). Use create_graph=False, or keep the op out of the differentiated "
+           "gradient's path.");
+}
+
 }  // namespace pdcn
+
+// A double-gradient kernel that raises, for op `op`, over its inputs (required
+// tensors: const paddle::Tensor&; the gradients of the gradient op's outputs:
+// const paddle::optional<paddle::Tensor>&, present only for those the second
+// backward reaches).
+#define PDCN_DG_T const paddle::Tensor&
+#define PDCN_DG_O const paddle::optional<paddle::Tensor>&
+#define PDCN_NO_DOUBLE_GRAD_KERNEL(fn, op, ...)            \
+  std::vector<paddle::Tensor> fn(__VA_ARGS__) {            \
+    pdcn::no_double_backward(op);                          \
+  }

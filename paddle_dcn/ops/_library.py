@@ -61,7 +61,11 @@ def load_library() -> str:
 def run_op(op_name: str, *inputs_then_attrs: Any) -> Any:
     """Runs a registered ``pdcn_*`` operator: inputs first, then attributes in declared order.
 
-    Returns the single output, or a tuple when the op has several.
+    Returns the single output, or a tuple when the op has several. Under ``paddle.no_grad()``
+    (dygraph) the tensor inputs go in detached: Paddle's custom-op call traces a backward node
+    whatever the grad mode, which would keep the inputs alive and let gradients through.
     """
+    if paddle.in_dynamic_mode() and not paddle.is_grad_enabled():
+        inputs_then_attrs = tuple(a.detach() if isinstance(a, paddle.Tensor) else a for a in inputs_then_attrs)
     outs = _C_ops._run_custom_op(op_name, *inputs_then_attrs)
     return outs[0] if len(outs) == 1 else tuple(outs)
