@@ -428,6 +428,19 @@ def test_bad_input_raises_value_error_naming_the_argument():
         deform_psroi_pool(_x(8), boxes, bn([2, 2]), 2, 2)
     with pytest.raises(ValueError, match="output_channels"):
         deform_psroi_pool(_x(8), boxes, counts, 0, 2)
+    # an empty feature map (the clamped stencils would index -1) and sample grids past the cap
+    for empty in ([2, 4, 0, 8], [2, 8, 8, 0]):
+        with pytest.raises(ValueError, match=r"x must have a non-empty feature map"):
+            deform_roi_pool(paddle.randn(empty), boxes, counts, 2)
+        with pytest.raises(ValueError, match=r"x must have a non-empty feature map"):
+            deform_psroi_pool(paddle.randn(empty[:1] + [8] + empty[2:]), boxes, counts, 2, 2)
+    deform_roi_pool(x, boxes, counts, 2, sampling_ratio=64).numpy()  # the cap itself runs
+    with pytest.raises(ValueError, match=r"sampling_ratio must be at most 64 .* got 65"):
+        deform_roi_pool(x, boxes, counts, 2, sampling_ratio=65)
+    with pytest.raises(ValueError, match=r"sampling_ratio must be at most 82 .* got 100000"):
+        deform_roi_pool(paddle.randn([2, 4, 8, 40]), boxes, counts, 2, sampling_ratio=100000)
+    with pytest.raises(ValueError, match=r"sample_per_part must be at most 64 .* got 100000"):
+        deform_psroi_pool(_x(8), boxes, counts, 2, 2, sample_per_part=100000)
 
 
 def test_zero_boxes_give_empty_output_and_zero_grad():

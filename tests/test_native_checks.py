@@ -86,6 +86,10 @@ def test_roi_pool_checks_say_the_numbers():
             x, boxes, paddle.to_tensor([2, 1], dtype="int32"), _t([3, 2, 3, 2]), *attrs)
     _raises(r"offset must have x's dtype \(float32\), got float64", "pdcn_deform_roi_pool",
             x, boxes, paddle.to_tensor([2, 1], dtype="int32"), _t([3, 2, 2, 2], "float64"), *attrs)
+    _raises(r"x must have a non-empty feature map \(H, W >= 1\), got \[2, 4, 0, 8\]",
+            "pdcn_deform_roi_pool_plain", _t([2, 4, 0, 8]), boxes, paddle.to_tensor([2, 1], dtype="int32"), *attrs)
+    _raises(r"sampling_ratio must be at most 64 .* got 100000", "pdcn_deform_roi_pool_plain",
+            x, boxes, paddle.to_tensor([2, 1], dtype="int32"), [2, 2], 1.0, 100000, 0.1, True, False)
 
 
 def test_psroi_pool_channel_rule_says_the_numbers():
@@ -94,6 +98,9 @@ def test_psroi_pool_channel_rule_says_the_numbers():
     attrs = (2, [2, 2], [2, 2], 1.0, 2, 0.1, False)  # output_channels, pooled, parts, scale, spp, trans_std, det
     _raises(r"output_channels \* PH \* PW = 8 channels, got 10", "pdcn_deform_psroi_pool_plain",
             x, boxes, paddle.to_tensor([1], dtype="int32"), *attrs)
+    _raises(r"sample_per_part must be at most 64 .* got 100000", "pdcn_deform_psroi_pool_plain",
+            _t([1, 8, 8, 8]), boxes, paddle.to_tensor([1], dtype="int32"), 2, [2, 2], [2, 2], 1.0, 100000, 0.1,
+            False)
 
 
 def test_aggregate_checks_say_the_numbers():

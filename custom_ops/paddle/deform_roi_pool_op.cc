@@ -108,6 +108,8 @@ void check_x_boxes(const paddle::Tensor& x, const paddle::Tensor& boxes, const c
   PD_CHECK(x.shape().size() == 4, op, ": x must be 4-D [N, C, H, W], got ", shape_str(x.shape()));
   PD_CHECK(boxes.shape().size() == 2 && boxes.shape()[1] == 4, op, ": boxes must be [K, 4], got ",
            shape_str(boxes.shape()));
+  PD_CHECK(x.shape()[2] > 0 && x.shape()[3] > 0, op,
+           ": x must have a non-empty feature map (H, W >= 1), got ", shape_str(x.shape()));
   PD_CHECK(x.shape()[2] * x.shape()[3] < std::numeric_limits<int32_t>::max(), op,
            ": feature map too large (H * W must fit in int32), got ", shape_str(x.shape()));
   PD_CHECK(boxes.shape()[0] < std::numeric_limits<int32_t>::max(), op,
@@ -156,6 +158,10 @@ DeformRoiPoolGeometry roi_geometry(const paddle::Tensor& x, const paddle::Tensor
   g.pooled_w = pooled[1];
   g.sampling_ratio = sampling_ratio;
   g.max_grid = pdcn::default_max_grid(g.in_h, g.in_w);
+  // A fixed grid obeys the adaptive grid's cap: the CPU keeps a box's samples
+  // (bins * grid^2 stencils) in memory, and the time grows with them.
+  PD_CHECK(sampling_ratio <= g.max_grid, kRoi, ": sampling_ratio must be at most ", g.max_grid,
+           " (max(64, 2 * max(H, W) + 2)) for this feature map, got ", sampling_ratio);
   g.spatial_scale = spatial_scale;
   g.gamma = gamma;
   g.aligned = aligned;
@@ -378,6 +384,9 @@ DeformPSRoiPoolGeometry ps_geometry(const paddle::Tensor& x, const paddle::Tenso
   g.part_h = parts[0];
   g.part_w = parts[1];
   g.sample_per_part = sample_per_part;
+  PD_CHECK(sample_per_part <= pdcn::default_max_grid(g.in_h, g.in_w), kPs,
+           ": sample_per_part must be at most ", pdcn::default_max_grid(g.in_h, g.in_w),
+           " (max(64, 2 * max(H, W) + 2)) for this feature map, got ", sample_per_part);
   g.spatial_scale = spatial_scale;
   g.trans_std = trans_std;
   PD_CHECK(g.in_channels == g.out_channels * g.pooled_h * g.pooled_w, kPs,

@@ -121,6 +121,12 @@ def expect_rank(name: str, shape: Sequence[int], rank: int, layout: str) -> None
         raise ValueError(f"{name} must be a {rank}-D tensor {layout}, got shape {list(shape)}")
 
 
+def expect_nonempty_map(name: str, shape: Sequence[int], layout: str) -> None:
+    """A [N, C, H, W] shape's H and W are at least 1 (-1, unknown while tracing, passes)."""
+    if shape[2] == 0 or shape[3] == 0:
+        raise ValueError(f"{name} must have a non-empty feature map (H, W >= 1) {layout}, got shape {list(shape)}")
+
+
 def expect_dtype(name: str, tensor: paddle.Tensor, reference: paddle.Tensor, ref_name: str) -> None:
     if tensor.dtype != reference.dtype:
         raise ValueError(

@@ -65,7 +65,9 @@ def deform_roi_pool(
 
     x_shape = _checks.shape_of(x, "x")
     _checks.expect_rank("x", x_shape, 4, "[N, C, H, W]")
+    _checks.expect_nonempty_map("x", x_shape, "[N, C, H, W]")
     _checks.expect_supported_dtype("x", x)
+    _check_grid("sampling_ratio", sampling_ratio, x_shape)
     num_rois = _check_boxes(boxes, boxes_num, x_shape[0])
     if offset is not None:
         _checks.expect_shape(
@@ -127,7 +129,9 @@ def deform_psroi_pool(
 
     x_shape = _checks.shape_of(x, "x")
     _checks.expect_rank("x", x_shape, 4, "[N, output_channels*PH*PW, H, W]")
+    _checks.expect_nonempty_map("x", x_shape, "[N, output_channels*PH*PW, H, W]")
     _checks.expect_supported_dtype("x", x)
+    _check_grid("sample_per_part", sample_per_part, x_shape)
     in_channels = output_channels * pooled[0] * pooled[1]
     _checks.expect_shape(
         "x", x_shape, [x_shape[0], in_channels, x_shape[2], x_shape[3]],
@@ -154,6 +158,19 @@ def deform_psroi_pool(
     if offset is None:
         return run_op("pdcn_deform_psroi_pool_plain", x, boxes, boxes_num, *attrs)
     return run_op("pdcn_deform_psroi_pool", x, boxes, boxes_num, offset, *attrs)
+
+
+def _check_grid(name: str, samples_per_axis: int, x_shape: list) -> None:
+    """A fixed sample grid obeys the adaptive grid's cap, max(64, 2 * max(H, W) + 2) per axis
+    (custom_ops/kernels/deform_roi_pool.h default_max_grid): the CPU keeps a box's samples in
+    memory. Unknown H or W (-1 while tracing) leaves it to the compiled op's check."""
+    h, w = x_shape[2], x_shape[3]
+    if h < 0 or w < 0:
+        return
+    cap = max(64, 2 * max(h, w) + 2)
+    if samples_per_axis > cap:
+        raise ValueError(f"{name} must be at most {cap} (max(64, 2 * max(H, W) + 2)) for a {h}x{w} "
+                         f"feature map, got {samples_per_axis}")
 
 
 def _check_boxes(boxes: paddle.Tensor, boxes_num: paddle.Tensor, batch: int) -> int:
