@@ -8,6 +8,8 @@ the registered ops directly, bypassing ``paddle_dcn.ops``'s Python checks.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import paddle
 import pytest
@@ -114,3 +116,53 @@ def test_aggregate_checks_say_the_numbers():
     bad[0] = [0, 3]
     _raises(r"kernel_size needs two values >= 1, got \[0, 3\]", "pdcn_deform_aggregate",
             value, _t([1, 6, 6, 36]), _t([1, 6, 6, 18]), *bad)
+
+
+_TRACED_BAD_INPUTS = r'''
+import paddle
+import paddle_dcn.ops as O
+from paddle.static import InputSpec
+
+def pool_fn(x, b, n):
+    return O.deform_roi_pool(x, b, n, 2)
+
+
+def conv_fn(x, o, w):
+    return O.deform_conv2d(x, o, w, padding=1)
+
+
+pool = paddle.jit.to_static(pool_fn, full_graph=True, input_spec=[
+    InputSpec([None, 3, None, None]), InputSpec([None, 4]), InputSpec([None], "int32")])
+conv = paddle.jit.to_static(conv_fn, full_graph=True, input_spec=[
+    InputSpec([None, 4, None, None]), InputSpec([None, 18, None, None]), InputSpec([3, 4, 3, 3])])
+print("good", list(pool(paddle.randn([2, 3, 6, 6]), paddle.rand([3, 4]) * 4,
+                   paddle.to_tensor([1, 2], dtype="int32")).shape))
+for name, call in [
+        ("pool", lambda: pool(paddle.randn([2, 3, 6, 6]), paddle.rand([3, 4]) * 4,
+                              paddle.to_tensor([2, 2], dtype="int32"))),  # sums to 4, 3 boxes
+        ("conv", lambda: conv(paddle.randn([2, 4, 5, 5]), paddle.randn([2, 18, 4, 4]),
+                              paddle.randn([3, 4, 3, 3])))]:  # offset's H, W are not the output's
+    try:
+        call()
+        print(name, "no error")
+    except ValueError as error:
+        print(name, "ValueError", " ".join(str(error).split()))
+print("survived")
+'''
+
+
+def test_traced_bad_inputs_raise_value_errors_not_aborts(tmp_path):
+    """Under to_static with dynamic shapes the Python checks cannot see the sizes, so the
+    compiled checks are the ones that fire; they throw Paddle's typed errors, which the static
+    executor turns into a Python ValueError (a PD_CHECK's PD_Exception aborted the process)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "traced_bad_inputs.py"  # to_static needs the functions' source in a file
+    script.write_text(_TRACED_BAD_INPUTS)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "good [3, 3, 2, 2]" in run.stdout
+    assert re.search(r"pool ValueError .*boxes_num sums to more than the 3 boxes", run.stdout), run.stdout
+    assert re.search(r"conv ValueError .*offset must be \[2, 18, 5, 5\]", run.stdout), run.stdout
+    assert "survived" in run.stdout

@@ -43,8 +43,8 @@ AggregateGeometry geometry(const paddle::Tensor& value, const std::vector<int>& 
   check_pair(padding, "padding", 0);
   check_pair(dilation, "dilation", 1);
   const auto& s = value.shape();
-  PD_CHECK(s.size() == 4, kOp, ": value must be 4-D [N, H, W, G*C], got ", shape_str(s));
-  PD_CHECK(groups > 0 && s[3] % groups == 0, kOp, ": value's channels (", s[3],
+  PDCN_CHECK(s.size() == 4, kOp, ": value must be 4-D [N, H, W, G*C], got ", shape_str(s));
+  PDCN_CHECK(groups > 0 && s[3] % groups == 0, kOp, ": value's channels (", s[3],
            ") must divide by groups (", groups, ")");
   AggregateGeometry g;
   g.batch = s[0];
@@ -64,13 +64,13 @@ AggregateGeometry geometry(const paddle::Tensor& value, const std::vector<int>& 
   g.out_w = conv_out_size(g.in_w, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
   // offset_scale as a float pair (hi, lo) with hi + lo the double the caller gave: a custom
   // op attribute cannot be a double, and float32 alone would round the scale.
-  PD_CHECK(offset_scale.size() == 2, kOp, ": offset_scale must be a (hi, lo) pair, got ",
+  PDCN_CHECK(offset_scale.size() == 2, kOp, ": offset_scale must be a (hi, lo) pair, got ",
            offset_scale.size(), " values");
   g.offset_scale = static_cast<double>(offset_scale[0]) + static_cast<double>(offset_scale[1]);
   g.set_separate_layout();
-  PD_CHECK(g.out_h > 0 && g.out_w > 0, kOp, ": the output would be empty (", g.out_h, "x", g.out_w,
+  PDCN_CHECK(g.out_h > 0 && g.out_w > 0, kOp, ": the output would be empty (", g.out_h, "x", g.out_w,
            ") for an input of ", g.in_h, "x", g.in_w);
-  PD_CHECK(g.in_h * g.in_w < std::numeric_limits<int32_t>::max(), kOp,
+  PDCN_CHECK(g.in_h * g.in_w < std::numeric_limits<int32_t>::max(), kOp,
            ": feature map too large (H * W must fit in int32), got ", g.in_h, "x", g.in_w);
   return g;
 }
@@ -80,7 +80,7 @@ void check_dtypes(const paddle::Tensor& value,
   for (const auto& named : others) pdcn::check_same_dtype(kOp, {{"value", &value}, named});
   const auto d = value.dtype();
   if (value.is_cpu()) {
-    PD_CHECK(d == paddle::DataType::FLOAT32 || d == paddle::DataType::FLOAT64, kOp,
+    PDCN_CHECK(d == paddle::DataType::FLOAT32 || d == paddle::DataType::FLOAT64, kOp,
              ": CPU supports float32 and float64, got ", dtype_name(d));
   }
 }
@@ -89,9 +89,9 @@ void check_separate(const AggregateGeometry& g, const paddle::Tensor& value,
                     const paddle::Tensor& offset, const paddle::Tensor& weight) {
   const std::vector<int64_t> want_offset = {g.batch, g.out_h, g.out_w, g.groups * g.kernel_size() * 2};
   const std::vector<int64_t> want_weight = {g.batch, g.out_h, g.out_w, g.groups * g.kernel_size()};
-  PD_CHECK(offset.shape() == want_offset, kOp, ": offset must be ", shape_str(want_offset),
+  PDCN_CHECK(offset.shape() == want_offset, kOp, ": offset must be ", shape_str(want_offset),
            " [N, Ho, Wo, G*K*2], got ", shape_str(offset.shape()));
-  PD_CHECK(weight.shape() == want_weight, kOp, ": weight must be ", shape_str(want_weight),
+  PDCN_CHECK(weight.shape() == want_weight, kOp, ": weight must be ", shape_str(want_weight),
            " [N, Ho, Wo, G*K], got ", shape_str(weight.shape()));
   check_dtypes(value, {{"offset", &offset}, {"weight", &weight}});
   pdcn::check_same_place(kOp, {{"value", &value}, {"offset", &offset}, {"weight", &weight}});
@@ -100,7 +100,7 @@ void check_separate(const AggregateGeometry& g, const paddle::Tensor& value,
 // The fused (DCNv4) tensor [N, Ho, Wo, S], S >= G*3K; sets the geometry's layout.
 void check_fused(AggregateGeometry* g, const paddle::Tensor& value, const paddle::Tensor& offset_mask) {
   const auto& s = offset_mask.shape();
-  PD_CHECK(s.size() == 4 && s[0] == g->batch && s[1] == g->out_h && s[2] == g->out_w &&
+  PDCN_CHECK(s.size() == 4 && s[0] == g->batch && s[1] == g->out_h && s[2] == g->out_w &&
                s[3] >= g->groups * 3 * g->kernel_size(),
            kOp, ": offset_mask must be [", g->batch, ", ", g->out_h, ", ", g->out_w, ", S >= G*3K = ",
            g->groups * 3 * g->kernel_size(), "], got ", shape_str(s));
@@ -142,7 +142,7 @@ paddle::Tensor forward(const AggregateGeometry& g, const paddle::Tensor& value,
                    kOp, "forward");
   return out;
 #else
-  PD_THROW(kOp, ": unsupported place (built without CUDA?)");
+  PDCN_RAISE(InvalidArgument, kOp, ": unsupported place (built without CUDA?)");
 #endif
 }
 
@@ -152,7 +152,7 @@ void backward(const AggregateGeometry& g, const paddle::Tensor& value, const pad
               const paddle::Tensor& weight, const paddle::Tensor& grad_out, paddle::Tensor& grad_value,
               paddle::Tensor& grad_offset, paddle::Tensor& grad_weight, bool deterministic) {
   const std::vector<int64_t> want_out = {g.batch, g.out_h, g.out_w, g.channels()};
-  PD_CHECK(grad_out.shape() == want_out, kOp, ": grad_out must be ", shape_str(want_out), ", got ",
+  PDCN_CHECK(grad_out.shape() == want_out, kOp, ": grad_out must be ", shape_str(want_out), ", got ",
            shape_str(grad_out.shape()));
   pdcn::check_same_place(kOp, {{"value", &value}, {"grad_out", &grad_out}});
 #if defined(PADDLE_WITH_CUDA)
@@ -184,7 +184,7 @@ void backward(const AggregateGeometry& g, const paddle::Tensor& value, const pad
           pdcn::stream_of(value)),
       kOp, deterministic ? "backward (deterministic)" : "backward");
 #else
-  PD_THROW(kOp, ": unsupported place (built without CUDA?)");
+  PDCN_RAISE(InvalidArgument, kOp, ": unsupported place (built without CUDA?)");
 #endif
 }
 

@@ -37,10 +37,10 @@ paddle::DataType acc_dtype(paddle::DataType dtype) {
 void check_dtype(const paddle::Tensor& x, const char* op) {
   const auto d = x.dtype();
   if (x.is_cpu()) {
-    PD_CHECK(d == paddle::DataType::FLOAT32 || d == paddle::DataType::FLOAT64, op,
+    PDCN_CHECK(d == paddle::DataType::FLOAT32 || d == paddle::DataType::FLOAT64, op,
              ": CPU supports float32 and float64, got ", pdcn::dtype_name(d));
   } else {
-    PD_CHECK(d == paddle::DataType::FLOAT32 || d == paddle::DataType::FLOAT64 ||
+    PDCN_CHECK(d == paddle::DataType::FLOAT32 || d == paddle::DataType::FLOAT64 ||
                  d == paddle::DataType::FLOAT16 || d == paddle::DataType::BFLOAT16,
              op, ": GPU supports float32, float64, float16 and bfloat16, got ", pdcn::dtype_name(d));
   }
@@ -60,9 +60,9 @@ paddle::Tensor boxes_in_acc_type(const paddle::Tensor& boxes, const paddle::Tens
 // checked against the number of boxes.
 paddle::Tensor roi_batch_index(const paddle::Tensor& boxes_num, int64_t batch, int64_t num_rois,
                                const paddle::Tensor& x, const char* op) {
-  PD_CHECK(boxes_num.numel() == batch, op, ": boxes_num must have one entry per image (",
+  PDCN_CHECK(boxes_num.numel() == batch, op, ": boxes_num must have one entry per image (",
            batch, "), got ", boxes_num.numel());
-  PD_CHECK(boxes_num.dtype() == paddle::DataType::INT32 ||
+  PDCN_CHECK(boxes_num.dtype() == paddle::DataType::INT32 ||
                boxes_num.dtype() == paddle::DataType::INT64,
            op, ": boxes_num must be int32 or int64, got ", pdcn::dtype_name(boxes_num.dtype()));
 #if defined(PADDLE_WITH_CUDA)
@@ -86,9 +86,9 @@ paddle::Tensor roi_batch_index(const paddle::Tensor& boxes_num, int64_t batch, i
     } else if (counts.dtype() == paddle::DataType::INT64) {
       per_image[n] = counts.data<int64_t>()[n];
     } else {
-      PD_THROW(op, ": boxes_num must be int32 or int64");
+      PDCN_RAISE(InvalidArgument, op, ": boxes_num must be int32 or int64");
     }
-    PD_CHECK(per_image[n] >= 0, op, ": boxes_num must be non-negative, got ", per_image[n],
+    PDCN_CHECK(per_image[n] >= 0, op, ": boxes_num must be non-negative, got ", per_image[n],
              " for image ", n);
   }
   paddle::Tensor index =
@@ -96,34 +96,34 @@ paddle::Tensor roi_batch_index(const paddle::Tensor& boxes_num, int64_t batch, i
   int32_t* idx = index.data<int32_t>();
   int64_t k = 0;
   for (int64_t n = 0; n < batch; ++n) {
-    PD_CHECK(per_image[n] <= num_rois - k, op, ": boxes_num sums to more than the ", num_rois,
+    PDCN_CHECK(per_image[n] <= num_rois - k, op, ": boxes_num sums to more than the ", num_rois,
              " boxes (", k + per_image[n], " by image ", n, ")");
     for (int64_t t = 0; t < per_image[n]; ++t) idx[k++] = static_cast<int32_t>(n);
   }
-  PD_CHECK(k == num_rois, op, ": boxes_num sums to ", k, " but there are ", num_rois, " boxes");
+  PDCN_CHECK(k == num_rois, op, ": boxes_num sums to ", k, " but there are ", num_rois, " boxes");
   return index;
 }
 
 void check_x_boxes(const paddle::Tensor& x, const paddle::Tensor& boxes, const char* op) {
-  PD_CHECK(x.shape().size() == 4, op, ": x must be 4-D [N, C, H, W], got ", shape_str(x.shape()));
-  PD_CHECK(boxes.shape().size() == 2 && boxes.shape()[1] == 4, op, ": boxes must be [K, 4], got ",
+  PDCN_CHECK(x.shape().size() == 4, op, ": x must be 4-D [N, C, H, W], got ", shape_str(x.shape()));
+  PDCN_CHECK(boxes.shape().size() == 2 && boxes.shape()[1] == 4, op, ": boxes must be [K, 4], got ",
            shape_str(boxes.shape()));
-  PD_CHECK(x.shape()[2] > 0 && x.shape()[3] > 0, op,
+  PDCN_CHECK(x.shape()[2] > 0 && x.shape()[3] > 0, op,
            ": x must have a non-empty feature map (H, W >= 1), got ", shape_str(x.shape()));
-  PD_CHECK(x.shape()[2] * x.shape()[3] < std::numeric_limits<int32_t>::max(), op,
+  PDCN_CHECK(x.shape()[2] * x.shape()[3] < std::numeric_limits<int32_t>::max(), op,
            ": feature map too large (H * W must fit in int32), got ", shape_str(x.shape()));
-  PD_CHECK(boxes.shape()[0] < std::numeric_limits<int32_t>::max(), op,
+  PDCN_CHECK(boxes.shape()[0] < std::numeric_limits<int32_t>::max(), op,
            ": too many boxes (the count must fit in int32), got ", boxes.shape()[0]);
 }
 
 void check_grad_out(const paddle::Tensor& grad_out, const std::vector<int64_t>& want,
                     const char* op) {
-  PD_CHECK(grad_out.shape() == want, op, ": grad_out must be ", shape_str(want), ", got ",
+  PDCN_CHECK(grad_out.shape() == want, op, ": grad_out must be ", shape_str(want), ", got ",
            shape_str(grad_out.shape()));
 }
 
 std::vector<int64_t> pair_of(const std::vector<int>& v, const char* what, const char* op) {
-  PD_CHECK(v.size() == 2 && v[0] > 0 && v[1] > 0, op, ": ", what, " needs two positive values, got ",
+  PDCN_CHECK(v.size() == 2 && v[0] > 0 && v[1] > 0, op, ": ", what, " needs two positive values, got ",
            shape_str(v));
   return {v[0], v[1]};
 }
@@ -160,7 +160,7 @@ DeformRoiPoolGeometry roi_geometry(const paddle::Tensor& x, const paddle::Tensor
   g.max_grid = pdcn::default_max_grid(g.in_h, g.in_w);
   // A fixed grid obeys the adaptive grid's cap: the CPU keeps a box's samples
   // (bins * grid^2 stencils) in memory, and the time grows with them.
-  PD_CHECK(sampling_ratio <= g.max_grid, kRoi, ": sampling_ratio must be at most ", g.max_grid,
+  PDCN_CHECK(sampling_ratio <= g.max_grid, kRoi, ": sampling_ratio must be at most ", g.max_grid,
            " (max(64, 2 * max(H, W) + 2)) for this feature map, got ", sampling_ratio);
   g.spatial_scale = spatial_scale;
   g.gamma = gamma;
@@ -171,7 +171,7 @@ DeformRoiPoolGeometry roi_geometry(const paddle::Tensor& x, const paddle::Tensor
 void check_roi_offset(const DeformRoiPoolGeometry& g, const paddle::Tensor* offset) {
   if (offset == nullptr) return;
   const std::vector<int64_t> want = {g.num_rois, 2, g.pooled_h, g.pooled_w};
-  PD_CHECK(offset->shape() == want, kRoi, ": offset must be ", shape_str(want),
+  PDCN_CHECK(offset->shape() == want, kRoi, ": offset must be ", shape_str(want),
            " [K, 2, PH, PW], got ", shape_str(offset->shape()));
 }
 
@@ -217,7 +217,7 @@ std::vector<paddle::Tensor> roi_forward(const paddle::Tensor& x_in, const paddle
       kRoi, "forward");
   return {out};
 #else
-  PD_THROW(kRoi, ": unsupported place (built without CUDA?)");
+  PDCN_RAISE(InvalidArgument, kRoi, ": unsupported place (built without CUDA?)");
 #endif
 }
 
@@ -279,7 +279,7 @@ std::vector<paddle::Tensor> roi_backward(const paddle::Tensor& x_in, const paddl
                                              pdcn::stream_of(x)),
         kRoi, deterministic ? "backward (deterministic)" : "backward");
 #else
-    PD_THROW(kRoi, ": unsupported place (built without CUDA?)");
+    PDCN_RAISE(InvalidArgument, kRoi, ": unsupported place (built without CUDA?)");
 #endif
   }
   if (offset) return {grad_x, grad_offset};
@@ -369,7 +369,7 @@ DeformPSRoiPoolGeometry ps_geometry(const paddle::Tensor& x, const paddle::Tenso
   check_x_boxes(x, boxes, kPs);
   const auto pooled = pair_of(output_size, "output_size", kPs);
   const auto parts = pair_of(part_size, "part_size", kPs);
-  PD_CHECK(output_channels > 0 && sample_per_part > 0, kPs,
+  PDCN_CHECK(output_channels > 0 && sample_per_part > 0, kPs,
            ": output_channels and sample_per_part must be positive, got ", output_channels, " and ",
            sample_per_part);
   DeformPSRoiPoolGeometry g;
@@ -384,23 +384,23 @@ DeformPSRoiPoolGeometry ps_geometry(const paddle::Tensor& x, const paddle::Tenso
   g.part_h = parts[0];
   g.part_w = parts[1];
   g.sample_per_part = sample_per_part;
-  PD_CHECK(sample_per_part <= pdcn::default_max_grid(g.in_h, g.in_w), kPs,
+  PDCN_CHECK(sample_per_part <= pdcn::default_max_grid(g.in_h, g.in_w), kPs,
            ": sample_per_part must be at most ", pdcn::default_max_grid(g.in_h, g.in_w),
            " (max(64, 2 * max(H, W) + 2)) for this feature map, got ", sample_per_part);
   g.spatial_scale = spatial_scale;
   g.trans_std = trans_std;
-  PD_CHECK(g.in_channels == g.out_channels * g.pooled_h * g.pooled_w, kPs,
+  PDCN_CHECK(g.in_channels == g.out_channels * g.pooled_h * g.pooled_w, kPs,
            ": x must have output_channels * PH * PW = ", g.out_channels * g.pooled_h * g.pooled_w,
            " channels, got ", g.in_channels);
   g.offset_groups = 1;
   if (offset) {
     const auto& s = offset->shape();
-    PD_CHECK(s.size() == 4 && s[0] == g.num_rois && s[1] > 0 && s[1] % 2 == 0 &&
+    PDCN_CHECK(s.size() == 4 && s[0] == g.num_rois && s[1] > 0 && s[1] % 2 == 0 &&
                  s[2] == g.part_h && s[3] == g.part_w,
              kPs, ": offset must be [", g.num_rois, ", 2 * G, ", g.part_h, ", ", g.part_w,
              "] [K, 2 * G, PART_H, PART_W], got ", shape_str(s));
     g.offset_groups = s[1] / 2;
-    PD_CHECK(g.out_channels % g.offset_groups == 0, kPs,
+    PDCN_CHECK(g.out_channels % g.offset_groups == 0, kPs,
              ": output_channels (", g.out_channels, ") must divide by the offset groups (",
              g.offset_groups, ")");
   }
@@ -450,7 +450,7 @@ std::vector<paddle::Tensor> ps_forward(const paddle::Tensor& x_in, const paddle:
       kPs, "forward");
   return {out};
 #else
-  PD_THROW(kPs, ": unsupported place (built without CUDA?)");
+  PDCN_RAISE(InvalidArgument, kPs, ": unsupported place (built without CUDA?)");
 #endif
 }
 
@@ -513,7 +513,7 @@ std::vector<paddle::Tensor> ps_backward(const paddle::Tensor& x_in, const paddle
                                                pdcn::stream_of(x)),
         kPs, deterministic ? "backward (deterministic)" : "backward");
 #else
-    PD_THROW(kPs, ": unsupported place (built without CUDA?)");
+    PDCN_RAISE(InvalidArgument, kPs, ": unsupported place (built without CUDA?)");
 #endif
   }
   if (offset) return {grad_x, grad_offset};

@@ -33,15 +33,15 @@ DepthwiseGeometry geometry(const paddle::Tensor& x, const paddle::Tensor& weight
   check_pair(dilation, "dilation", 1);
   const auto& s = x.shape();
   const auto& w = weight.shape();
-  PD_CHECK(s.size() == 4, kOp, ": x must be 4-D [N, H, W, C], got ", shape_str(s));
-  PD_CHECK(w.size() == 4 && w[0] == s[3] && w[1] == 1 && w[2] > 0 && w[3] > 0, kOp,
+  PDCN_CHECK(s.size() == 4, kOp, ": x must be 4-D [N, H, W, C], got ", shape_str(s));
+  PDCN_CHECK(w.size() == 4 && w[0] == s[3] && w[1] == 1 && w[2] > 0 && w[3] > 0, kOp,
            ": weight must be [C, 1, kh, kw] with C = ", s[3], ", got ", shape_str(w));
-  PD_CHECK(bias.shape() == std::vector<int64_t>{s[3]}, kOp, ": bias must be [", s[3], "], got ",
+  PDCN_CHECK(bias.shape() == std::vector<int64_t>{s[3]}, kOp, ": bias must be [", s[3], "], got ",
            shape_str(bias.shape()));
-  PD_CHECK(x.is_cpu() && weight.is_cpu() && bias.is_cpu(), kOp,
+  PDCN_CHECK(x.is_cpu() && weight.is_cpu() && bias.is_cpu(), kOp,
            ": CPU only (on other places paddle_dcn uses Paddle's conv2d)");
   pdcn::check_same_dtype(kOp, {{"x", &x}, {"weight", &weight}, {"bias", &bias}});
-  PD_CHECK(x.dtype() == paddle::DataType::FLOAT32 || x.dtype() == paddle::DataType::FLOAT64, kOp,
+  PDCN_CHECK(x.dtype() == paddle::DataType::FLOAT32 || x.dtype() == paddle::DataType::FLOAT64, kOp,
            ": supports float32 and float64, got ", pdcn::dtype_name(x.dtype()));
   DepthwiseGeometry g;
   g.batch = s[0];
@@ -58,7 +58,7 @@ DepthwiseGeometry geometry(const paddle::Tensor& x, const paddle::Tensor& weight
   g.dilation_w = dilation[1];
   g.out_h = conv_out_size(g.in_h, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h);
   g.out_w = conv_out_size(g.in_w, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
-  PD_CHECK(g.out_h > 0 && g.out_w > 0, kOp, ": the output would be empty (", g.out_h, "x", g.out_w,
+  PDCN_CHECK(g.out_h > 0 && g.out_w > 0, kOp, ": the output would be empty (", g.out_h, "x", g.out_w,
            ") for an input of ", g.in_h, "x", g.in_w);
   return g;
 }
@@ -114,7 +114,7 @@ std::vector<paddle::Tensor> DepthwiseBackward(const paddle::Tensor& x_in, const 
   const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
   const DepthwiseGeometry g = geometry(x, weight, bias, stride, padding, dilation);
   const std::vector<int64_t> want_out = {g.batch, g.out_h, g.out_w, g.channels};
-  PD_CHECK(grad_out.shape() == want_out, kOp, ": grad_out must be ", shape_str(want_out), ", got ",
+  PDCN_CHECK(grad_out.shape() == want_out, kOp, ": grad_out must be ", shape_str(want_out), ", got ",
            shape_str(grad_out.shape()));
   paddle::Tensor grad_x = paddle::empty(x.shape(), x.dtype(), x.place());
   paddle::Tensor grad_weight = paddle::empty(weight.shape(), weight.dtype(), weight.place());

@@ -11,11 +11,28 @@
 #include <vector>
 
 #include "paddle/extension.h"
+#include "paddle/common/enforce.h"
 #if defined(PADDLE_WITH_CUDA)
 #include "paddle/phi/core/cuda_stream.h"
 
 #include "../kernels/deform_conv_cuda.h"
 #endif
+
+// The bindings' checks throw Paddle's own typed errors, not PD_CHECK's
+// PD_Exception: those become Python ValueError (bad arguments),
+// NotImplementedError and RuntimeError alike in dygraph *and* under to_static,
+// where Paddle's static executor aborts the process on a PD_Exception.
+#define PDCN_RAISE(kind, ...)                                                            \
+  do {                                                                                   \
+    const std::string pdcn_message_ = ::common::ErrorMessage(__VA_ARGS__).to_string();  \
+    PADDLE_THROW(::common::errors::kind("%s", pdcn_message_.c_str()));                   \
+  } while (0)
+
+// A bad argument (ValueError in Python), the message built from the pieces.
+#define PDCN_CHECK(COND, ...)                                 \
+  do {                                                        \
+    if (PD_UNLIKELY(!(COND))) PDCN_RAISE(InvalidArgument, __VA_ARGS__); \
+  } while (0)
 
 namespace pdcn {
 
@@ -69,7 +86,7 @@ inline int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t
 
 // A two-value attribute (kernel, stride, padding, dilation) of op, each >= minimum.
 inline void check_attr_pair(const char* op, const std::vector<int>& v, const char* what, int minimum) {
-  PD_CHECK(v.size() == 2 && v[0] >= minimum && v[1] >= minimum, op, ": ", what,
+  PDCN_CHECK(v.size() == 2 && v[0] >= minimum && v[1] >= minimum, op, ": ", what,
            " needs two values >= ", minimum, ", got ", shape_str(v));
 }
 
@@ -77,7 +94,7 @@ inline void check_attr_pair(const char* op, const std::vector<int>& v, const cha
 // offset on cpu" is an error, not a crash or a silent copy).
 inline void check_same_place(const char* op, NamedTensors named) {
   check_against_first(named, [op](const auto& first, const auto& other) {
-    PD_CHECK(other.second->place() == first.second->place(), op, ": ", other.first, " is on ",
+    PDCN_CHECK(other.second->place() == first.second->place(), op, ": ", other.first, " is on ",
              other.second->place().DebugString(), " but ", first.first, " is on ",
              first.second->place().DebugString(), "; move all inputs to one device");
   });
@@ -87,7 +104,7 @@ inline void check_same_place(const char* op, NamedTensors named) {
 // a float32 x is an error, not a silent reinterpretation).
 inline void check_same_dtype(const char* op, NamedTensors named) {
   check_against_first(named, [op](const auto& first, const auto& other) {
-    PD_CHECK(other.second->dtype() == first.second->dtype(), op, ": ", other.first, " must have ",
+    PDCN_CHECK(other.second->dtype() == first.second->dtype(), op, ": ", other.first, " must have ",
              first.first, "'s dtype (", dtype_name(first.second->dtype()), "), got ",
              dtype_name(other.second->dtype()));
   });
@@ -101,7 +118,8 @@ inline cuda::DType cuda_dtype(paddle::DataType dtype, const char* op) {
     case paddle::DataType::FLOAT16: return cuda::DType::kFloat16;
     case paddle::DataType::BFLOAT16: return cuda::DType::kBFloat16;
     default:
-      PD_THROW(op, ": unsupported dtype on GPU (float32, float64, float16 and bfloat16 are)");
+      PDCN_RAISE(InvalidArgument, op,
+                 ": unsupported dtype on GPU (float32, float64, float16 and bfloat16 are)");
   }
 }
 
@@ -112,8 +130,10 @@ inline void* stream_of(const paddle::Tensor& t) {
 }
 
 inline void check_cuda(int status, const char* op, const char* step) {
-  PD_CHECK(status == 0, op, ": CUDA error in ", step, ": ", cuda::error_string(status),
-           " (cudaError ", status, ")");
+  if (status != 0) {
+    PDCN_RAISE(External, op, ": CUDA error in ", step, ": ", cuda::error_string(status), " (cudaError ",
+               status, ")");
+  }
 }
 
 // Makes the tensor's device current for the op's kernels and allocations
@@ -136,7 +156,7 @@ class DeviceScope {
 // then treats its result as a constant, so a second derivative through the op
 // (a gradient penalty, say) would come out silently without the op's terms.
 [[noreturn]] inline void no_double_backward(const char* op) {
-  PD_THROW(op, " has no double backward: a gradient taken through it with create_graph=True "
+  PDCN_RAISE(Unimplemented, op, " has no double backward: a gradient taken through it with create_graph=True "
            "cannot be differentiated again (its second-order terms would be silently "
            "missing). Use create_graph=False, or keep the op out of the differentiated "
            "gradient's path.");
