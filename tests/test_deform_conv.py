@@ -397,10 +397,21 @@ def test_bad_input_raises_value_error(overrides, pattern):
 def test_non_tensor_input_raises_type_error():
     with pytest.raises(TypeError, match="offset must be a paddle.Tensor"):
         deform_conv2d(**_good(offset=np.zeros((2, 36, 6, 6), dtype="float32")))
+    good = _good()
+    with pytest.raises(TypeError, match="bias must be a paddle.Tensor, got list"):
+        deform_conv2d(**_good(bias=[0.0] * good["weight"].shape[0]))
+    with pytest.raises(TypeError, match="mask must be a paddle.Tensor, got ndarray"):
+        deform_conv2d(**_good(mask=np.ones(list(good["mask"].shape), "float32")))
+    from paddle_dcn.ops.depthwise_conv import depthwise_conv2d_nhwc
+    with pytest.raises(TypeError, match="x must be a paddle.Tensor, got ndarray"):
+        depthwise_conv2d_nhwc(np.zeros((1, 5, 5, 3), "float32"), paddle.zeros([3, 1, 3, 3]), paddle.zeros([3]))
 
 
-def test_results_do_not_depend_on_the_thread_count(tmp_path):
-    """The CPU kernels follow OMP_NUM_THREADS; 1 and 2 threads give bitwise equal results.
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_results_do_not_depend_on_the_thread_count(tmp_path, dtype):
+    """The CPU kernels follow OMP_NUM_THREADS; 1 and 2 threads give bitwise equal results
+    (float64 too: its GEMMs are Paddle's matmul, whose sums depend on the chunk's width, so
+    its chunks do not follow the thread count).
 
     Not compared: the weight gradient, a GEMM reduction over batch x pixels that the math
     library (oneDNN or MKL, both following the thread count) may split differently with 2
@@ -410,10 +421,10 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
         "import numpy as np, paddle, sys\n"
         "from paddle_dcn.ops import deform_conv2d, deform_roi_pool\n"
         "rng = np.random.default_rng(0)\n"
-        "t = lambda *s: paddle.to_tensor(rng.standard_normal(s).astype('float32'), stop_gradient=False)\n"
+        f"t = lambda *s: paddle.to_tensor(rng.standard_normal(s).astype('{dtype}'), stop_gradient=False)\n"
         "x, w, off, m = t(3, 8, 12, 12), t(8, 8, 3, 3), t(3, 18, 12, 12), t(3, 9, 12, 12)\n"
         "y = deform_conv2d(x, off, w, padding=1, mask=m)\n"
-        "boxes = paddle.to_tensor([[1., 1., 9., 8.], [0., 2., 11., 11.], [3., 3., 6., 9.]])\n"
+        f"boxes = paddle.to_tensor([[1., 1., 9., 8.], [0., 2., 11., 11.], [3., 3., 6., 9.]], dtype='{dtype}')\n"
         "r = deform_roi_pool(x, boxes, paddle.to_tensor([2, 0, 1], dtype='int32'), 3)\n"
         "grads = paddle.grad([(y * y).sum() + (r * r).sum()], [x, w, off, m])\n"
         "names = ['grad_x', 'grad_weight', 'grad_offset', 'grad_mask']\n"

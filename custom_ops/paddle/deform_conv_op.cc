@@ -37,10 +37,10 @@ struct ConvAttrs {
 
 DeformConvGeometry make_geometry(const std::vector<int64_t>& x_shape,
                                  const std::vector<int64_t>& weight_shape, const ConvAttrs& a) {
-  PD_CHECK(x_shape.size() == 4, kOp, ": x must be 4-D [N, C, H, W], got ", shape_str(x_shape));
-  PD_CHECK(weight_shape.size() == 4, kOp, ": weight must be 4-D [Cout, Cin/groups, kh, kw], got ",
+  PDCN_CHECK(x_shape.size() == 4, kOp, ": x must be 4-D [N, C, H, W], got ", shape_str(x_shape));
+  PDCN_CHECK(weight_shape.size() == 4, kOp, ": weight must be 4-D [Cout, Cin/groups, kh, kw], got ",
            shape_str(weight_shape));
-  PD_CHECK(a.strides.size() == 2 && a.paddings.size() == 2 && a.dilations.size() == 2, kOp,
+  PDCN_CHECK(a.strides.size() == 2 && a.paddings.size() == 2 && a.dilations.size() == 2, kOp,
            ": strides, paddings and dilations need 2 values each, got ", shape_str(a.strides), ", ",
            shape_str(a.paddings), ", ", shape_str(a.dilations));
   DeformConvGeometry g;
@@ -59,27 +59,27 @@ DeformConvGeometry make_geometry(const std::vector<int64_t>& x_shape,
   g.dilation_w = a.dilations[1];
   g.groups = a.groups;
   g.deformable_groups = a.deformable_groups;
-  PD_CHECK(g.stride_h > 0 && g.stride_w > 0 && g.dilation_h > 0 && g.dilation_w > 0, kOp,
+  PDCN_CHECK(g.stride_h > 0 && g.stride_w > 0 && g.dilation_h > 0 && g.dilation_w > 0, kOp,
            ": strides and dilations must be positive, got strides ", shape_str(a.strides),
            ", dilations ", shape_str(a.dilations));
-  PD_CHECK(g.pad_h >= 0 && g.pad_w >= 0, kOp, ": paddings must be >= 0, got ", shape_str(a.paddings));
-  PD_CHECK(g.groups > 0 && g.deformable_groups > 0, kOp,
+  PDCN_CHECK(g.pad_h >= 0 && g.pad_w >= 0, kOp, ": paddings must be >= 0, got ", shape_str(a.paddings));
+  PDCN_CHECK(g.groups > 0 && g.deformable_groups > 0, kOp,
            ": groups and deformable_groups must be positive, got ", g.groups, " and ",
            g.deformable_groups);
-  PD_CHECK(g.in_channels % g.groups == 0 && g.out_channels % g.groups == 0, kOp,
+  PDCN_CHECK(g.in_channels % g.groups == 0 && g.out_channels % g.groups == 0, kOp,
            ": in_channels (", g.in_channels, ") and out_channels (", g.out_channels,
            ") must divide by groups (", g.groups, ")");
-  PD_CHECK(g.in_channels % g.deformable_groups == 0, kOp, ": in_channels (", g.in_channels,
+  PDCN_CHECK(g.in_channels % g.deformable_groups == 0, kOp, ": in_channels (", g.in_channels,
            ") must divide by deformable_groups (", g.deformable_groups, ")");
-  PD_CHECK(weight_shape[1] * g.groups == g.in_channels, kOp, ": weight must be [Cout, ",
+  PDCN_CHECK(weight_shape[1] * g.groups == g.in_channels, kOp, ": weight must be [Cout, ",
            g.in_channels / g.groups, ", kh, kw] for x's ", g.in_channels, " channels and groups=",
            g.groups, ", got ", shape_str(weight_shape));
   g.out_h = (g.in_h + 2 * g.pad_h - (g.dilation_h * (g.kernel_h - 1) + 1)) / g.stride_h + 1;
   g.out_w = (g.in_w + 2 * g.pad_w - (g.dilation_w * (g.kernel_w - 1) + 1)) / g.stride_w + 1;
-  PD_CHECK(g.out_h > 0 && g.out_w > 0, kOp, ": the output would be empty (", g.out_h, "x", g.out_w,
+  PDCN_CHECK(g.out_h > 0 && g.out_w > 0, kOp, ": the output would be empty (", g.out_h, "x", g.out_w,
            ") for an input of ", g.in_h, "x", g.in_w, " and a ", g.kernel_h, "x", g.kernel_w,
            " kernel");
-  PD_CHECK(g.in_plane() < (int64_t(1) << 31), kOp, ": H*W must be below 2^31, got ", g.in_h, "x",
+  PDCN_CHECK(g.in_plane() < (int64_t(1) << 31), kOp, ": H*W must be below 2^31, got ", g.in_h, "x",
            g.in_w);
   return g;
 }
@@ -88,12 +88,12 @@ void check_offset_mask(const DeformConvGeometry& g, const std::vector<int64_t>& 
                        const std::vector<int64_t>* mask_shape) {
   const std::vector<int64_t> want_offset = {g.batch, 2 * g.deformable_groups * g.kernel_size(),
                                             g.out_h, g.out_w};
-  PD_CHECK(offset_shape == want_offset, kOp, ": offset must be ", shape_str(want_offset),
+  PDCN_CHECK(offset_shape == want_offset, kOp, ": offset must be ", shape_str(want_offset),
            " [N, 2*deformable_groups*kh*kw, Ho, Wo], got ", shape_str(offset_shape));
   if (mask_shape != nullptr) {
     const std::vector<int64_t> want_mask = {g.batch, g.deformable_groups * g.kernel_size(),
                                             g.out_h, g.out_w};
-    PD_CHECK(*mask_shape == want_mask, kOp, ": mask must be ", shape_str(want_mask),
+    PDCN_CHECK(*mask_shape == want_mask, kOp, ": mask must be ", shape_str(want_mask),
              " [N, deformable_groups*kh*kw, Ho, Wo], got ", shape_str(*mask_shape));
   }
 }
@@ -125,7 +125,12 @@ int64_t choose_chunk(const DeformConvGeometry& g, int64_t element_bytes, int64_t
                      int64_t workspace_bytes, bool on_cpu) {
   const int64_t per_image = bytes_per_image(g, element_bytes, scratch_bytes);
   int64_t fit = std::max<int64_t>(1, workspace_bytes / per_image);
-  if (on_cpu && pdcn::cpu_thread_count() == 1) fit = std::min(fit, cache_chunk(g, element_bytes));
+  // float32 only: its GEMM (oneDNN) gives each element the same sum at any chunk
+  // width, Paddle's float64 matmul does not, and the results must not depend on
+  // the thread count (float64 keeps the workspace-sized chunks at any count).
+  if (on_cpu && element_bytes == 4 && pdcn::cpu_thread_count() == 1) {
+    fit = std::min(fit, cache_chunk(g, element_bytes));
+  }
   return std::max<int64_t>(1, std::min<int64_t>(g.batch, fit));
 }
 
@@ -143,7 +148,7 @@ class HostScratch {
     Block& b = blocks_[static_cast<int>(role)];
     if (b.bytes < bytes) {
       b.data.reset(static_cast<unsigned char*>(std::aligned_alloc(64, round_up(bytes))));
-      PD_CHECK(b.data != nullptr, "pdcn: out of memory for the column workspace");
+      PDCN_CHECK(b.data != nullptr, "pdcn: out of memory for the column workspace");
       b.bytes = bytes;
     }
     return b.data.get();
@@ -369,10 +374,10 @@ std::unique_ptr<ConvKernels> make_kernels(const paddle::Tensor& x, bool determin
     switch (x.dtype()) {
       case paddle::DataType::FLOAT32: return std::make_unique<CpuConvKernels<float>>(plain);
       case paddle::DataType::FLOAT64: return std::make_unique<CpuConvKernels<double>>(plain);
-      default: PD_THROW(kOp, ": CPU supports float32 and float64, got ", pdcn::dtype_name(x.dtype()));
+      default: PDCN_RAISE(InvalidArgument, kOp, ": CPU supports float32 and float64, got ", pdcn::dtype_name(x.dtype()));
     }
   }
-  PD_CHECK(!plain, kConv, ": CPU only (on GPU paddle_dcn uses Paddle's conv2d), got x on ",
+  PDCN_CHECK(!plain, kConv, ": CPU only (on GPU paddle_dcn uses Paddle's conv2d), got x on ",
            x.place().DebugString());
 #if defined(PADDLE_WITH_CUDA)
   if (x.is_gpu()) {
@@ -381,7 +386,7 @@ std::unique_ptr<ConvKernels> make_kernels(const paddle::Tensor& x, bool determin
   }
 #endif
   (void)deterministic;
-  PD_THROW("pdcn deform_conv2d: unsupported place (built without CUDA?)");
+  PDCN_RAISE(InvalidArgument, "pdcn deform_conv2d: unsupported place (built without CUDA?)");
 }
 
 int64_t element_bytes(paddle::DataType dtype) { return static_cast<int64_t>(phi::SizeOf(dtype)); }
@@ -402,7 +407,7 @@ paddle::Tensor grouped_matmul(const paddle::Tensor& a, bool trans_a, const paddl
                               ConvKernels& kernels) {
   const char* error = nullptr;
   const pdcn::HostGemmBackend backend = pdcn::host_gemm_backend(&error);
-  PD_CHECK(error == nullptr, "pdcn deform_conv2d: ", error);
+  PDCN_CHECK(error == nullptr, "pdcn deform_conv2d: ", error);
   const bool onednn = a.is_cpu() && a.dtype() == paddle::DataType::FLOAT32 &&
                       backend == pdcn::HostGemmBackend::kOneDnn;
   if (onednn) {
@@ -411,7 +416,7 @@ paddle::Tensor grouped_matmul(const paddle::Tensor& a, bool trans_a, const paddl
     const bool ok = pdcn::onednn_sgemm_batched(
         trans_a, trans_b, cs[0], M, N, K, a.data<float>(), as[2], as[1] * as[2], b.data<float>(),
         bs[2], bs[1] * bs[2], accumulate ? 1.0f : 0.0f, out.data<float>(), N, M * N);
-    PD_CHECK(ok, "pdcn deform_conv2d: oneDNN sgemm failed");
+    PDCN_CHECK(ok, "pdcn deform_conv2d: oneDNN sgemm failed");
     return out;
   }
   if (!accumulate) return paddle::experimental::matmul(a, b, trans_a, trans_b, &out);
@@ -468,9 +473,9 @@ void apply_packing(DeformConvGeometry* g, const std::vector<int64_t>& packed_sha
                    const Packing& packing) {
   const int64_t points = g->deformable_groups * g->kernel_size();
   const std::vector<int64_t> want = {g->batch, 3 * points, g->out_h, g->out_w};
-  PD_CHECK(packed_shape == want, kOp, ": offset_mask must be ", shape_str(want),
+  PDCN_CHECK(packed_shape == want, kOp, ": offset_mask must be ", shape_str(want),
            " [N, 3*deformable_groups*kh*kw, Ho, Wo], got ", shape_str(packed_shape));
-  PD_CHECK(packing.mask_scale > 0, kOp, ": mask_scale must be positive, got ",
+  PDCN_CHECK(packing.mask_scale > 0, kOp, ": mask_scale must be positive, got ",
            packing.mask_scale);
   g->offset_image_stride = 3 * points * g->out_plane();
 }
@@ -595,7 +600,7 @@ std::vector<paddle::Tensor> backward(const paddle::Tensor& x_in, const paddle::T
   pdcn::check_same_dtype(kOp, {{"x", &x}, {"offset", offset}, {"mask", mask},
                                {"weight", &weight}, {"grad_out", &grad_out}});
   const std::vector<int64_t> want_grad_out = {g.batch, g.out_channels, g.out_h, g.out_w};
-  PD_CHECK(grad_out.shape() == want_grad_out, kOp, ": grad_out must be ", shape_str(want_grad_out),
+  PDCN_CHECK(grad_out.shape() == want_grad_out, kOp, ": grad_out must be ", shape_str(want_grad_out),
            ", got ", shape_str(grad_out.shape()));
 #if defined(PADDLE_WITH_CUDA)
   const pdcn::DeviceScope device(x, kOp);
@@ -782,7 +787,7 @@ std::vector<paddle::DataType> ModulatedDeformConvInferDtype(const paddle::DataTy
 // separate tensors.
 
 void check_packed_on_cpu(const paddle::Tensor& x) {
-  PD_CHECK(x.is_cpu(), kOp, ": pdcn_deform_conv2d_packed runs on the CPU only (the layer "
+  PDCN_CHECK(x.is_cpu(), kOp, ": pdcn_deform_conv2d_packed runs on the CPU only (the layer "
                             "takes the separate offset and mask on GPU)");
 }
 
@@ -862,7 +867,7 @@ void bias_gradient(const T* grad_out, T* grad_bias, int64_t batch, int64_t chann
 }
 
 void check_bias(const paddle::Tensor& bias, const paddle::Tensor& x, int64_t out_channels) {
-  PD_CHECK(bias.shape() == std::vector<int64_t>{out_channels}, kConv, ": bias must be [",
+  PDCN_CHECK(bias.shape() == std::vector<int64_t>{out_channels}, kConv, ": bias must be [",
            out_channels, "] [C_out], got ", shape_str(bias.shape()));
   pdcn::check_same_dtype(kConv, {{"x", &x}, {"bias", &bias}});
   pdcn::check_same_place(kConv, {{"x", &x}, {"bias", &bias}});
@@ -945,12 +950,12 @@ struct ChannelPlanes {
 
 ChannelPlanes check_channel_bias(const paddle::Tensor& x, const paddle::Tensor& bias,
                                  const char* x_name) {
-  PD_CHECK(x.is_cpu(), kBias, ": CPU only, got ", x_name, " on ", x.place().DebugString());
-  PD_CHECK(x.dtype() == paddle::DataType::FLOAT32 || x.dtype() == paddle::DataType::FLOAT64,
+  PDCN_CHECK(x.is_cpu(), kBias, ": CPU only, got ", x_name, " on ", x.place().DebugString());
+  PDCN_CHECK(x.dtype() == paddle::DataType::FLOAT32 || x.dtype() == paddle::DataType::FLOAT64,
            kBias, ": ", x_name, " must be float32 or float64");
   const std::vector<int64_t>& shape = x.shape();
-  PD_CHECK(shape.size() >= 2, kBias, ": ", x_name, " must be [N, C, ...], got ", shape_str(shape));
-  PD_CHECK(bias.shape() == std::vector<int64_t>{shape[1]}, kBias, ": bias must be [", shape[1],
+  PDCN_CHECK(shape.size() >= 2, kBias, ": ", x_name, " must be [N, C, ...], got ", shape_str(shape));
+  PDCN_CHECK(bias.shape() == std::vector<int64_t>{shape[1]}, kBias, ": bias must be [", shape[1],
            "] [C], got ", shape_str(bias.shape()));
   pdcn::check_same_dtype(kBias, {{x_name, &x}, {"bias", &bias}});
   pdcn::check_same_place(kBias, {{x_name, &x}, {"bias", &bias}});

@@ -98,9 +98,14 @@ def conv_out_hw(name: str, h: int, w: int, kernel: Sequence[int], strides: Seque
     return out_h, out_w
 
 
-def shape_of(tensor: paddle.Tensor, name: str) -> list[int]:
+def expect_tensor(tensor, name: str) -> None:
+    """TypeError unless ``tensor`` is a paddle.Tensor (or a traced value)."""
     if not isinstance(tensor, (paddle.Tensor, paddle.pir.Value)):
         raise TypeError(f"{name} must be a paddle.Tensor, got {type(tensor).__name__}")
+
+
+def shape_of(tensor: paddle.Tensor, name: str) -> list[int]:
+    expect_tensor(tensor, name)
     return list(tensor.shape)
 
 
@@ -128,6 +133,7 @@ def expect_nonempty_map(name: str, shape: Sequence[int], layout: str) -> None:
 
 
 def expect_dtype(name: str, tensor: paddle.Tensor, reference: paddle.Tensor, ref_name: str) -> None:
+    expect_tensor(tensor, name)
     if tensor.dtype != reference.dtype:
         raise ValueError(
             f"{name} must have the dtype of {ref_name} ({reference.dtype}), got {tensor.dtype}"
@@ -148,6 +154,7 @@ def supported_dtypes(tensor) -> tuple:
 
 
 def expect_supported_dtype(name: str, tensor: paddle.Tensor) -> None:
+    expect_tensor(tensor, name)
     allowed = supported_dtypes(tensor)
     if tensor.dtype not in allowed:
         where = "GPU" if allowed is GPU_DTYPES else "CPU"
@@ -184,6 +191,7 @@ def expect_same_place(ref_name: str, reference, **named) -> None:
 
 def expect_cpu_float(x, op_name: str) -> None:
     """Raises unless ``x`` is a CPU tensor in float32 or float64 (the CPU-only ops)."""
+    expect_tensor(x, "x")
     if not x.place.is_cpu_place():
         raise ValueError(f"x must be on the CPU ({op_name} is a CPU op), got {x.place}")
     if x.dtype not in CPU_DTYPES:
