@@ -383,6 +383,8 @@ def _zeros(*shape, dtype="float32"):
         (dict(x=_zeros(2, 4, 1, 1), padding=0), r"too small for kernel"),
         (dict(mask=_zeros(2, 18, 6, 6, dtype="float64")), r"mask must have the dtype of x"),
         (dict(x=_zeros(2, 4, 6, 6, dtype="float16")), r"support float32, float64"),
+        (dict(x=_zeros(2, 0, 6, 6), weight=_zeros(6, 0, 3, 3)), r"x must have at least one channel"),
+        (dict(weight=_zeros(6, 2, 0, 3)), r"with C_out, kh, kw >= 1, got shape \[6, 2, 0, 3\]"),
     ],
 )
 def test_bad_input_raises_value_error(overrides, pattern):

@@ -42,6 +42,10 @@ def check_conv_args(x, weight, stride, padding, dilation, groups: int,
     _checks.expect_rank("weight", w_shape, 4, "[C_out, C_in/groups, kh, kw]")
     n, c_in, h, w = x_shape
     c_out, _, kh, kw = w_shape
+    if c_in == 0:
+        raise ValueError(f"x must have at least one channel [N, C_in, H, W], got shape {x_shape}")
+    if c_out < 1 or kh < 1 or kw < 1:
+        raise ValueError(f"weight must be [C_out, C_in/groups, kh, kw] with C_out, kh, kw >= 1, got shape {w_shape}")
     if c_in >= 0 and c_in % groups:
         raise ValueError(f"x channels (C_in={c_in}) must be divisible by groups={groups}")
     if c_out % groups:
