@@ -125,12 +125,10 @@ int64_t choose_chunk(const DeformConvGeometry& g, int64_t element_bytes, int64_t
                      int64_t workspace_bytes, bool on_cpu) {
   const int64_t per_image = bytes_per_image(g, element_bytes, scratch_bytes);
   int64_t fit = std::max<int64_t>(1, workspace_bytes / per_image);
-  // float32 only: its GEMM (oneDNN) gives each element the same sum at any chunk
-  // width, Paddle's float64 matmul does not, and the results must not depend on
-  // the thread count (float64 keeps the workspace-sized chunks at any count).
-  if (on_cpu && element_bytes == 4 && pdcn::cpu_thread_count() == 1) {
-    fit = std::min(fit, cache_chunk(g, element_bytes));
-  }
+  // float32's GEMM (oneDNN) gives each element the same sum at any chunk width, so
+  // its results stay bitwise equal across thread counts; float64's (Paddle's matmul,
+  // MKL) sum in the last bits differently with the width and with the thread count.
+  if (on_cpu && pdcn::cpu_thread_count() == 1) fit = std::min(fit, cache_chunk(g, element_bytes));
   return std::max<int64_t>(1, std::min<int64_t>(g.batch, fit));
 }
 

@@ -4,7 +4,7 @@ The op processes the batch in chunks of images whose deformable im2col columns
 (``C_in * kh * kw * H_out * W_out`` elements per image, plus the CPU's channels-last
 copy of the input) fit the workspace limit; at least one image is always
 processed, whatever the limit. The backward pass holds the columns and their
-gradient. With one CPU thread the library makes a float32 chunk smaller still, cache-sized (the
+gradient. With one CPU thread the library makes the chunk smaller still, cache-sized (the
 fewest images whose columns outweigh the weight; ``choose_chunk`` in
 ``custom_ops/paddle/deform_conv_op.cc``).
 """
