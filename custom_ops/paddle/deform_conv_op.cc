@@ -436,14 +436,16 @@ paddle::Tensor gemm_weight(const paddle::Tensor& weight, const DeformConvGeometr
 }
 
 // The weight gradient in the weight's layout from its GEMM layout (the
-// inverse of gemm_weight).
+// inverse of gemm_weight), contiguous: the pixel-major permutation is a strided
+// view, and Paddle's DataParallel reducer does not all-reduce a gradient that
+// is not contiguous (each process kept its own weight gradient, 2026-12-06).
 paddle::Tensor weight_from_gemm(const paddle::Tensor& grad_w3, const DeformConvGeometry& g,
                                 const std::vector<int64_t>& weight_shape, bool pixel_major) {
   if (!pixel_major) return paddle::experimental::reshape(grad_w3, weight_shape);
   const int64_t K = g.kernel_size(), Cg = g.in_channels / g.groups;
   const paddle::Tensor permuted = paddle::experimental::transpose(
       paddle::experimental::reshape(grad_w3, {g.out_channels, K, Cg}), {0, 2, 1});
-  return paddle::experimental::reshape(permuted, weight_shape);
+  return paddle::experimental::reshape(permuted, weight_shape).contiguous();
 }
 
 // The op's inputs in the plain layout (see plain_layout.h); mask may be absent.
