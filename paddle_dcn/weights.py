@@ -9,12 +9,17 @@ reports what did not fit (missing, unused, shape mismatches).
 
 A checkpoint ``<dir>/<tag>`` is ``<tag>.pdparams`` (the model's state dict) plus, for the
 trainer's checkpoints, ``<tag>.pdstate`` (optimizer, schedule, epoch: ``engine.checkpoint``).
+The ``.pdstate`` holds the SHA-256 of the ``.pdparams`` written with it (``PARAMS_DIGEST_KEY``):
+resume takes only a pair whose digests agree (:func:`read_resumable`), so a run killed between
+writing the two files never resumes one epoch's weights with another's optimizer and epoch.
 This module sits below ``models`` and ``engine`` (it imports neither): models load their
 pretrained parts through it.
 """
 from __future__ import annotations
 
 import glob
+import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,6 +30,28 @@ import paddle
 from .layers._versioning import upgrade_state_dict
 
 _EPOCH_RE = re.compile(r"epoch_(\d+)\.pdparams$")
+logger = logging.getLogger("paddle_dcn")
+
+PARAMS_DIGEST_KEY = "params_sha256"
+"""The ``.pdstate`` entry holding the SHA-256 (hex) of its ``.pdparams`` file."""
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 (hex) of the file ``path``'s bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_file(path: str) -> Any:
+    """``paddle.load(path)``; an unreadable file (empty, truncated) is a ValueError naming it."""
+    try:
+        return paddle.load(path)
+    except Exception as err:  # paddle raises EOFError, UnpicklingError, ... for a bad file
+        raise ValueError(f"cannot read {path} ({type(err).__name__}: {err}): the file is damaged or not "
+                         f"a paddle.save file") from err
 
 
 def checkpoint_epochs(directory: str) -> List[int]:
@@ -60,16 +87,60 @@ def resolve(path: str) -> str:
 
 def read_checkpoint(path: str, with_state: bool = True) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
     """``(model_state, state)`` of the checkpoint ``path`` (see :func:`resolve`); ``state`` is
-    None unless ``with_state`` (then a missing ``.pdstate`` is an error)."""
-    prefix = resolve(path)
-    model_state = paddle.load(prefix + ".pdparams")
-    state = None
+    None unless ``with_state`` (then the pair must be resumable: :func:`read_resumable`)."""
     if with_state:
-        if not os.path.exists(prefix + ".pdstate"):
-            raise FileNotFoundError(f"{prefix}.pdstate is missing: {prefix} holds weights only, "
-                                    f"it cannot be resumed (use -w / pretrained weights instead)")
-        state = paddle.load(prefix + ".pdstate")
-    return model_state, state
+        _, model_state, state = read_resumable(path)
+        return model_state, state
+    return _load_file(resolve(path) + ".pdparams"), None
+
+
+def _resume_problem(prefix: str) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
+    """``(why prefix cannot be resumed or None, its state)``."""
+    if not os.path.exists(prefix + ".pdparams"):
+        return f"{prefix}.pdparams is missing", None
+    if not os.path.exists(prefix + ".pdstate"):
+        return (f"{prefix}.pdstate is missing: {prefix} holds weights only, it cannot be resumed "
+                f"(use -w / pretrained weights instead)"), None
+    try:
+        state = _load_file(prefix + ".pdstate")
+    except ValueError as err:
+        return str(err), None
+    digest = state.get(PARAMS_DIGEST_KEY) if isinstance(state, dict) else None
+    if digest is not None and digest != file_sha256(prefix + ".pdparams"):
+        return (f"{prefix}.pdparams and {prefix}.pdstate are from different saves (a run stopped between "
+                f"writing the two files, or the weights were changed since): resume from an earlier epoch_N, "
+                f"or start from these weights with -w"), None
+    return None, state
+
+
+def read_resumable(path: str) -> Tuple[str, Dict[str, Any], Dict[str, Any]]:
+    """``(prefix, model_state, state)`` of the checkpoint to resume from ``path``.
+
+    A prefix or file names the checkpoint; its ``.pdstate`` must exist and, when it holds
+    ``PARAMS_DIGEST_KEY``, match the ``.pdparams`` (else a ValueError / FileNotFoundError
+    saying why). A directory takes its ``latest``, else the newest ``epoch_N``, whose pair is
+    whole and matching, with a warning for each newer one passed over (a run killed while
+    copying ``epoch_N`` to ``latest`` resumes from ``epoch_N``)."""
+    if os.path.isdir(path):
+        candidates = [os.path.join(path, f"epoch_{n}") for n in reversed(checkpoint_epochs(path))]
+        if os.path.exists(os.path.join(path, "latest.pdparams")):
+            candidates.insert(0, os.path.join(path, "latest"))
+        if not candidates:
+            raise FileNotFoundError(f"no checkpoint (latest.pdparams or epoch_N.pdparams) in {path}")
+    else:
+        candidates = [resolve(path)]
+    problems = []
+    for prefix in candidates:
+        problem, state = _resume_problem(prefix)
+        if problem is None:
+            for skipped in problems:
+                logger.warning(f"not resuming from it: {skipped}")
+            return prefix, _load_file(prefix + ".pdparams"), state
+        problems.append(problem)
+    if len(candidates) == 1:
+        error = FileNotFoundError if "is missing" in problems[0] else ValueError
+        raise error(problems[0])
+    raise ValueError(f"no checkpoint in {path} can be resumed: " + "; ".join(problems))
 
 
 @dataclass

@@ -78,7 +78,8 @@ class ProgressLogger(Callback):
 
 class CheckpointSaver(Callback):
     """Rank 0 writes ``epoch_N``/``latest`` every ``interval`` epochs (and the last), ``best``
-    when the primary metric improves; keeps the last ``keep_last`` epoch checkpoints.
+    whenever the primary metric improves (on any epoch, saved by the interval or not); keeps
+    the last ``keep_last`` epoch checkpoints.
 
     It owns "best": ``best`` is the highest primary metric (``trainer.metric.primary``) seen
     (``trainer.best_metric`` reads it; the checkpoint stores it and resume restores it) and
@@ -101,10 +102,13 @@ class CheckpointSaver(Callback):
         if not trainer.is_main:
             return
         done = trainer.epoch + 1
+        manager = trainer.checkpoints
         if done % self.interval and done != trainer.epochs:
+            if improved:  # "best" follows the metric whatever the interval
+                manager.save("best", trainer.model_state_dict(), trainer.training_state())
+                logger.info(f"saved checkpoint {os.path.join(manager.directory, 'best')} (epoch {done})")
             return
         tag = f"epoch_{done}"
-        manager = trainer.checkpoints
         manager.save(tag, trainer.model_state_dict(), trainer.training_state())
         manager.copy(tag, "latest")
         if improved:

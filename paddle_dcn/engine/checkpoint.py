@@ -3,12 +3,15 @@
 A checkpoint ``<dir>/<tag>`` is two files: ``<tag>.pdparams`` (the model's state dict, what
 ``-w`` loads and what other tools read) and ``<tag>.pdstate`` (optimizer, scheduler, epoch,
 best metric, config name). Tags: ``epoch_<N>`` (the last ``keep_last`` are kept), ``best``
-and ``latest`` (a copy of the newest epoch checkpoint). Finding and reading a checkpoint,
+and ``latest`` (a copy of the newest epoch checkpoint). Each file is written whole (temp file +
+rename) and the ``.pdstate`` holds the digest of its ``.pdparams``, so resume can tell a
+matching pair from one a kill left half-replaced (``weights.read_resumable``). Finding and reading a checkpoint,
 and loading weights into a model, is ``paddle_dcn.weights`` (``resolve``, ``load`` here are
 its functions).
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 from typing import Any, Dict, Tuple
@@ -35,8 +38,10 @@ class CheckpointManager:
         os.makedirs(directory, exist_ok=True)
 
     def save(self, tag: str, model_state: Dict[str, Any], state: Dict[str, Any]) -> str:
+        """Writes ``<tag>.pdparams``, then ``<tag>.pdstate`` with the former's digest."""
         prefix = os.path.join(self.directory, tag)
         atomic_save(model_state, prefix + ".pdparams")
+        state = dict(state, **{weights.PARAMS_DIGEST_KEY: weights.file_sha256(prefix + ".pdparams")})
         atomic_save(state, prefix + ".pdstate")
         return prefix
 
@@ -52,16 +57,33 @@ class CheckpointManager:
         return weights.checkpoint_epochs(self.directory)
 
     def prune(self) -> None:
+        """Removes all but the last ``keep_last`` epoch checkpoints, and temp files that a killed
+        process left behind."""
         for epoch in self.epochs()[: -self.keep_last]:
             for ext in (".pdparams", ".pdstate"):
                 path = os.path.join(self.directory, f"epoch_{epoch}{ext}")
                 if os.path.exists(path):
                     os.remove(path)
+        for path in glob.glob(os.path.join(self.directory, "*.pd*.tmp*")):
+            pid = path.rsplit(".tmp", 1)[1]
+            if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+                os.remove(path)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # reading a checkpoint lives below the engine (models load pretrained parts too)
 resolve = weights.resolve
 load = weights.read_checkpoint
+read_resumable = weights.read_resumable
 
 
 _SEP = "@param@"

@@ -211,10 +211,10 @@ class Trainer:
 
     def resume(self, path: str) -> None:
         """Restores model, optimizer, schedule, epoch, step and best metric from ``path``."""
-        model_state, state = ckpt.load(path, with_state=True)
+        prefix, model_state, state = ckpt.read_resumable(path)
         report = load_weights(self.unwrapped_model, model_state)
         if report.missing or report.unused or report.mismatched:
-            logger.warning(f"resume {ckpt.resolve(path)}: " + report.summary())
+            logger.warning(f"resume {prefix}: " + report.summary())
         self.optimizer.set_state_dict(ckpt.restore_optimizer_state(state["optimizer"], self.unwrapped_model))
         self.scheduler.set_state_dict(state["scheduler"])
         self.start_epoch = int(state["epoch"])
@@ -226,8 +226,8 @@ class Trainer:
         if self.scaler is not None and "grad_scaler" in state:
             self.scaler.load_state_dict(state["grad_scaler"])
         elif self.scaler is not None:
-            logger.warning(f"{ckpt.resolve(path)} holds no AMP loss-scale state: the loss scale restarts")
-        logger.info(f"resumed from {ckpt.resolve(path)} at epoch {self.start_epoch}")
+            logger.warning(f"{prefix} holds no AMP loss-scale state: the loss scale restarts")
+        logger.info(f"resumed from {prefix} at epoch {self.start_epoch}")
 
     def fixed_eval_batch(self, n: int) -> Dict[str, paddle.Tensor]:
         """The first ``n`` eval samples as a batch (the same images every epoch)."""
