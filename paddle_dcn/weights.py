@@ -172,7 +172,8 @@ def _shape(value: Any) -> List[int]:
 
 
 def load_weights(model: paddle.nn.Layer, source: Union[str, Mapping[str, Any]], prefix: str = "",
-                 strict: bool = False, what: str = "weights", hint: str = "") -> LoadReport:
+                 strict: bool = False, what: str = "weights", hint: str = "",
+                 allow_unused: bool = True, source_name: str = "state dict") -> LoadReport:
     """Loads ``source`` (a checkpoint path for :func:`resolve`, or a state dict) into ``model``.
 
     ``prefix``: take only the entries starting with it, without it (``'backbone.'`` loads a
@@ -180,13 +181,15 @@ def load_weights(model: paddle.nn.Layer, source: Union[str, Mapping[str, Any]], 
     first (:func:`paddle_dcn.layers.upgrade_state_dict`; a newer checkpoint is a ValueError).
     Entries whose shape differs are not loaded. ``strict``: a missing entry or a shape
     mismatch is a ValueError naming them (``what`` names the source in it, ``hint`` says what
-    must agree) instead of a report. Returns the :class:`LoadReport`.
+    must agree) instead of a report; with ``allow_unused=False`` also an entry the model has no
+    place for (what deployment and evaluation ask: the file must be this model's weights).
+    ``source_name`` names a state-dict ``source`` in the report. Returns the :class:`LoadReport`.
     """
     if isinstance(source, str):
         state, _ = read_checkpoint(source, with_state=False)
         report = LoadReport(resolve(source))
     else:
-        state, report = dict(source), LoadReport("state dict")
+        state, report = dict(source), LoadReport(source_name)
     if prefix:
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     state = upgrade_state_dict(model, dict(state))
@@ -195,10 +198,14 @@ def load_weights(model: paddle.nn.Layer, source: Union[str, Mapping[str, Any]], 
     report.unused = sorted(k for k in state if k not in own)
     report.mismatched = [f"{k} {_shape(state[k])} vs {_shape(own[k])}" for k in own
                          if k in state and _shape(state[k]) != _shape(own[k])]
-    if strict and (report.missing or report.mismatched):
+    unused = [] if allow_unused else report.unused
+    if strict and (report.missing or report.mismatched or unused):
+        def listed(entries: List[str]) -> str:
+            return f"{entries[:5]}{' ...' if len(entries) > 5 else ''} ({len(entries)})"
+
         raise ValueError(
-            f"{what} {report.source}: the checkpoint does not fit this model{hint}; missing: {report.missing[:5]}"
-            f"{' ...' if len(report.missing) > 5 else ''}, shape mismatches: {report.mismatched[:5]}")
+            f"{what} {report.source}: the checkpoint does not fit this model{hint}; missing: {listed(report.missing)}"
+            f", shape mismatches: {listed(report.mismatched)}" + (f", unused: {listed(unused)}" if unused else ""))
     bad = {m.split(" ", 1)[0] for m in report.mismatched}
     fitting = {k: v for k, v in state.items() if k in own and k not in bad}
     model.set_state_dict(fitting)

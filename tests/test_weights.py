@@ -136,3 +136,31 @@ def test_report_names_missing_unused_and_mismatched_entries():
     np.testing.assert_array_equal(model.state_dict()["0.weight"].numpy(), before)
     with pytest.raises(ValueError, match="does not fit.*missing: \\['1.bias'\\].*0.weight \\[5, 5\\]"):
         load_weights(model, state, strict=True)
+
+
+def test_eval_export_infer_and_resume_refuse_the_checkpoint_of_another_model(tmp_path):
+    """A dcn_stages [5] checkpoint into the same ResNet without deformable stages: the conv
+    weights fit by shape, only the offset branches are unused, so a lenient load would run the
+    plain model on half-fitting weights without a word."""
+    cfg = _classifier_cfg(tmp_path)
+    cfg["epochs"] = 1
+    Trainer(cfg).train()
+    prefix = str(tmp_path / "out" / "latest")
+    plain = dict(cfg, model=dict(cfg["model"], backbone=dict(BACKBONE, dcn_stages=[])))
+    with pytest.raises(ValueError, match="does not fit this model.*unused: .*conv_offset"):
+        deploy.build_model_with_weights(plain, prefix)           # export.py, infer.py -c/-w
+    with pytest.raises(ValueError, match="does not fit this model.*unused: .*conv_offset"):
+        Trainer(plain, mode="eval").load_weights(prefix)        # eval.py, train.py --eval-only
+    with pytest.raises(ValueError, match="resume .*latest: the checkpoint does not fit.*unused: .*conv_offset"):
+        Trainer(plain).resume(prefix)
+    more = dict(cfg, model=dict(cfg["model"], backbone=dict(BACKBONE, dcn_stages=[4, 5])))
+    with pytest.raises(ValueError, match="missing: .*conv_offset"):
+        deploy.build_model_with_weights(more, prefix)
+    # training from these weights (-w: fine-tuning) still loads what fits and reports the rest
+    report_line = Trainer(plain, mode="train")
+    report_line.load_weights(prefix)
+    # and the model's own config loads them exactly
+    model = deploy.build_model_with_weights(cfg, prefix)
+    saved = paddle.load(prefix + ".pdparams")
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), saved[k].numpy(), err_msg=k)

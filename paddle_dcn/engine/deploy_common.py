@@ -56,8 +56,11 @@ def checked_reference(cfg: Dict[str, Any]) -> Optional[Any]:
 
 
 def build_model_with_weights(cfg: Dict[str, Any], weights: str) -> paddle.nn.Layer:
+    """``cfg``'s model in eval mode with ``weights`` loaded; a checkpoint that is not this
+    model's (an entry missing, unused or of another shape) is a ValueError naming them."""
     model = build(MODELS, cfg["model"])
-    load_weights(model, weights)
+    load_weights(model, weights, strict=True, allow_unused=False,
+                 hint=" (build it from the config the checkpoint was trained with)")
     model.eval()
     return model
 

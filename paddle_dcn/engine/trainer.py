@@ -205,16 +205,21 @@ class Trainer:
 
     def load_weights(self, path: str) -> None:
         """Loads model weights from a checkpoint (prefix, file or directory; see
-        ``paddle_dcn.weights``: older paddle_dcn layer entries are upgraded, what does not fit
-        is logged)."""
-        logger.info(load_weights(self.unwrapped_model, path).summary())
+        ``paddle_dcn.weights``: older paddle_dcn layer entries are upgraded). In mode 'train'
+        (``-w``: pretrained or fine-tuning weights) what does not fit is logged; in modes
+        'eval' and 'model' the file must be this model's weights (ValueError otherwise)."""
+        exact = self.mode != "train"
+        report = load_weights(self.unwrapped_model, path, strict=exact, allow_unused=not exact,
+                              hint=" (evaluate with the config the checkpoint was trained with)" if exact else "")
+        logger.info(report.summary())
 
     def resume(self, path: str) -> None:
         """Restores model, optimizer, schedule, epoch, step and best metric from ``path``."""
         prefix, model_state, state = ckpt.read_resumable(path)
-        report = load_weights(self.unwrapped_model, model_state)
-        if report.missing or report.unused or report.mismatched:
-            logger.warning(f"resume {prefix}: " + report.summary())
+        # a resumed run continues the same model: a checkpoint that does not fit is an error
+        load_weights(self.unwrapped_model, model_state, strict=True, allow_unused=False, what="resume",
+                     source_name=prefix,
+                     hint=" (resume with the config the run was started with; -w loads weights that partly fit)")
         self.optimizer.set_state_dict(ckpt.restore_optimizer_state(state["optimizer"], self.unwrapped_model))
         self.scheduler.set_state_dict(state["scheduler"])
         self.start_epoch = int(state["epoch"])
