@@ -11,7 +11,8 @@ exist, with one exception: a mapping that has a ``type`` key is the argument lis
 registered class, and it may gain any key; :func:`paddle_dcn.registry.build` then checks
 it against the constructor. Unknown keys are errors that list the valid ones.
 
-The top-level keys a config may use, with their defaults, are :data:`DEFAULTS`.
+The top-level keys a config may use, with their defaults, are :data:`DEFAULTS`; so are the
+keys of its settings sections (``loader``, ``checkpoint``, ``amp``, ``visualdl``, ``export``).
 """
 from __future__ import annotations
 
@@ -191,6 +192,29 @@ def check_top_level(cfg: Dict[str, Any], source: str) -> None:
         )
 
 
+def fixed_sections() -> List[str]:
+    """The top-level keys whose default is a mapping of settings (not a ``type`` to build):
+    their keys are fixed, those of :data:`DEFAULTS`."""
+    return [k for k, v in DEFAULTS.items() if isinstance(v, dict) and "type" not in v]
+
+
+def check_sections(cfg: Dict[str, Any], source: str) -> None:
+    """A key inside a fixed section (``loader``, ``checkpoint``, ``amp``, ...) that it does not
+    have is a ConfigError listing the valid ones (``loader: {batch_sise: 8}`` was ignored)."""
+    for section in fixed_sections():
+        value = cfg.get(section)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {section} must be a mapping of {', '.join(sorted(DEFAULTS[section]))}, "
+                              f"got {type(value).__name__} {value!r}")
+        unknown = sorted(set(map(str, value)) - set(DEFAULTS[section]))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) {', '.join(map(repr, unknown))} in {section}; "
+                f"valid keys: {', '.join(sorted(DEFAULTS[section]))}")
+
+
 def load_config(path: str, overrides: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
     """The full config of ``path``: defaults < ``_base_`` files < the file < ``overrides``.
 
@@ -199,6 +223,7 @@ def load_config(path: str, overrides: Optional[Sequence[Any]] = None) -> Dict[st
     """
     data = load_yaml_with_bases(path)
     check_top_level(data, path)
+    check_sections(data, path)
     cfg = merge(DEFAULTS, data)
     cfg["_name_"] = os.path.splitext(os.path.basename(path))[0]
     for key, value in parse_overrides(overrides):

@@ -78,6 +78,25 @@ def test_unknown_top_level_key_in_file(tmp_path):
     assert "optimiser" in str(err.value) and "optimizer" in str(err.value)
 
 
+@pytest.mark.parametrize("section, key", [("loader", "batch_sise"), ("amp", "enabeld"), ("checkpoint", "keep_lst"),
+                                          ("visualdl", "num_image"), ("export", "input_shape")])
+def test_unknown_key_in_a_settings_section_of_a_file(tmp_path, section, key):
+    # in a _base_ file too: the merged file is checked
+    _write(tmp_path / "base.yml", {section: {key: 1}})
+    path = _write(tmp_path / "bad.yml", {"_base_": "base.yml", "epochs": 1})
+    with pytest.raises(ConfigError, match=f"unknown key\\(s\\) '{key}' in {section}; valid keys: .*") as err:
+        load_config(path)
+    assert all(valid in str(err.value) for valid in DEFAULTS[section])
+    good = _write(tmp_path / "good.yml", {section: {k: v for k, v in DEFAULTS[section].items()}})
+    assert load_config(good)[section] == DEFAULTS[section]
+
+
+def test_a_settings_section_that_is_not_a_mapping(tmp_path):
+    path = _write(tmp_path / "bad.yml", {"loader": 32})
+    with pytest.raises(ConfigError, match="loader must be a mapping of batch_size, .*got int 32"):
+        load_config(path)
+
+
 def test_bad_override_syntax_and_base_cycle(tmp_path):
     with pytest.raises(ValueError, match="key.sub=value"):
         parse_overrides(["epochs"])
