@@ -155,6 +155,15 @@ def test_bad_arguments_are_named():
         DCNv3(8, groups=2)(paddle.randn([1, 4, 5, 5]))
 
 
+@pytest.mark.parametrize("layer_cls", [DCNv3, DCNv4])
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_an_empty_batch_gives_an_empty_output(layer_cls, data_format):
+    layer = layer_cls(16, groups=4, stride=2, data_format=data_format)
+    shape = [0, 16, 9, 9] if data_format == "NCHW" else [0, 9, 9, 16]
+    out = layer(paddle.randn(shape))
+    assert out.shape == ([0, 16, 5, 5] if data_format == "NCHW" else [0, 5, 5, 16])
+
+
 def test_resnet_takes_them_as_the_deformable_stage_operator():
     from paddle_dcn.models.resnet import ResNet
 

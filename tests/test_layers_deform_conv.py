@@ -1,4 +1,6 @@
 """DeformConv2D: equivalences at initialisation, explicit offsets, training, arguments, checkpoints."""
+import re
+
 import numpy as np
 import paddle
 import pytest
@@ -198,6 +200,13 @@ def test_bad_forward_arguments():
         v1(x, paddle.zeros([1, 18, 5, 5]), paddle.ones([1, 9, 5, 5]))
     with pytest.raises(ValueError, match="offset"):
         v1(x, paddle.zeros([1, 16, 5, 5]))
+    # x itself is named (was: the offset branch's weight shape, a tensor the user never made)
+    for bad in ([1, 8, 5, 5], [1, 5, 5, 4], [4, 5, 5]):
+        with pytest.raises(ValueError, match=r"x must have shape \[N, in_channels=4, H, W\] \(NCHW\), got " +
+                           re.escape(str(bad))):
+            v2(paddle.randn(bad))
+    with pytest.raises(TypeError, match="x must be a paddle.Tensor"):
+        v2(np.zeros((1, 4, 5, 5), "float32"))
 
 
 def test_extra_repr_shows_configuration():

@@ -67,7 +67,9 @@ class DCNv3(nn.Layer):
         offset = self.offset(feat)
         logits = self.mask(feat)
         k = self.kernel_size[0] * self.kernel_size[1]
-        weight = F.softmax(logits.reshape([0, 0, 0, self.groups, k]), axis=-1).reshape([0, 0, 0, self.groups * k])
+        # softmax over each group's k points; unflatten/flatten keep an empty batch's sizes
+        # (reshape's 0 = "copy the size" turned [0, H, W, G*k] into [0, 0, 0, G*k])
+        weight = paddle.flatten(F.softmax(paddle.unflatten(logits, -1, [self.groups, k]), axis=-1), start_axis=3)
         out = ops.deform_aggregate(value, offset, weight, self.kernel_size, self.stride, self.padding, self.dilation,
                                    self.groups, self.offset_scale)
         out = self.output_proj(out)

@@ -233,6 +233,10 @@ class DeformConv2D(VersionedLayer):
         Without ``offset`` the offset branch predicts offsets (and mask); with it, the
         given ``offset`` (and ``mask`` for a v2 layer) are used as is.
         """
+        _checks.expect_tensor(x, "x")
+        if len(x.shape) != 4 or _args.known_shape(x)[1] not in (-1, self.in_channels):
+            raise ValueError(f"x must have shape [N, in_channels={self.in_channels}, H, W] (NCHW), "
+                             f"got {list(x.shape)}")
         if offset is None:
             if mask is not None:
                 raise ValueError("mask was given without offset: pass both or neither")
