@@ -186,3 +186,12 @@ def test_a_failing_dataset_item_stops_the_run_naming_it_never_hangs(tmp_path, wo
     out = run.stdout
     assert "RAISED DataLoadError loading item 7 of GeometricShapes failed: FileNotFoundError: /data/img_7.png" in out, \
         (out + run.stderr)[-3000:]
+
+
+@pytest.mark.parametrize("epochs, message", [(2.7, "epochs must be a whole number, got 2.7"),
+                                             ("3", "epochs must be a whole number, got '3'"),
+                                             (0, "epochs must be >= 1, got 0")])
+def test_a_fractional_or_non_positive_epoch_count_is_refused(tmp_path, epochs, message):
+    # epochs: 2.7 ran 2 epochs without a word; "3" (quoted) was taken too
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _trainer(tmp_path, epochs=epochs)

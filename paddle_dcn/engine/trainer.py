@@ -44,6 +44,16 @@ def seed_everything(seed: int) -> None:
     paddle.seed(seed)
 
 
+def _whole_number(value: Any, name: str, minimum: Optional[int]) -> int:
+    """``value`` as an int; a fraction (``epochs: 2.7`` was run as 2), a bool, a non-number or
+    a value below ``minimum`` is a ValueError naming the config key."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+        raise ValueError(f"config {name} must be a whole number, got {value!r}")
+    if minimum is not None and int(value) < minimum:
+        raise ValueError(f"config {name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
 class Trainer:
     """Builds model, data, optimizer, schedule and callbacks from ``cfg`` (see paddle_dcn.config).
 
@@ -65,8 +75,8 @@ class Trainer:
         self.rank, self.world_size = init_distributed()
         self.is_main = self.rank == 0
         self.output_dir = cfg["output_dir"]
-        self.seed = int(cfg["seed"])
-        self.epochs = int(cfg["epochs"])
+        self.seed = _whole_number(cfg["seed"], "seed", minimum=None)
+        self.epochs = _whole_number(cfg["epochs"], "epochs", minimum=1)
         self.epoch = self.start_epoch = self.global_step = 0
         self.skipped_steps, self.iter = 0, 0
         amp = cfg["amp"]
@@ -232,7 +242,8 @@ class Trainer:
             self.scaler.load_state_dict(state["grad_scaler"])
         elif self.scaler is not None:
             logger.warning(f"{prefix} holds no AMP loss-scale state: the loss scale restarts")
-        logger.info(f"resumed from {prefix} at epoch {self.start_epoch}")
+        logger.info(f"resumed from {prefix}: {self.start_epoch} epoch(s) done, "
+                    f"continuing with epoch {self.start_epoch + 1}/{self.epochs}")
 
     def fixed_eval_batch(self, n: int) -> Dict[str, paddle.Tensor]:
         """The first ``n`` eval samples as a batch (the same images every epoch)."""
