@@ -64,6 +64,10 @@ def parse_nvcc_version(output: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+MIN_ARCH = (6, 0)
+"""The oldest compute capability the kernels build for (atomicAdd on double needs sm_60)."""
+
+
 def default_arch_list(version: tuple[int, int]) -> list[str]:
     """GPU architectures built by default: Volta (sm_70; CUDA 13 dropped it, so from sm_75
     there) to Hopper (sm_90), plus PTX of sm_90 that the driver compiles for newer GPUs."""
@@ -100,6 +104,11 @@ def _normalise_arch(entry: str, variable: str) -> str:
             raise CudaBuildError(
                 f"paddle_dcn: bad entry {entry!r} in {variable}: write 8.0 or 80, not 8")
         major, minor = major[:-1], major[-1]
+    if (int(major), int(minor)) < MIN_ARCH:
+        raise CudaBuildError(
+            f"paddle_dcn: entry {entry!r} in {variable} is below compute capability "
+            f"{MIN_ARCH[0]}.{MIN_ARCH[1]}, the oldest the kernels build for (they use atomicAdd on "
+            f"double, sm_60 and newer)")
     return f"{int(major)}.{minor}" + ("+PTX" if ptx else "")
 
 

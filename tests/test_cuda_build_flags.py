@@ -62,6 +62,14 @@ def test_bad_arch_entry_names_the_variable_and_the_entry(bad):
         cuda_build.requested_arch_list({cuda_build.ARCH_ENV: f"8.0;{bad}"})
 
 
+@pytest.mark.parametrize("old", ["5.2", "35", "5.0+PTX"])
+def test_an_architecture_below_sm60_is_refused_by_name(old):
+    with pytest.raises(SystemExit, match=re.escape(f"entry {old!r} in {cuda_build.ARCH_ENV} is below compute "
+                                                   "capability 6.0")):
+        cuda_build.requested_arch_list({cuda_build.ARCH_ENV: f"8.0;{old}"})
+    assert cuda_build.requested_arch_list({cuda_build.ARCH_ENV: "6.0;6.1"}) == ["6.0", "6.1"]
+
+
 def test_nvidia_wheel_include_dirs_cuda12_and_cuda13_layouts(tmp_path, monkeypatch):
     site = tmp_path / "site-packages"
     for lib in ("cublas", "cudnn", "cu13"):

@@ -126,8 +126,19 @@ inline FixedPointSink carve_fixed_point(void* scratch, int64_t elements, double 
 }
 
 // Largest |value| of a thread's share, folded into *max_bits (an atomic max of
-// ordered bits: the same result in any order).
+// ordered bits: the same result in any order). A whole warp first takes its
+// maximum by shuffles and sends one atomic (millions of threads' atomics on one
+// address serialise); a partial warp (some lanes already gone) sends one per
+// thread. Kernels run 1-D blocks of a multiple of 32 threads.
 __device__ __forceinline__ void fold_max(unsigned long long* max_bits, unsigned long long local) {
+  const unsigned active = __activemask();
+  if (active == 0xffffffffu) {
+    for (int lane_step = 16; lane_step > 0; lane_step >>= 1) {
+      const unsigned long long other = __shfl_xor_sync(active, local, lane_step);
+      local = other > local ? other : local;
+    }
+    if ((threadIdx.x & 31u) != 0u) return;
+  }
   if (local != 0ull) atomicMax(max_bits, local);
 }
 

@@ -103,7 +103,9 @@ __global__ void deform_aggregate_value_grad_max_kernel(AggregateGeometry g, cons
       const Acc d = cast<Acc>(grad_out[e * g.group_channels + c]);
       gmax = (d < Acc(0) ? -d : d) > gmax ? (d < Acc(0) ? -d : d) : gmax;
     }
-    const unsigned long long bits = fixed_point::ordered_bits(static_cast<double>(wmax * gmax));
+    const unsigned long long bits = fixed_point::ordered_bits(
+        // in double: a float product overflowing to inf would read as 0, a bound too small
+        static_cast<double>(wmax) * static_cast<double>(gmax));
     local = bits > local ? bits : local;
   }
   fold_max(max_bits, local);

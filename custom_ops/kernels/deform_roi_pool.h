@@ -216,6 +216,9 @@ PDCN_HD void deform_roi_pool_offset_grad_element(const DeformRoiPoolGeometry& g,
     clamped_indices(s, g.in_w, idx);
     for (int64_t c = 0; c < g.channels; ++c) {
       const Acc go = cast<Acc>(gout[c * g.bins()]);
+      // as the CPU driver and the PS kernel: a channel of zero gradient adds nothing (an
+      // inf in its input would make 0*inf = NaN of the offset gradient)
+      if (go == Acc(0)) continue;
       const T* plane = image + c * g.in_plane();
       Acc vy = 0, vx = 0;
       for (int t = 0; t < 4; ++t) {

@@ -218,6 +218,9 @@ std::vector<paddle::Tensor> AggregateBackward(
   const AggregateGeometry g =
       geometry(value, kernel_size, stride, padding, dilation, groups, offset_scale);
   check_separate(g, value, offset, weight);
+#if defined(PADDLE_WITH_CUDA)
+  const pdcn::DeviceScope device(value, kOp);  // the allocations on the inputs' device too
+#endif
   paddle::Tensor grad_value = paddle::empty(value.shape(), value.dtype(), value.place());
   paddle::Tensor grad_offset = paddle::empty(offset.shape(), offset.dtype(), offset.place());
   paddle::Tensor grad_weight = paddle::empty(weight.shape(), weight.dtype(), weight.place());
@@ -249,6 +252,10 @@ std::vector<paddle::Tensor> FusedBackward(
   const paddle::Tensor grad_out = pdcn::plain_layout(grad_out_in);
   AggregateGeometry g = geometry(value, kernel_size, stride, padding, dilation, groups, offset_scale);
   check_fused(&g, value, om);
+#if defined(PADDLE_WITH_CUDA)
+  // before the allocations: full() launches a fill kernel, on the current device's stream
+  const pdcn::DeviceScope device(value, kOp);
+#endif
   paddle::Tensor grad_value = paddle::empty(value.shape(), value.dtype(), value.place());
   // zero: the padding channels get no gradient; the kernels write every other entry
   paddle::Tensor grad_om = paddle::full(om.shape(), 0.0, om.dtype(), om.place());

@@ -133,6 +133,36 @@ int main() {
     check(same_range(bad.grad_offset, clean.grad_offset, kPoisoned * 2 * bins,
                      clean_offset.size()), "clean boxes: grad offset unchanged (bitwise)");
     check(zero_range(bad.out, 0, 3 * per_box), "NaN / Inf boxes pool to zero");
+
+    // The CUDA kernel's per-element offset gradient (run here on the host) and the CPU
+    // driver: a channel of zero gradient adds nothing, so an inf in its input stays out.
+    auto x_inf = x;
+    for (int64_t n = 0; n < N; ++n) x_inf[(n * 3 + 1) * H * W + 4 * W + 5] = kInf;
+    auto go = grad_out;
+    for (int64_t k = 0; k < K; ++k) {
+      for (size_t b = 0; b < bins; ++b) go[(k * 3 + 1) * bins + b] = 0.0;
+    }
+    auto element_grad = [&](const std::vector<double>& gout) {
+      std::vector<double> e(clean_offset.size(), -1.0);
+      for (int64_t k = 0; k < K; ++k) {
+        for (int64_t i = 0; i < g.pooled_h; ++i) {
+          for (int64_t j = 0; j < g.pooled_w; ++j) {
+            pdcn::deform_roi_pool_offset_grad_element<double>(g, gout.data(), x_inf.data(),
+                                                              clean_boxes.data(), batch.data(),
+                                                              clean_offset.data(), e.data(), k, i, j);
+          }
+        }
+      }
+      return e;
+    };
+    std::vector<double> cpu(clean_offset.size(), -1.0);
+    bo(g, go.data(), x_inf.data(), clean_boxes.data(), batch.data(), clean_offset.data(), cpu.data());
+    const std::vector<double> element = element_grad(go);
+    double diff = 0.0;
+    for (size_t e = 0; e < cpu.size(); ++e) diff = std::fmax(diff, std::fabs(cpu[e] - element[e]));
+    check(all_finite(cpu) && all_finite(element) && diff < 1e-12,
+          "zero-gradient channel with inf: element == CPU, finite");
+    check(!all_finite(element_grad(grad_out)), "... and the inf is sampled (test can fail)");
   }
 
   // ---- position-sensitive ----
