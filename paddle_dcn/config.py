@@ -23,6 +23,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
 
+from .registry import check_keys
+
 #: Every top-level key a config may have, with its default (None: the config must set it
 #: when the part that needs it runs).
 DEFAULTS: Dict[str, Any] = {
@@ -208,11 +210,7 @@ def check_sections(cfg: Dict[str, Any], source: str) -> None:
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: {section} must be a mapping of {', '.join(sorted(DEFAULTS[section]))}, "
                               f"got {type(value).__name__} {value!r}")
-        unknown = sorted(set(map(str, value)) - set(DEFAULTS[section]))
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown key(s) {', '.join(map(repr, unknown))} in {section}; "
-                f"valid keys: {', '.join(sorted(DEFAULTS[section]))}")
+        check_keys(f"{source}: {section}", value, sorted(DEFAULTS[section]), error=ConfigError)
 
 
 def load_config(path: str, overrides: Optional[Sequence[Any]] = None) -> Dict[str, Any]:

@@ -104,13 +104,14 @@ class UnknownKeyError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
-def check_keys(section: str, given: Iterable[str], valid: Sequence[str]) -> None:
-    """The one "unknown key(s)" check of config sections: raises :class:`UnknownKeyError`
-    ``'<section>: unknown key(s) 'a', 'b'; valid keys: x, y'`` when ``given`` has keys not in
-    ``valid``."""
-    unknown = sorted(set(given) - set(valid))
+def check_keys(section: str, given: Iterable[str], valid: Sequence[str],
+               error: type = UnknownKeyError) -> None:
+    """The one "unknown key(s)" check of config sections: raises ``error`` (default
+    :class:`UnknownKeyError`) ``'<section>: unknown key(s) 'a', 'b'; valid keys: x, y'`` when
+    ``given`` has keys not in ``valid``."""
+    unknown = sorted(set(map(str, given)) - set(valid))
     if unknown:
-        raise UnknownKeyError(
+        raise error(
             f"{section}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(valid)}"
         )
 

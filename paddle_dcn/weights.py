@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import io
 import logging
 import os
 import re
@@ -36,19 +37,11 @@ PARAMS_DIGEST_KEY = "params_sha256"
 """The ``.pdstate`` entry holding the SHA-256 (hex) of its ``.pdparams`` file."""
 
 
-def file_sha256(path: str) -> str:
-    """The SHA-256 (hex) of the file ``path``'s bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _load_file(path: str) -> Any:
-    """``paddle.load(path)``; an unreadable file (empty, truncated) is a ValueError naming it."""
+def _load_file(path: str, data: Optional[bytes] = None) -> Any:
+    """``paddle.load(path)`` (from ``data``, the file's bytes, when the caller has read them);
+    an unreadable file (empty, truncated) is a ValueError naming it."""
     try:
-        return paddle.load(path)
+        return paddle.load(path if data is None else io.BytesIO(data))
     except Exception as err:  # paddle raises EOFError, UnpicklingError, ... for a bad file
         raise ValueError(f"cannot read {path} ({type(err).__name__}: {err}): the file is damaged or not "
                          f"a paddle.save file") from err
@@ -94,23 +87,26 @@ def read_checkpoint(path: str, with_state: bool = True) -> Tuple[Dict[str, Any],
     return _load_file(resolve(path) + ".pdparams"), None
 
 
-def _resume_problem(prefix: str) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
-    """``(why prefix cannot be resumed or None, its state)``."""
+def _read_resumable_pair(prefix: str) -> Tuple[Optional[str], Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
+    """``(why prefix cannot be resumed or None, its model state, its state)``; the weights
+    file is read once, for its digest and its contents."""
     if not os.path.exists(prefix + ".pdparams"):
-        return f"{prefix}.pdparams is missing", None
+        return f"{prefix}.pdparams is missing", None, None
     if not os.path.exists(prefix + ".pdstate"):
         return (f"{prefix}.pdstate is missing: {prefix} holds weights only, it cannot be resumed "
-                f"(use -w / pretrained weights instead)"), None
+                f"(use -w / pretrained weights instead)"), None, None
     try:
         state = _load_file(prefix + ".pdstate")
     except ValueError as err:
-        return str(err), None
+        return str(err), None, None
+    with open(prefix + ".pdparams", "rb") as f:
+        params = f.read()
     digest = state.get(PARAMS_DIGEST_KEY) if isinstance(state, dict) else None
-    if digest is not None and digest != file_sha256(prefix + ".pdparams"):
+    if digest is not None and digest != hashlib.sha256(params).hexdigest():
         return (f"{prefix}.pdparams and {prefix}.pdstate are from different saves (a run stopped between "
                 f"writing the two files, or the weights were changed since): resume from an earlier epoch_N, "
-                f"or start from these weights with -w"), None
-    return None, state
+                f"or start from these weights with -w"), None, None
+    return None, _load_file(prefix + ".pdparams", params), state
 
 
 def read_resumable(path: str) -> Tuple[str, Dict[str, Any], Dict[str, Any]]:
@@ -131,11 +127,11 @@ def read_resumable(path: str) -> Tuple[str, Dict[str, Any], Dict[str, Any]]:
         candidates = [resolve(path)]
     problems = []
     for prefix in candidates:
-        problem, state = _resume_problem(prefix)
+        problem, model_state, state = _read_resumable_pair(prefix)
         if problem is None:
             for skipped in problems:
                 logger.warning(f"not resuming from it: {skipped}")
-            return prefix, _load_file(prefix + ".pdparams"), state
+            return prefix, model_state, state
         problems.append(problem)
     if len(candidates) == 1:
         error = FileNotFoundError if "is missing" in problems[0] else ValueError

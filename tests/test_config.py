@@ -84,7 +84,7 @@ def test_unknown_key_in_a_settings_section_of_a_file(tmp_path, section, key):
     # in a _base_ file too: the merged file is checked
     _write(tmp_path / "base.yml", {section: {key: 1}})
     path = _write(tmp_path / "bad.yml", {"_base_": "base.yml", "epochs": 1})
-    with pytest.raises(ConfigError, match=f"unknown key\\(s\\) '{key}' in {section}; valid keys: .*") as err:
+    with pytest.raises(ConfigError, match=f"bad.yml: {section}: unknown key\\(s\\) '{key}'; valid keys: .*") as err:
         load_config(path)
     assert all(valid in str(err.value) for valid in DEFAULTS[section])
     good = _write(tmp_path / "good.yml", {section: {k: v for k, v in DEFAULTS[section].items()}})

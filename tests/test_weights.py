@@ -157,8 +157,7 @@ def test_eval_export_infer_and_resume_refuse_the_checkpoint_of_another_model(tmp
     with pytest.raises(ValueError, match="missing: .*conv_offset"):
         deploy.build_model_with_weights(more, prefix)
     # training from these weights (-w: fine-tuning) still loads what fits and reports the rest
-    report_line = Trainer(plain, mode="train")
-    report_line.load_weights(prefix)
+    Trainer(plain, mode="train").load_weights(prefix)
     # and the model's own config loads them exactly
     model = deploy.build_model_with_weights(cfg, prefix)
     saved = paddle.load(prefix + ".pdparams")

@@ -12,6 +12,8 @@ its functions).
 from __future__ import annotations
 
 import glob
+import hashlib
+import io
 import os
 import shutil
 from typing import Any, Dict, Tuple
@@ -21,11 +23,17 @@ import paddle
 from .. import weights
 
 
-def atomic_save(obj: Any, path: str) -> None:
-    """``paddle.save`` to ``path`` via a temp file in the same directory and ``os.replace``."""
+def atomic_save(obj: Any, path: str) -> str:
+    """``paddle.save`` to ``path`` via a temp file in the same directory and ``os.replace``;
+    returns the SHA-256 (hex) of the bytes written."""
+    buffer = io.BytesIO()
+    paddle.save(obj, buffer)
+    data = buffer.getvalue()
     tmp = f"{path}.tmp{os.getpid()}"
-    paddle.save(obj, tmp)
+    with open(tmp, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
+    return hashlib.sha256(data).hexdigest()
 
 
 class CheckpointManager:
@@ -40,8 +48,8 @@ class CheckpointManager:
     def save(self, tag: str, model_state: Dict[str, Any], state: Dict[str, Any]) -> str:
         """Writes ``<tag>.pdparams``, then ``<tag>.pdstate`` with the former's digest."""
         prefix = os.path.join(self.directory, tag)
-        atomic_save(model_state, prefix + ".pdparams")
-        state = dict(state, **{weights.PARAMS_DIGEST_KEY: weights.file_sha256(prefix + ".pdparams")})
+        digest = atomic_save(model_state, prefix + ".pdparams")
+        state = dict(state, **{weights.PARAMS_DIGEST_KEY: digest})
         atomic_save(state, prefix + ".pdstate")
         return prefix
 
