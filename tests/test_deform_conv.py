@@ -257,6 +257,39 @@ def test_a_non_finite_input_value_reaches_only_the_samples_that_weigh_it(case, w
         np.testing.assert_array_equal(bad[~depends], base[~depends])
 
 
+@pytest.mark.parametrize("case", NON_FINITE_CASES, ids=["c4", "c1-per-group", "c16-w18"])
+def test_a_non_finite_mask_reaches_only_the_input_gradient_pixels_its_sample_weighs(case):
+    """A NaN or Inf mask entry makes its sample non-finite; in the input gradient it must reach
+    exactly the neighbours of non-zero bilinear weight (Paddle's op, and the plane / CUDA
+    kernels), not the zero-weight ones: at a whole-pixel position that is the sampled pixel
+    alone. Offsets: zero (whole pixels), half a pixel along one axis, and random. The CPU
+    channels-last sweep used to scatter ``0 * NaN`` into all four in-map neighbours."""
+    c_in, dgroups, width = case
+    inputs = make_inputs(2, c_in, 6, width, 4, (3, 3), padding=1, deformable_groups=dgroups)
+    shape = inputs["mask"].shape
+    rng = np.random.default_rng(5)
+    mask = rng.uniform(0.1, 1.0, shape)
+    bad = rng.random(shape) < 0.03
+    mask[bad] = np.where(rng.random(bad.sum()) < 0.5, np.nan, np.inf)
+    weight = np.abs(inputs["weight"].numpy()) + 0.5  # no cancelling infinities
+    random_offset = inputs["offset"].numpy()
+    half_x = np.zeros_like(random_offset)
+    half_x[:, 1::2] = 0.5
+    for offset in (np.zeros_like(random_offset), half_x, random_offset):
+        grads = []
+        for op in (deform_conv2d, paddle.vision.ops.deform_conv2d):
+            # every input requires a gradient (Paddle's op segfaults in backward otherwise)
+            t = [paddle.to_tensor(a, stop_gradient=False)
+                 for a in (inputs["x"].numpy(), offset, weight, np.zeros(4), mask)]
+            out = op(t[0], t[1], t[2], t[3], padding=1, deformable_groups=dgroups, mask=t[4])
+            grads.append(paddle.grad([out.sum()], t)[0].numpy())
+        ours, native = grads
+        assert (~np.isfinite(native)).any() and np.isfinite(native).any()
+        np.testing.assert_array_equal(~np.isfinite(ours), ~np.isfinite(native))
+        fine = np.isfinite(native)
+        np.testing.assert_allclose(ours[fine], native[fine], rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("with_mask", [True, False], ids=["v2", "v1"])
 def test_empty_batch(with_mask, float_dtype):
     inputs = make_inputs(1, 4, 6, 6, 5, (3, 3), padding=1, dtype=float_dtype, with_mask=with_mask)

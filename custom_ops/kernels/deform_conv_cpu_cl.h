@@ -232,7 +232,9 @@ PDCN_CPU_INLINE void backward_run_body(const DeformSampleStencil<Acc>& st, const
     add_neighbour_dots<W>(gcol, image, e, n, d);
     for (int s = 0; s < 4; ++s) {
       const Acc w = st.w[s] * st.mask;
-      if (w != Acc(0)) add_scaled_lanes<W>(gcol, w, grad_image + e[s], n);
+      // As the plane path's deform_col2im_element (and Paddle's op): a neighbour of zero
+      // bilinear weight gets nothing, whatever the mask (0 * NaN would scatter NaN into it).
+      if (st.w[s] != Acc(0) && w != Acc(0)) add_scaled_lanes<W>(gcol, w, grad_image + e[s], n);
     }
     return;
   }
@@ -241,7 +243,7 @@ PDCN_CPU_INLINE void backward_run_body(const DeformSampleStencil<Acc>& st, const
     const int64_t e = static_cast<int64_t>(st.index[s]) * C + c;
     d[s] += lane_dot<Acc>(gcol, image + e, n);
     const Acc w = st.w[s] * st.mask;
-    if (w == Acc(0)) continue;
+    if (st.w[s] == Acc(0) || w == Acc(0)) continue;
     T* __restrict__ dst = grad_image + e;
     for (int64_t l = 0; l < n; ++l) dst[l] += cast<T>(w * cast<Acc>(gcol[l]));
   }
