@@ -22,8 +22,18 @@ GPU_DTYPES = (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16)
 FLOAT_DTYPES = GPU_DTYPES  # every floating dtype an op input (boxes) may have
 
 
+# The custom ops' integer attributes are int32.
+INT32_MAX = 2**31 - 1
+
+
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _within_int32(values: Sequence[int], name: str, value) -> None:
+    if any(abs(int(v)) > INT32_MAX for v in values):
+        raise ValueError(f"{name} must be at most {INT32_MAX} in magnitude (the ops' int32 attributes), "
+                         f"got {value!r}")
 
 
 def pair(value: IntPair, name: str, minimum: int) -> list[int]:
@@ -34,18 +44,21 @@ def pair(value: IntPair, name: str, minimum: int) -> list[int]:
     if any(v < minimum for v in values):
         bound = "positive" if minimum >= 1 else "non-negative"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
+    _within_int32(values, name, value)
     return [int(v) for v in values]
 
 
 def positive_int(value: int, name: str) -> int:
     if not _is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
+    _within_int32([value], name, value)
     return int(value)
 
 
 def integer(value: int, name: str) -> int:
     if not _is_int(value):
         raise ValueError(f"{name} must be an int, got {value!r}")
+    _within_int32([value], name, value)
     return int(value)
 
 
