@@ -28,7 +28,13 @@ CONFIGS = [
     (1, 4, 5, 1, 20, 3, 1, 1, 1, 1.0, 2.0),
     # 25 kernel points: three eight-point stencil blocks and one point alone (CPU driver)
     (1, 7, 8, 2, 4, 5, 1, 2, 1, 1.0, 1.5),
+    # batches whose backward work items hold runs of groups (CPU driver: 2 of 4, all 3)
+    (8, 5, 6, 4, 4, 3, 1, 1, 1, 1.0, 1.5),
+    (16, 4, 5, 3, 8, 3, 2, 1, 1, 1.0, 2.0),
 ]
+# float32 takes its own CPU backward (kernel points in blocks of eight): CONFIGS[2] (a block
+# and a point), the 25-point kernel, 1x1 (one point alone), and the runs of groups.
+FLOAT32_CONFIGS = [CONFIGS[2], CONFIGS[4], CONFIGS[12], CONFIGS[13], CONFIGS[14]]
 
 
 def _out(size, k, s, p, d):
@@ -225,6 +231,19 @@ def test_results_are_bitwise_equal_across_thread_counts():
             assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("cfg", FLOAT32_CONFIGS, ids=[f"cfg{CONFIGS.index(c)}" for c in FLOAT32_CONFIGS])
+def test_float32_forward_and_gradients_agree_with_float64(cfg):
+    results = {}
+    for dtype in ("float64", "float32"):
+        (value, offset, weight), kwargs = _inputs(cfg, dtype=dtype, seed=11)
+        out = deform_aggregate(value, offset, weight, **kwargs)
+        cot = paddle.to_tensor(np.random.default_rng(12).standard_normal(out.shape).astype(dtype))
+        grads = paddle.grad((out * cot).sum(), [value, offset, weight])
+        results[dtype] = [out.numpy()] + [g.numpy() for g in grads]
+    for name, a, b in zip(("out", "value", "offset", "weight"), results["float32"], results["float64"]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, float(np.abs(b).max())), err_msg=name)
+
+
 def test_float32_agrees_with_float64():
     (v64, o64, w64), kwargs = _inputs(CONFIGS[3])
     (v32, o32, w32), _ = _inputs(CONFIGS[3], dtype="float32")
@@ -251,23 +270,22 @@ def test_bad_arguments_name_the_argument_and_shape():
         deform_aggregate(value[:, :2, :2], offset, weight, **{**kwargs, "padding": 0})
 
 
-def test_fused_layout_equals_the_split_tensors_and_pads_get_zero_gradient():
-    from paddle_dcn.ops import deform_aggregate_fused
-
-    cfg = CONFIGS[0]
-    (value, offset, weight), kwargs = _inputs(cfg, seed=7)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[13]], ids=["cfg0", "cfg13"])
+def test_fused_layout_equals_the_split_tensors_and_pads_get_zero_gradient(cfg, dtype):
+    (value, offset, weight), kwargs = _inputs(cfg, dtype=dtype, seed=7)
     g, (kh, kw) = kwargs["groups"], _pair(kwargs["kernel_size"])
     k = kh * kw
     n, ho, wo = offset.shape[:3]
     per_group = paddle.concat([offset.reshape([n, ho, wo, g, 2 * k]), weight.reshape([n, ho, wo, g, k])], axis=-1)
     width = (g * 3 * k + 7) // 8 * 8
-    pad = paddle.to_tensor(np.random.default_rng(8).standard_normal([n, ho, wo, width - g * 3 * k]))
+    pad = paddle.to_tensor(np.random.default_rng(8).standard_normal([n, ho, wo, width - g * 3 * k]).astype(dtype))
     fused = paddle.concat([per_group.reshape([n, ho, wo, g * 3 * k]), pad], axis=-1).detach()
     fused.stop_gradient = False
     a = deform_aggregate(value, offset, weight, **kwargs)
     b = deform_aggregate_fused(value, fused, **kwargs)
     np.testing.assert_array_equal(a.numpy(), b.numpy())
-    cot = paddle.to_tensor(np.random.default_rng(9).standard_normal(a.shape))
+    cot = paddle.to_tensor(np.random.default_rng(9).standard_normal(a.shape).astype(dtype))
     gv_a, go_a, gw_a = paddle.grad((a * cot).sum(), [value, offset, weight])
     gv_b, gf = paddle.grad((b * cot).sum(), [value, fused])
     np.testing.assert_array_equal(gv_a.numpy(), gv_b.numpy())
@@ -276,5 +294,5 @@ def test_fused_layout_equals_the_split_tensors_and_pads_get_zero_gradient():
     np.testing.assert_array_equal(split[..., : 2 * k].reshape(go_a.shape), go_a.numpy())
     np.testing.assert_array_equal(split[..., 2 * k:].reshape(gw_a.shape), gw_a.numpy())
     assert not gf[..., g * 3 * k:].any()
-    with pytest.raises(ValueError, match=r"offset_mask has 20 channels; it needs at least G\*kh\*kw\*3 = 54"):
+    with pytest.raises(ValueError, match=rf"offset_mask has 20 channels; it needs at least G\*kh\*kw\*3 = {g * 3 * k}"):
         deform_aggregate_fused(value, fused[..., :20], **kwargs)

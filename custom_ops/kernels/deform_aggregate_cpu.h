@@ -16,10 +16,15 @@
 // kernel points come eight at a time from stencil_lanes (cpu_stencil_lanes.h,
 // shared with deform_conv's channels-last driver), and the forward reads an
 // out-of-map neighbour from a row of zeros (zero_row) instead of branching on
-// it. The order of every sum is fixed and the same for every width path.
+// it. In float the backward also forms the offset and weight gradients of
+// eight kernel points at once (aggregate_backward_pixel_group), and its work
+// items take runs of groups when the batch is large enough
+// (aggregate_backward_groups_per_item). The order of every sum is fixed and
+// the same for every width path.
 #pragma once
 
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -198,26 +203,127 @@ PDCN_CPU_INLINE void aggregate_backward_sample(const DeformSampleStencil<T>& st,
     add_scaled_lanes<W>(go, w, grad_base + e[i], width);
   }
 }
+// The backward of the K samples of one (pixel, group), T = float: the kernel
+// points in blocks of eight (their stencils from one fill_block). Per sample,
+// the four neighbour dot products and the value-gradient scatter over the
+// channels, as aggregate_backward_sample; then, per block, the offset and
+// weight gradients of its eight points in vector lanes (aggregate_backward_sample's
+// gx, gy, gm sums in the same order, aggregate_coord_grad_store's scaling) and
+// stored as two vectors of (dx, dy) pairs and one of weights; the last K % 8
+// points one by one. goff / gwt: the (pixel, group)'s 2K offset-pair and K
+// weight gradients.
+template <int W, typename T>
+PDCN_CPU_INLINE void aggregate_backward_pixel_group(const AggregateGeometry& g,
+                                                    AggregateStencils<T>& stencils, const T* base,
+                                                    T* grad_base, const T* go, int64_t pixel_stride,
+                                                    int64_t width, T* goff, T* gwt) {
+  using V = Lanes8<T>;
+  using M = typename LaneVectors<T>::mask;
+  const int64_t K = g.kernel_size(), whole = K / 8 * 8;
+  const T scale = static_cast<T>(g.offset_scale);
+  for (int64_t k0 = 0; k0 < whole; k0 += 8) {
+    stencils.fill_block(k0);
+    const StencilBlock<T>& b = stencils.block;
+    T d[4][8];
+    for (int l = 0; l < 8; ++l) {
+      const int64_t e[4] = {b.index[0][l] * pixel_stride, b.index[1][l] * pixel_stride,
+                            b.index[2][l] * pixel_stride, b.index[3][l] * pixel_stride};
+      T dl[4] = {T(0), T(0), T(0), T(0)};
+      add_neighbour_dots<W>(go, base, e, width, dl);
+      for (int i = 0; i < 4; ++i) d[i][l] = dl[i];
+      for (int i = 0; i < 4; ++i) {
+        const T w = b.w[i][l] * b.mask[l];
+        // as aggregate_backward_sample: nothing for a zero bilinear weight, whatever m
+        if (b.w[i][l] == T(0) || w == T(0)) continue;
+        add_scaled_lanes<W>(go, w, grad_base + e[i], width);
+      }
+    }
+    const V zero = V{} * T(0);
+    V gx = zero, gy = zero, gm = zero;
+    for (int i = 0; i < 4; ++i) {
+      V di, wi, wyi, wxi;
+      load_lanes8(d[i], &di);
+      load_lanes8(b.w[i], &wi);
+      load_lanes8(b.wy[i], &wyi);
+      load_lanes8(b.wx[i], &wxi);
+      const M outside = (wxi == zero) & (wyi == zero);  // outside_map_as_zero
+      di = outside ? zero : di;
+      gm += wi * di;
+      gy += wyi * di;
+      gx += wxi * di;
+    }
+    V m;
+    load_lanes8(b.mask, &m);
+    const V sm = scale * m;
+    gx *= sm;
+    gy *= sm;
+    const V lo = __builtin_shufflevector(gx, gy, 0, 8, 1, 9, 2, 10, 3, 11);
+    const V hi = __builtin_shufflevector(gx, gy, 4, 12, 5, 13, 6, 14, 7, 15);
+    std::memcpy(goff + 2 * k0, &lo, sizeof(lo));
+    std::memcpy(goff + 2 * k0 + 8, &hi, sizeof(hi));
+    std::memcpy(gwt + k0, &gm, sizeof(gm));
+  }
+  for (int64_t k = whole; k < K; ++k) {
+    const DeformSampleStencil<T> st = stencils(k);
+    T gx = 0, gy = 0, gm = 0;
+    aggregate_backward_sample<W>(st, base, grad_base, go, pixel_stride, width, &gx, &gy, &gm);
+    const T sm = scale * st.mask;
+    goff[2 * k] = gx * sm;
+    goff[2 * k + 1] = gy * sm;
+    gwt[k] = gm;
+  }
+}
 #endif
 
-// All three gradients of work item (n, grp) in one pass: it owns its slice of
-// grad_value and the offset / weight gradients of its pixels, visits every
-// (p, k) in a fixed order (deterministic) and computes each stencil once.
+// The backward's work items: image n and a run of groups_per_item(g)
+// consecutive groups. The run is as long as it can be with at least
+// kAggregateBackwardItems items (a divisor of G; one group when the batch is
+// small): a longer run reads each pixel's offsets and weights of all its
+// groups in one contiguous row instead of a strided slice per group. The
+// decomposition depends on the shapes only, and the results not even on it:
+// the groups own disjoint elements of every gradient, each in the same
+// (p, k) order whatever the run.
+constexpr int64_t kAggregateBackwardItems = 16;
+
+inline int64_t aggregate_backward_groups_per_item(const AggregateGeometry& g) {
+  for (int64_t run = g.groups; run > 1; --run) {
+    if (g.groups % run == 0 && g.batch * (g.groups / run) >= kAggregateBackwardItems) return run;
+  }
+  return 1;
+}
+
+// All three gradients of work item (n, group run) in one pass: it owns its
+// groups' slices of grad_value and the offset / weight gradients of its
+// pixels, visits every (p, grp, k) in a fixed order (deterministic) and
+// computes each stencil once.
 template <int W, typename T>
 PDCN_CPU_INLINE void aggregate_backward_item(const AggregateGeometry& g,
                                              const AggregatePoints<acc_t<T>>& points,
                                              const T* value, const T* offset, const T* weight,
                                              const T* grad_out, T* grad_value, T* grad_offset,
-                                             T* grad_weight, int64_t item) {
+                                             T* grad_weight, int64_t run, int64_t item) {
   using Acc = acc_t<T>;
   const int64_t K = g.kernel_size(), width = W > 0 ? W : g.group_channels;
-  const int64_t n = item / g.groups, grp = item % g.groups;
+  const int64_t runs = g.groups / run, n = item / runs, grp0 = (item % runs) * run;
   for (int64_t i = 0; i < g.out_h; ++i) {
     for (int64_t j = 0; j < g.out_w; ++j) {
       const int64_t p = i * g.out_w + j;
       const AggregateOrigin<Acc> pixel = aggregate_pixel_origin<Acc>(g, i, j);
+      for (int64_t grp = grp0; grp < grp0 + run; ++grp) {
       AggregateStencils<T> stencils{g, points, pixel, offset + g.offset_index(n, p, grp, 0),
                                     weight + g.weight_index(n, p, grp, 0)};
+#if PDCN_CPU_VECTOR_EXT
+      // float only: in double the eight-lane vectors are two ymm registers each, and
+      // GCC spilled them (op backward 31 -> 44 ms at dcnv3_r50 conv2_x, one thread)
+      if constexpr (std::is_same<T, float>::value) {
+        const int64_t base = g.value_base(n, 0, grp);
+        aggregate_backward_pixel_group<W>(g, stencils, value + base, grad_value + base,
+                                          grad_out + g.out_base(n, p, grp), g.groups * width,
+                                          width, grad_offset + g.offset_index(n, p, grp, 0),
+                                          grad_weight + g.weight_index(n, p, grp, 0));
+        continue;
+      }
+#endif
       for (int64_t k = 0; k < K; ++k) {
         const DeformSampleStencil<Acc> st = stencils(k);
         Acc gx = 0, gy = 0, gm = 0;
@@ -239,6 +345,7 @@ PDCN_CPU_INLINE void aggregate_backward_item(const AggregateGeometry& g,
         aggregate_coord_grad_store<T, Acc>(g, st, gx, gy, gm, grad_offset, grad_weight, n, p,
                                            grp, k);
       }
+      }
     }
   }
 }
@@ -250,9 +357,9 @@ PDCN_TARGET_AVX2 void aggregate_backward_item_avx2(const AggregateGeometry& g,
                                                    const T* value, const T* offset,
                                                    const T* weight, const T* grad_out,
                                                    T* grad_value, T* grad_offset, T* grad_weight,
-                                                   int64_t item) {
+                                                   int64_t run, int64_t item) {
   aggregate_backward_item<W>(g, points, value, offset, weight, grad_out, grad_value, grad_offset,
-                             grad_weight, item);
+                             grad_weight, run, item);
 }
 #endif
 
@@ -266,15 +373,16 @@ void deform_aggregate_backward(const AggregateGeometry& g, const T* value, const
   const AggregatePoints<acc_t<T>> points(g);
   dispatch_group_width(g.group_channels, [&](auto width) {
     constexpr int W = decltype(width)::value;
-    cpu_parallel_for(g.batch * g.groups, [&](int64_t item) {
+    const int64_t run = aggregate_backward_groups_per_item(g);
+    cpu_parallel_for(g.batch * (g.groups / run), [&](int64_t item) {
 #if PDCN_CPU_AVX2
       if (cpu_has_avx2_fma()) {
         return aggregate_backward_item_avx2<W>(g, points, value, offset, weight, grad_out,
-                                               grad_value, grad_offset, grad_weight, item);
+                                               grad_value, grad_offset, grad_weight, run, item);
       }
 #endif
       aggregate_backward_item<W>(g, points, value, offset, weight, grad_out, grad_value,
-                                 grad_offset, grad_weight, item);
+                                 grad_offset, grad_weight, run, item);
     });
   });
 }
