@@ -55,6 +55,20 @@ PDCN_HD To cast(From v) {
   return Cast<To, From>::apply(v);
 }
 
+// A loop over the channels [0, nc) of a block of at most CB (a constant):
+// on CUDA it runs to CB with a guard, so that an array indexed by c stays in
+// registers (indexed by a loop to the run-time nc, nvcc puts it in local
+// memory: ptxas reported 32-byte stack frames for the DCNv3/v4 forward and
+// coordinate-gradient kernels); on the CPU it runs to nc, which is a constant
+// in the drivers' compiled widths. The same iterations either way.
+#if defined(__CUDA_ARCH__)
+#define PDCN_CHANNEL_LOOP(c, CB, nc) \
+  for (int c = 0; c < (CB); ++c)     \
+    if (c < (nc))
+#else
+#define PDCN_CHANNEL_LOOP(c, CB, nc) for (int c = 0; c < (nc); ++c)
+#endif
+
 // sum_c a[c] * b[c] over n channels, in kLanes interleaved partial sums added
 // at the end: a fixed order (the same on every driver and thread count) that
 // the CPU compiler can vectorise.
@@ -67,7 +81,10 @@ PDCN_HD Acc lane_dot(const T* a, const T* b, int64_t n) {
   for (; c + kLanes <= n; c += kLanes) {
     for (int l = 0; l < kLanes; ++l) lanes[l] += cast<Acc>(a[c + l]) * cast<Acc>(b[c + l]);
   }
-  for (int l = 0; c < n; ++c, ++l) lanes[l] += cast<Acc>(a[c]) * cast<Acc>(b[c]);
+  // the last n % kLanes channels into lanes 0, 1, ...
+  PDCN_CHANNEL_LOOP(l, kLanes, static_cast<int>(n - c)) {
+    lanes[l] += cast<Acc>(a[c + l]) * cast<Acc>(b[c + l]);
+  }
   Acc total = Acc(0);
   for (int l = 0; l < kLanes; ++l) total += lanes[l];
   return total;

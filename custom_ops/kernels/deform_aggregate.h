@@ -156,10 +156,10 @@ PDCN_HD void aggregate_forward_channels(int64_t K, const StencilOf& stencil_of, 
       } else if (w == Acc(0)) {
         continue;
       }
-      for (int c = 0; c < nc; ++c) acc[c] += w * cast<Acc>(v[c]);
+      PDCN_CHANNEL_LOOP(c, CB, nc) acc[c] += w * cast<Acc>(v[c]);
     }
   }
-  for (int c = 0; c < nc; ++c) o[c] = cast<T>(acc[c]);
+  PDCN_CHANNEL_LOOP(c, CB, nc) o[c] = cast<T>(acc[c]);
 }
 
 // out[n, p, grp, c0 .. c0+nc) for nc <= CB channels.

@@ -23,12 +23,30 @@ arch="-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90"
 half="-D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__ -D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_BFLOAT16_OPERATORS__"
 flags="-std=c++17 -O3 $arch -I$kernels --expt-relaxed-constexpr $half"
 objects=()
+local_memory=0
 for cu in "$kernels"/*.cu; do
   obj="$out/$(basename "${cu%.cu}").o"
+  report="$out/$(basename "${cu%.cu}").ptxas"
   echo "nvcc $(basename "$cu")"
-  $NVCC $flags -c "$cu" -o "$obj"
+  if ! $NVCC $flags -Xptxas -v -c "$cu" -o "$obj" 2> "$report"; then
+    cat "$report" >&2
+    exit 1
+  fi
+  # Every kernel keeps its arrays in registers: ptxas reports no stack frame and
+  # no spills (an array indexed by a run-time loop bound lands in local memory;
+  # see PDCN_CHANNEL_LOOP in kernels/common.h).
+  if ! awk '/Function properties for/ { name = $NF }
+            /bytes stack frame/ && !/ 0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads/ {
+              print "  local memory: " name ": " $0; bad = 1 }
+            END { exit bad }' "$report"; then
+    local_memory=1
+  fi
   objects+=("$obj")
 done
+if [ "$local_memory" = 1 ]; then
+  echo "kernels above use a stack frame or spill registers (ptxas -v)" >&2
+  exit 1
+fi
 tests=()
 for test in "$here"/test_*_cuda.cu; do
   [ -e "$test" ] || continue
