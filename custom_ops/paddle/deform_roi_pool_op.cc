@@ -46,8 +46,19 @@ void check_dtype(const paddle::Tensor& x, const char* op) {
   }
 }
 
+// Boxes and boxes_num must be in host memory or on x's device. From another GPU
+// the asynchronous copy to x's device would not wait for that device's streams
+// (the kernel could read boxes not yet written there), so it is refused.
+void check_box_place(const paddle::Tensor& t, const char* name, const paddle::Tensor& x,
+                     const char* op) {
+  PDCN_CHECK(t.is_cpu() || t.place() == x.place(), op, ": ", name,
+             " must be in host memory or on x's device, got ", name, " on ", t.place().DebugString(),
+             " and x on ", x.place().DebugString());
+}
+
 // Boxes in the accumulation type, contiguous, on x's device.
-paddle::Tensor boxes_in_acc_type(const paddle::Tensor& boxes, const paddle::Tensor& x) {
+paddle::Tensor boxes_in_acc_type(const paddle::Tensor& boxes, const paddle::Tensor& x, const char* op) {
+  check_box_place(boxes, "boxes", x, op);
   const paddle::DataType want = acc_dtype(x.dtype());
   paddle::Tensor b = boxes.dtype() == want ? boxes : paddle::experimental::cast(boxes, want);
   if (b.place() != x.place()) b = b.copy_to(x.place(), /*blocking=*/false);
@@ -62,6 +73,7 @@ paddle::Tensor roi_batch_index(const paddle::Tensor& boxes_num, int64_t batch, i
                                const paddle::Tensor& x, const char* op) {
   PDCN_CHECK(boxes_num.numel() == batch, op, ": boxes_num must have one entry per image (",
            batch, "), got ", boxes_num.numel());
+  check_box_place(boxes_num, "boxes_num", x, op);
   PDCN_CHECK(boxes_num.dtype() == paddle::DataType::INT32 ||
                boxes_num.dtype() == paddle::DataType::INT64,
            op, ": boxes_num must be int32 or int64, got ", pdcn::dtype_name(boxes_num.dtype()));
@@ -196,7 +208,7 @@ std::vector<paddle::Tensor> roi_forward(const paddle::Tensor& x_in, const paddle
       paddle::empty({g.num_rois, g.channels, g.pooled_h, g.pooled_w}, x.dtype(), x.place());
   const paddle::Tensor roi_batch = roi_batch_index(boxes_num, g.batch, g.num_rois, x, kRoi);
   if (g.out_elements() == 0) return {out};
-  const paddle::Tensor b = boxes_in_acc_type(boxes, x);
+  const paddle::Tensor b = boxes_in_acc_type(boxes, x, kRoi);
   if (x.is_cpu()) {
     if (x.dtype() == paddle::DataType::FLOAT64) {
       pdcn::cpu::deform_roi_pool_forward<double>(
@@ -247,7 +259,7 @@ std::vector<paddle::Tensor> roi_backward(const paddle::Tensor& x_in, const paddl
   paddle::Tensor grad_offset;
   if (offset) grad_offset = paddle::empty(offset->shape(), offset->dtype(), offset->place());
   const paddle::Tensor roi_batch = roi_batch_index(boxes_num, g.batch, g.num_rois, x, kRoi);
-  const paddle::Tensor b = boxes_in_acc_type(boxes, x);
+  const paddle::Tensor b = boxes_in_acc_type(boxes, x, kRoi);
   if (x.is_cpu()) {
     auto run = [&](auto tag) {
       using T = decltype(tag);
@@ -429,7 +441,7 @@ std::vector<paddle::Tensor> ps_forward(const paddle::Tensor& x_in, const paddle:
       paddle::empty({g.num_rois, g.out_channels, g.pooled_h, g.pooled_w}, x.dtype(), x.place());
   const paddle::Tensor roi_batch = roi_batch_index(boxes_num, g.batch, g.num_rois, x, kPs);
   if (g.out_elements() == 0) return {out};
-  const paddle::Tensor b = boxes_in_acc_type(boxes, x);
+  const paddle::Tensor b = boxes_in_acc_type(boxes, x, kPs);
   if (x.is_cpu()) {
     if (x.dtype() == paddle::DataType::FLOAT64) {
       pdcn::cpu::deform_psroi_pool_forward<double>(
@@ -480,7 +492,7 @@ std::vector<paddle::Tensor> ps_backward(const paddle::Tensor& x_in, const paddle
   paddle::Tensor grad_offset;
   if (offset) grad_offset = paddle::empty(offset->shape(), offset->dtype(), offset->place());
   const paddle::Tensor roi_batch = roi_batch_index(boxes_num, g.batch, g.num_rois, x, kPs);
-  const paddle::Tensor b = boxes_in_acc_type(boxes, x);
+  const paddle::Tensor b = boxes_in_acc_type(boxes, x, kPs);
   if (x.is_cpu()) {
     auto run = [&](auto tag) {
       using T = decltype(tag);

@@ -202,6 +202,22 @@ def expect_same_place(ref_name: str, reference, **named) -> None:
             )
 
 
+def expect_host_or_same_place(ref_name: str, reference, **named) -> None:
+    """Raises unless every tensor in ``named`` is in host memory or on the place of ``reference``
+    (the RoI ops' boxes and boxes_num: a copy from another GPU would not wait for the streams
+    that write them there)."""
+    if not isinstance(reference, paddle.Tensor):
+        return
+    for name, tensor in named.items():
+        if tensor is None or not hasattr(tensor, "place"):
+            continue
+        if not tensor.place.is_cpu_place() and tensor.place != reference.place:
+            raise ValueError(
+                f"{name} is on {tensor.place} but {ref_name} is on {reference.place}: {name} must be in "
+                f"host memory or on {ref_name}'s device"
+            )
+
+
 def expect_cpu_float(x, op_name: str) -> None:
     """Raises unless ``x`` is a CPU tensor in float32 or float64 (the CPU-only ops)."""
     expect_tensor(x, "x")

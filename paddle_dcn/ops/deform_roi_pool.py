@@ -69,6 +69,7 @@ def deform_roi_pool(
     _checks.expect_supported_dtype("x", x)
     _check_grid("sampling_ratio", sampling_ratio, x_shape)
     num_rois = _check_boxes(boxes, boxes_num, x_shape[0])
+    _checks.expect_host_or_same_place("x", x, boxes=boxes, boxes_num=boxes_num)
     if offset is not None:
         _checks.expect_shape(
             "offset", _checks.shape_of(offset, "offset"), [num_rois, 2, pooled[0], pooled[1]],
@@ -138,6 +139,7 @@ def deform_psroi_pool(
         "[N, output_channels*PH*PW, H, W]",
     )
     num_rois = _check_boxes(boxes, boxes_num, x_shape[0])
+    _checks.expect_host_or_same_place("x", x, boxes=boxes, boxes_num=boxes_num)
     if offset is not None:
         o_shape = _checks.shape_of(offset, "offset")
         layout = "[K, 2*G, PART_H, PART_W] with G dividing output_channels"
