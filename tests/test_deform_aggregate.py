@@ -212,12 +212,15 @@ def test_a_non_finite_weight_reaches_only_the_value_gradient_of_its_in_map_neigh
     np.testing.assert_allclose(got[~reach], want[~reach], rtol=1e-9, atol=1e-10)
 
 
-def test_results_are_bitwise_equal_across_thread_counts():
-    (value, offset, weight), kwargs = _inputs(CONFIGS[0], dtype="float32", seed=6)
+# (16, ..., G=4): the CPU backward's work items take all 4 groups at 1-4 threads, runs of 2 at
+# 8 threads and single groups at 16 (at least max(16, 4 x threads) items)
+@pytest.mark.parametrize("cfg", [CONFIGS[0], (16, 5, 6, 4, 4, 3, 1, 1, 1, 1.0, 1.5)], ids=["cfg0", "group-runs"])
+def test_results_are_bitwise_equal_across_thread_counts(cfg):
+    (value, offset, weight), kwargs = _inputs(cfg, dtype="float32", seed=6)
     runs = []
     old = os.environ.get("OMP_NUM_THREADS")
     try:
-        for threads in ("1", "2", "1"):
+        for threads in ("1", "2", "8", "16", "1"):
             os.environ["OMP_NUM_THREADS"] = threads
             out = deform_aggregate(value, offset, weight, **kwargs)
             runs.append([out.numpy()] + [g.numpy() for g in paddle.grad((out * out).sum(), [value, offset, weight])])

@@ -203,6 +203,7 @@ PDCN_CPU_INLINE void aggregate_backward_sample(const DeformSampleStencil<T>& st,
     add_scaled_lanes<W>(go, w, grad_base + e[i], width);
   }
 }
+
 // The backward of the K samples of one (pixel, group), T = float: the kernel
 // points in blocks of eight (their stencils from one fill_block). Per sample,
 // the four neighbour dot products and the value-gradient scatter over the
@@ -275,19 +276,18 @@ PDCN_CPU_INLINE void aggregate_backward_pixel_group(const AggregateGeometry& g,
 }
 #endif
 
-// The backward's work items: image n and a run of groups_per_item(g)
-// consecutive groups. The run is as long as it can be with at least
-// kAggregateBackwardItems items (a divisor of G; one group when the batch is
-// small): a longer run reads each pixel's offsets and weights of all its
-// groups in one contiguous row instead of a strided slice per group. The
-// decomposition depends on the shapes only, and the results not even on it:
-// the groups own disjoint elements of every gradient, each in the same
-// (p, k) order whatever the run.
-constexpr int64_t kAggregateBackwardItems = 16;
-
+// The backward's work items: image n and a run of consecutive groups. The run
+// is as long as it can be (a divisor of G) with at least max(16, 4 x threads)
+// items, one group when the batch is small: a longer run reads each pixel's
+// offsets and weights of all its groups in one contiguous row instead of a
+// strided slice per group (backward 15.1 -> 8.7 ms at dcnv3_r50 conv2_x, one
+// thread, with aggregate_backward_pixel_group). The results do not depend on
+// the decomposition: the groups own disjoint elements of every gradient, each
+// summed in the same (p, k) order whatever the run.
 inline int64_t aggregate_backward_groups_per_item(const AggregateGeometry& g) {
+  const int64_t items = std::max<int64_t>(16, 4 * static_cast<int64_t>(cpu_thread_count()));
   for (int64_t run = g.groups; run > 1; --run) {
-    if (g.groups % run == 0 && g.batch * (g.groups / run) >= kAggregateBackwardItems) return run;
+    if (g.groups % run == 0 && g.batch * (g.groups / run) >= items) return run;
   }
   return 1;
 }
@@ -310,41 +310,41 @@ PDCN_CPU_INLINE void aggregate_backward_item(const AggregateGeometry& g,
       const int64_t p = i * g.out_w + j;
       const AggregateOrigin<Acc> pixel = aggregate_pixel_origin<Acc>(g, i, j);
       for (int64_t grp = grp0; grp < grp0 + run; ++grp) {
-      AggregateStencils<T> stencils{g, points, pixel, offset + g.offset_index(n, p, grp, 0),
-                                    weight + g.weight_index(n, p, grp, 0)};
+        AggregateStencils<T> stencils{g, points, pixel, offset + g.offset_index(n, p, grp, 0),
+                                      weight + g.weight_index(n, p, grp, 0)};
 #if PDCN_CPU_VECTOR_EXT
-      // float only: in double the eight-lane vectors are two ymm registers each, and
-      // GCC spilled them (op backward 31 -> 44 ms at dcnv3_r50 conv2_x, one thread)
-      if constexpr (std::is_same<T, float>::value) {
-        const int64_t base = g.value_base(n, 0, grp);
-        aggregate_backward_pixel_group<W>(g, stencils, value + base, grad_value + base,
-                                          grad_out + g.out_base(n, p, grp), g.groups * width,
-                                          width, grad_offset + g.offset_index(n, p, grp, 0),
-                                          grad_weight + g.weight_index(n, p, grp, 0));
-        continue;
-      }
-#endif
-      for (int64_t k = 0; k < K; ++k) {
-        const DeformSampleStencil<Acc> st = stencils(k);
-        Acc gx = 0, gy = 0, gm = 0;
-#if PDCN_CPU_VECTOR_EXT
-        if constexpr (std::is_same<T, Acc>::value) {
+        // float only: in double the eight-lane vectors are two ymm registers each, and
+        // GCC spilled them (op backward 31 -> 44 ms at dcnv3_r50 conv2_x, one thread)
+        if constexpr (std::is_same<T, float>::value) {
           const int64_t base = g.value_base(n, 0, grp);
-          aggregate_backward_sample<W>(st, value + base, grad_value + base,
-                                       grad_out + g.out_base(n, p, grp), g.groups * width, width,
-                                       &gx, &gy, &gm);
-        } else
-#endif
-        {
-          const auto add = [&](int64_t e, Acc v) PDCN_LAMBDA_INLINE {
-            grad_value[e] += cast<T>(v);
-          };
-          aggregate_backward_point<true, true, T, Acc>(g, st, value, grad_out, n, p, grp, 0,
-                                                       width, add, &gx, &gy, &gm);
+          aggregate_backward_pixel_group<W>(g, stencils, value + base, grad_value + base,
+                                            grad_out + g.out_base(n, p, grp), g.groups * width,
+                                            width, grad_offset + g.offset_index(n, p, grp, 0),
+                                            grad_weight + g.weight_index(n, p, grp, 0));
+          continue;
         }
-        aggregate_coord_grad_store<T, Acc>(g, st, gx, gy, gm, grad_offset, grad_weight, n, p,
-                                           grp, k);
-      }
+#endif
+        for (int64_t k = 0; k < K; ++k) {
+          const DeformSampleStencil<Acc> st = stencils(k);
+          Acc gx = 0, gy = 0, gm = 0;
+#if PDCN_CPU_VECTOR_EXT
+          if constexpr (std::is_same<T, Acc>::value) {
+            const int64_t base = g.value_base(n, 0, grp);
+            aggregate_backward_sample<W>(st, value + base, grad_value + base,
+                                         grad_out + g.out_base(n, p, grp), g.groups * width, width,
+                                         &gx, &gy, &gm);
+          } else
+#endif
+          {
+            const auto add = [&](int64_t e, Acc v) PDCN_LAMBDA_INLINE {
+              grad_value[e] += cast<T>(v);
+            };
+            aggregate_backward_point<true, true, T, Acc>(g, st, value, grad_out, n, p, grp, 0,
+                                                         width, add, &gx, &gy, &gm);
+          }
+          aggregate_coord_grad_store<T, Acc>(g, st, gx, gy, gm, grad_offset, grad_weight, n, p,
+                                             grp, k);
+        }
       }
     }
   }
