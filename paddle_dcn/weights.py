@@ -87,25 +87,26 @@ def read_checkpoint(path: str, with_state: bool = True) -> Tuple[Dict[str, Any],
     return _load_file(resolve(path) + ".pdparams"), None
 
 
-def _read_resumable_pair(prefix: str) -> Tuple[Optional[str], Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
-    """``(why prefix cannot be resumed or None, its model state, its state)``; the weights
+def _read_resumable_pair(prefix: str) -> Tuple[Optional[Exception], Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
+    """``(why prefix cannot be resumed or None, its model state, its state)``: the reason is the
+    error to raise (FileNotFoundError for a missing file, ValueError otherwise); the weights
     file is read once, for its digest and its contents."""
     if not os.path.exists(prefix + ".pdparams"):
-        return f"{prefix}.pdparams is missing", None, None
+        return FileNotFoundError(f"{prefix}.pdparams is missing"), None, None
     if not os.path.exists(prefix + ".pdstate"):
-        return (f"{prefix}.pdstate is missing: {prefix} holds weights only, it cannot be resumed "
-                f"(use -w / pretrained weights instead)"), None, None
+        return FileNotFoundError(f"{prefix}.pdstate is missing: {prefix} holds weights only, it cannot be "
+                                 f"resumed (use -w / pretrained weights instead)"), None, None
     try:
         state = _load_file(prefix + ".pdstate")
     except ValueError as err:
-        return str(err), None, None
+        return err, None, None
     with open(prefix + ".pdparams", "rb") as f:
         params = f.read()
     digest = state.get(PARAMS_DIGEST_KEY) if isinstance(state, dict) else None
     if digest is not None and digest != hashlib.sha256(params).hexdigest():
-        return (f"{prefix}.pdparams and {prefix}.pdstate are from different saves (a run stopped between "
-                f"writing the two files, or the weights were changed since): resume from an earlier epoch_N, "
-                f"or start from these weights with -w"), None, None
+        return ValueError(f"{prefix}.pdparams and {prefix}.pdstate are from different saves (a run stopped "
+                          f"between writing the two files, or the weights were changed since): resume from an "
+                          f"earlier epoch_N, or start from these weights with -w"), None, None
     return None, _load_file(prefix + ".pdparams", params), state
 
 
@@ -125,7 +126,7 @@ def read_resumable(path: str) -> Tuple[str, Dict[str, Any], Dict[str, Any]]:
             raise FileNotFoundError(f"no checkpoint (latest.pdparams or epoch_N.pdparams) in {path}")
     else:
         candidates = [resolve(path)]
-    problems = []
+    problems: List[Exception] = []
     for prefix in candidates:
         problem, model_state, state = _read_resumable_pair(prefix)
         if problem is None:
@@ -134,9 +135,8 @@ def read_resumable(path: str) -> Tuple[str, Dict[str, Any], Dict[str, Any]]:
             return prefix, model_state, state
         problems.append(problem)
     if len(candidates) == 1:
-        error = FileNotFoundError if "is missing" in problems[0] else ValueError
-        raise error(problems[0])
-    raise ValueError(f"no checkpoint in {path} can be resumed: " + "; ".join(problems))
+        raise problems[0]
+    raise ValueError(f"no checkpoint in {path} can be resumed: " + "; ".join(map(str, problems)))
 
 
 @dataclass
