@@ -184,38 +184,46 @@ def op_dtype(x) -> paddle.dtype:
     return x.dtype if x.dtype in supported_dtypes(x) else paddle.float32
 
 
+def _first_foreign(reference, named: dict, host_allowed: bool):
+    """``(name, tensor)`` of the first dygraph tensor in ``named`` (None skipped) that is not on
+    the place of ``reference`` (nor in host memory, with ``host_allowed``), else None; None for
+    a static-graph reference (only dygraph tensors carry a place, the executor places the rest)."""
+    if not isinstance(reference, paddle.Tensor):
+        return None
+    for name, tensor in named.items():
+        if tensor is None or not hasattr(tensor, "place"):
+            continue
+        if tensor.place != reference.place and not (host_allowed and tensor.place.is_cpu_place()):
+            return name, tensor
+    return None
+
+
 def expect_same_place(ref_name: str, reference, **named) -> None:
     """Raises unless every tensor in ``named`` (None skipped) is on the place of ``reference``.
 
     Only dygraph tensors carry a place; static-graph values are placed by the executor.
     """
-    if not isinstance(reference, paddle.Tensor):
-        return
-    for name, tensor in named.items():
-        if tensor is None or not hasattr(tensor, "place"):
-            continue
-        if tensor.place != reference.place:
-            raise ValueError(
-                f"{name} is on {tensor.place} but {ref_name} is on {reference.place}: "
-                f"paddle_dcn ops need all tensor inputs on one device (use .to() or "
-                f"paddle.to_tensor(..., place=...) to move them)"
-            )
+    foreign = _first_foreign(reference, named, host_allowed=False)
+    if foreign is not None:
+        name, tensor = foreign
+        raise ValueError(
+            f"{name} is on {tensor.place} but {ref_name} is on {reference.place}: "
+            f"paddle_dcn ops need all tensor inputs on one device (use .to() or "
+            f"paddle.to_tensor(..., place=...) to move them)"
+        )
 
 
 def expect_host_or_same_place(ref_name: str, reference, **named) -> None:
     """Raises unless every tensor in ``named`` is in host memory or on the place of ``reference``
     (the RoI ops' boxes and boxes_num: a copy from another GPU would not wait for the streams
     that write them there)."""
-    if not isinstance(reference, paddle.Tensor):
-        return
-    for name, tensor in named.items():
-        if tensor is None or not hasattr(tensor, "place"):
-            continue
-        if not tensor.place.is_cpu_place() and tensor.place != reference.place:
-            raise ValueError(
-                f"{name} is on {tensor.place} but {ref_name} is on {reference.place}: {name} must be in "
-                f"host memory or on {ref_name}'s device"
-            )
+    foreign = _first_foreign(reference, named, host_allowed=True)
+    if foreign is not None:
+        name, tensor = foreign
+        raise ValueError(
+            f"{name} is on {tensor.place} but {ref_name} is on {reference.place}: {name} must be in "
+            f"host memory or on {ref_name}'s device"
+        )
 
 
 def expect_cpu_float(x, op_name: str) -> None:
