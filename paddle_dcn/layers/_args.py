@@ -46,6 +46,19 @@ def known_shape(x) -> list[int]:
     return [d if isinstance(d, int) else -1 for d in x.shape]
 
 
+def check_input_channels(x, channels: int, name: str = "in_channels", any_rank: bool = False,
+                         layout_note: str = "") -> None:
+    """ValueError ``x must have shape [N, <name>=<channels>, H, W]<layout_note>, got <shape>``
+    unless ``x`` is 4-D with ``channels`` channels (or a channel count unknown at trace time).
+    ``any_rank``: a tensor that is not 4-D passes (the caller's next step names it)."""
+    if len(x.shape) != 4:
+        if any_rank:
+            return
+    elif known_shape(x)[1] in (-1, channels):
+        return
+    raise ValueError(f"x must have shape [N, {name}={channels}, H, W]{layout_note}, got {list(x.shape)}")
+
+
 class OpArgs:
     """Non-tensor op arguments held in an object that to_static's SOT mode passes through
     untouched. Read from a layer as plain ints, SOT turns the ints that differ between

@@ -91,10 +91,7 @@ class CoordConv(VersionedLayer):
         )
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if len(x.shape) == 4 and _args.known_shape(x)[1] not in (-1, self.in_channels):
-            raise ValueError(
-                f"x must have shape [N, in_channels={self.in_channels}, H, W], got {list(x.shape)}"
-            )
+        _args.check_input_channels(x, self.in_channels, any_rank=True)  # AddCoords names other ranks
         return self.conv(self.add_coords(x))
 
     def extra_repr(self) -> str:

@@ -234,9 +234,7 @@ class DeformConv2D(VersionedLayer):
         given ``offset`` (and ``mask`` for a v2 layer) are used as is.
         """
         _checks.expect_tensor(x, "x")
-        if len(x.shape) != 4 or _args.known_shape(x)[1] not in (-1, self.in_channels):
-            raise ValueError(f"x must have shape [N, in_channels={self.in_channels}, H, W] (NCHW), "
-                             f"got {list(x.shape)}")
+        _args.check_input_channels(x, self.in_channels, layout_note=" (NCHW)")
         if offset is None:
             if mask is not None:
                 raise ValueError("mask was given without offset: pass both or neither")

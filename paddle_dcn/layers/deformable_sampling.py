@@ -80,11 +80,7 @@ class DeformableSampling2D(VersionedLayer):
 
     def forward(self, x: paddle.Tensor, offset: Optional[paddle.Tensor] = None) -> paddle.Tensor:
         """``x`` ``[N, C, H, W]`` -> ``[N, C, H, W]`` resampled at the predicted (or given) offsets."""
-        channels = _args.known_shape(x)[1] if len(x.shape) == 4 else None
-        if channels not in (self.in_channels, -1):
-            raise ValueError(
-                f"x must have shape [N, C={self.in_channels}, H, W], got {list(x.shape)}"
-            )
+        _args.check_input_channels(x, self.in_channels, name="C")
         if offset is None:
             offset = self.predict_offsets(x)
         return _args.run_op(ops.deform_sample2d, None, x, offset)
