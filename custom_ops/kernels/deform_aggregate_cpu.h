@@ -204,24 +204,30 @@ PDCN_CPU_INLINE void aggregate_backward_sample(const DeformSampleStencil<T>& st,
   }
 }
 
-// The backward of the K samples of one (pixel, group), T = float: the kernel
-// points in blocks of eight (their stencils from one fill_block). Per sample,
-// the four neighbour dot products and the value-gradient scatter over the
+// The backward of the K samples of (n, p, grp), T = float: the kernel points
+// in blocks of eight (their stencils from one fill_block). Per sample, the
+// four neighbour dot products and the value-gradient scatter over the
 // channels, as aggregate_backward_sample; then, per block, the offset and
 // weight gradients of its eight points in vector lanes (aggregate_backward_sample's
 // gx, gy, gm sums in the same order, aggregate_coord_grad_store's scaling) and
 // stored as two vectors of (dx, dy) pairs and one of weights; the last K % 8
-// points one by one. goff / gwt: the (pixel, group)'s 2K offset-pair and K
-// weight gradients.
+// points one by one, as aggregate_backward_item's other dtypes.
 template <int W, typename T>
 PDCN_CPU_INLINE void aggregate_backward_pixel_group(const AggregateGeometry& g,
-                                                    AggregateStencils<T>& stencils, const T* base,
-                                                    T* grad_base, const T* go, int64_t pixel_stride,
-                                                    int64_t width, T* goff, T* gwt) {
+                                                    AggregateStencils<T>& stencils, const T* value,
+                                                    const T* grad_out, T* grad_value, T* grad_offset,
+                                                    T* grad_weight, int64_t n, int64_t p, int64_t grp,
+                                                    int64_t width) {
   using V = Lanes8<T>;
   using M = typename LaneVectors<T>::mask;
   const int64_t K = g.kernel_size(), whole = K / 8 * 8;
   const T scale = static_cast<T>(g.offset_scale);
+  const int64_t pixel_stride = g.groups * width, value_base = g.value_base(n, 0, grp);
+  const T* base = value + value_base;
+  T* grad_base = grad_value + value_base;
+  const T* go = grad_out + g.out_base(n, p, grp);
+  T* goff = grad_offset + g.offset_index(n, p, grp, 0);
+  T* gwt = grad_weight + g.weight_index(n, p, grp, 0);
   for (int64_t k0 = 0; k0 < whole; k0 += 8) {
     stencils.fill_block(k0);
     const StencilBlock<T>& b = stencils.block;
@@ -268,10 +274,7 @@ PDCN_CPU_INLINE void aggregate_backward_pixel_group(const AggregateGeometry& g,
     const DeformSampleStencil<T> st = stencils(k);
     T gx = 0, gy = 0, gm = 0;
     aggregate_backward_sample<W>(st, base, grad_base, go, pixel_stride, width, &gx, &gy, &gm);
-    const T sm = scale * st.mask;
-    goff[2 * k] = gx * sm;
-    goff[2 * k + 1] = gy * sm;
-    gwt[k] = gm;
+    aggregate_coord_grad_store<T, T>(g, st, gx, gy, gm, grad_offset, grad_weight, n, p, grp, k);
   }
 }
 #endif
@@ -316,34 +319,32 @@ PDCN_CPU_INLINE void aggregate_backward_item(const AggregateGeometry& g,
         // float only: in double the eight-lane vectors are two ymm registers each, and
         // GCC spilled them (op backward 31 -> 44 ms at dcnv3_r50 conv2_x, one thread)
         if constexpr (std::is_same<T, float>::value) {
-          const int64_t base = g.value_base(n, 0, grp);
-          aggregate_backward_pixel_group<W>(g, stencils, value + base, grad_value + base,
-                                            grad_out + g.out_base(n, p, grp), g.groups * width,
-                                            width, grad_offset + g.offset_index(n, p, grp, 0),
-                                            grad_weight + g.weight_index(n, p, grp, 0));
-          continue;
-        }
+          aggregate_backward_pixel_group<W>(g, stencils, value, grad_out, grad_value, grad_offset,
+                                            grad_weight, n, p, grp, width);
+        } else
 #endif
-        for (int64_t k = 0; k < K; ++k) {
-          const DeformSampleStencil<Acc> st = stencils(k);
-          Acc gx = 0, gy = 0, gm = 0;
+        {
+          for (int64_t k = 0; k < K; ++k) {
+            const DeformSampleStencil<Acc> st = stencils(k);
+            Acc gx = 0, gy = 0, gm = 0;
 #if PDCN_CPU_VECTOR_EXT
-          if constexpr (std::is_same<T, Acc>::value) {
-            const int64_t base = g.value_base(n, 0, grp);
-            aggregate_backward_sample<W>(st, value + base, grad_value + base,
-                                         grad_out + g.out_base(n, p, grp), g.groups * width, width,
-                                         &gx, &gy, &gm);
-          } else
+            if constexpr (std::is_same<T, Acc>::value) {
+              const int64_t base = g.value_base(n, 0, grp);
+              aggregate_backward_sample<W>(st, value + base, grad_value + base,
+                                           grad_out + g.out_base(n, p, grp), g.groups * width,
+                                           width, &gx, &gy, &gm);
+            } else
 #endif
-          {
-            const auto add = [&](int64_t e, Acc v) PDCN_LAMBDA_INLINE {
-              grad_value[e] += cast<T>(v);
-            };
-            aggregate_backward_point<true, true, T, Acc>(g, st, value, grad_out, n, p, grp, 0,
-                                                         width, add, &gx, &gy, &gm);
+            {
+              const auto add = [&](int64_t e, Acc v) PDCN_LAMBDA_INLINE {
+                grad_value[e] += cast<T>(v);
+              };
+              aggregate_backward_point<true, true, T, Acc>(g, st, value, grad_out, n, p, grp, 0,
+                                                           width, add, &gx, &gy, &gm);
+            }
+            aggregate_coord_grad_store<T, Acc>(g, st, gx, gy, gm, grad_offset, grad_weight, n,
+                                               p, grp, k);
           }
-          aggregate_coord_grad_store<T, Acc>(g, st, gx, gy, gm, grad_offset, grad_weight, n, p,
-                                             grp, k);
         }
       }
     }
