@@ -12,6 +12,7 @@ from paddle_dcn.ops import (deform_aggregate, deform_aggregate_fused, deform_con
 from paddle_dcn.ops.channel_bias import add_channel_bias
 from paddle_dcn.ops.depthwise_conv import depthwise_conv2d_nhwc
 from paddle_dcn.ops.plain_conv import conv2d_cpu
+from paddle_dcn.ops.row_bias import add_row_bias
 
 
 def _t(rng, *shape, scale=1.0):
@@ -55,6 +56,8 @@ def _cases():
                        lambda x, w, b: conv2d_cpu(x, w, b, padding=1)),
         "add_channel_bias": (lambda: [_t(rng, 2, 3, 4, 4), _t(rng, 3)],
                              lambda x, b: add_channel_bias(x, b)),
+        # x * 1.0: a leaf that needs a gradient takes Paddle's add (tests/test_row_bias.py)
+        "add_row_bias": (lambda: [_t(rng, 2, 3, 5), _t(rng, 5)], lambda x, b: add_row_bias(x * 1.0, b)),
     }
 
 

@@ -6,11 +6,13 @@ from typing import Optional
 
 import paddle
 from paddle import nn
+from paddle.amp.auto_cast import amp_state
 from paddle.nn.initializer import Constant, XavierUniform
 
 from ..ops import _checks
 from ..ops.channel_bias import in_cpu_dygraph
 from ..ops.depthwise_conv import depthwise_conv2d_nhwc
+from ..ops.row_bias import add_row_bias
 from . import _args
 
 DATA_FORMATS = ("NCHW", "NHWC")
@@ -50,18 +52,32 @@ def set_common(layer: nn.Layer, checked: dict, data_format: str) -> None:
     layer.offset_scale = checked["offset_scale"]
 
 
-def projection(channels_in: int, channels_out: int, bias: bool = True) -> nn.Linear:
+class Projection(nn.Linear):
+    """``nn.Linear`` (same parameters, state-dict keys and result) over the last axis of a
+    channels-last tensor, whose bias runs on ``ops.row_bias`` in CPU dygraph: Paddle's
+    broadcast add and its gradient cost more than the matmul at the layers' many-pixel,
+    few-channel shapes. Elsewhere (GPU, ``to_static``, export, under ``auto_cast``, which
+    chooses the Linear's dtypes) it is ``nn.Linear``'s forward."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if (self.bias is not None and in_cpu_dygraph(x) and self.weight.dtype == x.dtype
+                and amp_state() is None):
+            return add_row_bias(paddle.matmul(x, self.weight), self.bias)
+        return super().forward(x)
+
+
+def projection(channels_in: int, channels_out: int, bias: bool = True) -> Projection:
     """A Linear with InternImage's initialisation (Xavier-uniform weight, zero bias)."""
-    return nn.Linear(channels_in, channels_out, weight_attr=paddle.ParamAttr(initializer=XavierUniform()),
-                     bias_attr=paddle.ParamAttr(initializer=Constant(0.0)) if bias else False)
+    return Projection(channels_in, channels_out, weight_attr=paddle.ParamAttr(initializer=XavierUniform()),
+                      bias_attr=paddle.ParamAttr(initializer=Constant(0.0)) if bias else False)
 
 
-def zero_projection(channels_in: int, channels_out: int, lr_mult: float, bias_init: float = 0.0) -> nn.Linear:
+def zero_projection(channels_in: int, channels_out: int, lr_mult: float, bias_init: float = 0.0) -> Projection:
     """A Linear whose weight starts at zero (bias at ``bias_init``), learning at ``lr_mult``:
     the offset / aggregation-weight predictor (zero offsets at initialisation)."""
-    return nn.Linear(channels_in, channels_out,
-                     weight_attr=paddle.ParamAttr(initializer=Constant(0.0), learning_rate=lr_mult),
-                     bias_attr=paddle.ParamAttr(initializer=Constant(bias_init), learning_rate=lr_mult))
+    return Projection(channels_in, channels_out,
+                      weight_attr=paddle.ParamAttr(initializer=Constant(0.0), learning_rate=lr_mult),
+                      bias_attr=paddle.ParamAttr(initializer=Constant(bias_init), learning_rate=lr_mult))
 
 
 class DepthwiseConv2D(nn.Conv2D):
