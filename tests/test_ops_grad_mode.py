@@ -11,6 +11,8 @@ from paddle_dcn.ops import (deform_aggregate, deform_aggregate_fused, deform_con
                             deform_psroi_pool, deform_roi_pool)
 from paddle_dcn.ops.channel_bias import add_channel_bias
 from paddle_dcn.ops.depthwise_conv import depthwise_conv2d_nhwc
+from paddle_dcn.ops.group_softmax import group_softmax
+from paddle_dcn.ops.layer_norm import layer_norm_last_axis
 from paddle_dcn.ops.plain_conv import conv2d_cpu
 from paddle_dcn.ops.row_bias import add_row_bias
 
@@ -58,6 +60,9 @@ def _cases():
                              lambda x, b: add_channel_bias(x, b)),
         # x * 1.0: a leaf that needs a gradient takes Paddle's add (tests/test_row_bias.py)
         "add_row_bias": (lambda: [_t(rng, 2, 3, 5), _t(rng, 5)], lambda x, b: add_row_bias(x * 1.0, b)),
+        "layer_norm_last_axis": (lambda: [_t(rng, 2, 3, 5), _t(rng, 5), _t(rng, 5)],
+                                 lambda x, w, b: layer_norm_last_axis(x, w, b, 1e-5)),
+        "group_softmax": (lambda: [_t(rng, 2, 3, 18)], lambda x: group_softmax(x, 9)),
     }
 
 

@@ -12,6 +12,7 @@ from paddle.nn.initializer import Constant, XavierUniform
 from ..ops import _checks
 from ..ops.channel_bias import in_cpu_dygraph
 from ..ops.depthwise_conv import depthwise_conv2d_nhwc
+from ..ops.layer_norm import layer_norm_last_axis
 from ..ops.row_bias import add_row_bias
 from . import _args
 
@@ -63,6 +64,19 @@ class Projection(nn.Linear):
         if (self.bias is not None and in_cpu_dygraph(x) and self.weight.dtype == x.dtype
                 and amp_state() is None):
             return add_row_bias(paddle.matmul(x, self.weight), self.bias)
+        return super().forward(x)
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm(channels)`` (same parameters, state-dict keys and result) over the last
+    axis of a channels-last tensor, on ``ops.layer_norm`` in CPU dygraph: Paddle's CPU
+    layer_norm gradient is about ten times its forward at the layers' shapes. Elsewhere (GPU,
+    ``to_static``, export, under ``auto_cast``) it is ``nn.LayerNorm``'s forward."""
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        if (self.weight is not None and self.bias is not None and in_cpu_dygraph(x)
+                and self.weight.dtype == x.dtype and amp_state() is None):
+            return layer_norm_last_axis(x, self.weight, self.bias, self._epsilon)
         return super().forward(x)
 
 

@@ -9,6 +9,7 @@ from paddle import nn
 
 from .. import ops
 from ..ops import _checks
+from ..ops.group_softmax import group_softmax
 from . import _aggregate_block as blk
 
 
@@ -54,7 +55,7 @@ class DCNv3(nn.Layer):
         c = self.channels
         self.input_proj = blk.projection(c, c)
         self.dw_conv = blk.depthwise(c, dw, self.stride)
-        self.dw_norm = nn.LayerNorm(c)
+        self.dw_norm = blk.LayerNorm(c)
         self.offset = blk.zero_projection(c, 2 * points, lr)
         self.mask = blk.zero_projection(c, points, lr)
         self.output_proj = blk.projection(c, c)
@@ -67,9 +68,7 @@ class DCNv3(nn.Layer):
         offset = self.offset(feat)
         logits = self.mask(feat)
         k = self.kernel_size[0] * self.kernel_size[1]
-        # softmax over each group's k points; unflatten/flatten keep an empty batch's sizes
-        # (reshape's 0 = "copy the size" turned [0, H, W, G*k] into [0, 0, 0, G*k])
-        weight = paddle.flatten(F.softmax(paddle.unflatten(logits, -1, [self.groups, k]), axis=-1), start_axis=3)
+        weight = group_softmax(logits, k)  # softmax over each group's k points
         out = ops.deform_aggregate(value, offset, weight, self.kernel_size, self.stride, self.padding, self.dilation,
                                    self.groups, self.offset_scale)
         out = self.output_proj(out)
