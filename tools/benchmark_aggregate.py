@@ -13,7 +13,10 @@ depthwise conv before the fused offset/weight projection: its DW_KERNEL_SIZE is 
 output-projection bias) and with the 3x3 depthwise conv (our layer's default, as
 configs/dcnv4_r50.yml uses it). The InternImage-T rows run the layers channels-last, as the
 InternImage blocks call them; the built-in model's rows run them NCHW, as its ResNet does.
-With ``--write`` the table replaces the ``dcnv3-cpu`` section of the file.
+``--runs N`` measures every shape N times (the shapes in turn, in one process) and tables the
+per-cell medians, the ratios as medians of each run's ratio: on a shared VM the machine's speed
+drifts over tens of seconds, more than the differences measured here. With ``--write`` the
+table replaces the ``dcnv3-cpu`` section of the file.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import argparse
 import datetime
 import os
 import platform
+import statistics
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
@@ -81,17 +85,34 @@ def measure(label: str, n: int, c: int, hw: int, g: int, data_format: str, repea
                                       ("v4", lambda: v4(x), v4), ("v4_dw", lambda: v4_dw(x), v4_dw))}
     m = interleaved_medians({"ours_f": ours["forward"], "ref_f": ref["forward"], "ours_fb": ours["forward+backward"],
                              "ref_fb": ref["forward+backward"], **layers}, repeats)
-    return dict(label=label, shape=f"{n}x{hw}x{hw}x{c}, G={g}", layout=data_format, **m)
+    return dict(label=label, shape=f"{n}x{hw}x{hw}x{c}, G={g}", layout=data_format, **m,
+                ratio=m["v3"] / m["v4"], ratio_dw=m["v3"] / m["v4_dw"])
 
 
-def table(rows: list, repeats: int) -> str:
+def median_rows(runs: list) -> list:
+    """Per shape, the median of every timing (and ratio) over ``runs`` (lists of rows, one per
+    run, the shapes in the same order)."""
+    merged = []
+    for rows in zip(*runs):
+        row = dict(rows[0])
+        for key, value in rows[0].items():
+            if isinstance(value, float):
+                row[key] = statistics.median(r[key] for r in rows)
+        row["ratios"] = [r["ratio"] for r in rows]
+        merged.append(row)
+    return merged
+
+
+def table(rows: list, repeats: int, runs: int = 1) -> str:
     mkl = os.environ.get("MKL_DEBUG_CPU_TYPE")
     mkl_note = f", MKL_DEBUG_CPU_TYPE={mkl}" if mkl is not None else ""
-    flag = " --mkl-avx2" if mkl is not None else ""
+    flag = (" --mkl-avx2" if mkl is not None else "") + (f" --runs {runs}" if runs > 1 else "")
+    over = (f"; each cell the median of {runs} runs, the ratios medians of the runs' ratios (the runs' "
+            "DCNv3 / DCNv4 ratios listed after the table)") if runs > 1 else ""
     head = (f"Measured {datetime.date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} CPU cores, Python "
             f"{platform.python_version()}, paddlepaddle {paddle.__version__}, one thread{mkl_note}; medians of "
-            f"{repeats} interleaved repeats (`python tools/benchmark_aggregate.py{flag} --write docs/benchmarks.md`). "
-            "3x3 kernel, stride 1; ms.\n\n"
+            f"{repeats} interleaved repeats{over} (`python tools/benchmark_aggregate.py{flag} --write "
+            "docs/benchmarks.md`). 3x3 kernel, stride 1; ms.\n\n"
             "Layers forward+backward; DCNv4 as FlashInternImage builds it (no depthwise conv, no output bias) "
             "and with a 3x3 depthwise conv before its offset/weight projection (as configs/dcnv4_r50.yml).\n\n"
             "| shape | value NxHxWxC | op fwd | reference fwd | op fwd+bwd | reference fwd+bwd | reference / op "
@@ -100,15 +121,20 @@ def table(rows: list, repeats: int) -> str:
             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n")
     lines = [f"| {r['label']} | {r['shape']} | {r['ours_f']:.1f} | {r['ref_f']:.1f} | {r['ours_fb']:.1f} | "
              f"{r['ref_fb']:.1f} | {r['ref_fb'] / r['ours_fb']:.1f}x | {r['layout']} | {r['v3']:.1f} | "
-             f"{r['v3_ref']:.1f} | {r['v4']:.1f} | **{r['v3'] / r['v4']:.2f}x** | {r['v4_dw']:.1f} | "
-             f"{r['v3'] / r['v4_dw']:.2f}x |" for r in rows]
-    return head + "\n".join(lines) + "\n"
+             f"{r['v3_ref']:.1f} | {r['v4']:.1f} | **{r['ratio']:.2f}x** | {r['v4_dw']:.1f} | "
+             f"{r['ratio_dw']:.2f}x |" for r in rows]
+    spread = ""
+    if runs > 1:
+        spread = "\nDCNv3 / DCNv4 layer in each run: " + "; ".join(
+            f"{r['label']} " + ", ".join(f"{x:.2f}" for x in r["ratios"]) for r in rows) + ".\n"
+    return head + "\n".join(lines) + "\n" + spread
 
 
 def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--shapes", type=int, nargs="*", default=None, help="indices into the shape list")
+    parser.add_argument("--runs", type=int, default=1, help="measure every shape this many times; table the medians")
     parser.add_argument("--write", default=None)
     parser.add_argument("--mkl-avx2", action="store_true",
                         help="MKL's AVX2 path on AMD CPUs (MKL_DEBUG_CPU_TYPE=5), as the tools set it "
@@ -119,8 +145,9 @@ def main(argv=None) -> list:
         if not prefer_fast_mkl_path():
             print("--mkl-avx2: not an AMD CPU or MKL_DEBUG_CPU_TYPE already set; MKL unchanged")
     chosen = SHAPES if args.shapes is None else [SHAPES[i] for i in args.shapes]
-    rows = [measure(*s, repeats=args.repeats) for s in chosen]
-    text = table(rows, args.repeats)
+    runs = max(1, args.runs)
+    rows = median_rows([[measure(*s, repeats=args.repeats) for s in chosen] for _ in range(runs)])
+    text = table(rows, args.repeats, runs)
     print(text)
     if args.write:
         write_section(args.write, text.rstrip("\n"), SECTION)
