@@ -126,4 +126,15 @@ void cpu_parallel_for(int64_t n, const F& f) {
   for (int64_t i = 0; i < n; ++i) f(i);
 }
 
+// Runs f(r0, r1) over [0, rows) in ranges of rows_per_task rows (the last one
+// shorter), the ranges spread over the threads as cpu_parallel_for's indices.
+template <typename F>
+void cpu_parallel_row_ranges(int64_t rows, int64_t rows_per_task, const F& f) {
+  const int64_t tasks = (rows + rows_per_task - 1) / rows_per_task;
+  cpu_parallel_for(tasks, [&](int64_t t) {
+    const int64_t r0 = t * rows_per_task;
+    f(r0, r0 + rows_per_task < rows ? r0 + rows_per_task : rows);
+  });
+}
+
 }  // namespace pdcn

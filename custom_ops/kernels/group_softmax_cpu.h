@@ -162,9 +162,7 @@ PDCN_TARGET_AVX2 void group_softmax_grad_rows_avx2(const T* y, const T* grad_y, 
 // y [rows, K] = the softmax of each row of x [rows, K].
 template <typename T>
 void group_softmax_forward(const T* x, T* y, int64_t rows, int64_t K) {
-  const int64_t tasks = (rows + kSoftmaxRowsPerTask - 1) / kSoftmaxRowsPerTask;
-  cpu_parallel_for(tasks, [&](int64_t t) {
-    const int64_t r0 = t * kSoftmaxRowsPerTask, r1 = std::min(rows, r0 + kSoftmaxRowsPerTask);
+  cpu_parallel_row_ranges(rows, kSoftmaxRowsPerTask, [&](int64_t r0, int64_t r1) {
 #if PDCN_CPU_AVX2
     if (cpu_has_avx2_fma()) return group_softmax_rows_avx2(x, y, r0, r1, K);
 #endif
@@ -174,9 +172,7 @@ void group_softmax_forward(const T* x, T* y, int64_t rows, int64_t K) {
 
 template <typename T>
 void group_softmax_backward(const T* y, const T* grad_y, T* grad_x, int64_t rows, int64_t K) {
-  const int64_t tasks = (rows + kSoftmaxRowsPerTask - 1) / kSoftmaxRowsPerTask;
-  cpu_parallel_for(tasks, [&](int64_t t) {
-    const int64_t r0 = t * kSoftmaxRowsPerTask, r1 = std::min(rows, r0 + kSoftmaxRowsPerTask);
+  cpu_parallel_row_ranges(rows, kSoftmaxRowsPerTask, [&](int64_t r0, int64_t r1) {
 #if PDCN_CPU_AVX2
     if (cpu_has_avx2_fma()) return group_softmax_grad_rows_avx2(y, grad_y, grad_x, r0, r1, K);
 #endif

@@ -66,9 +66,7 @@ PDCN_TARGET_AVX2 void row_bias_grad_chunk_avx2(const T* grad_out, int64_t r0, in
 // out = x + bias over [rows, C] (out may be x).
 template <typename T>
 void add_row_bias(const T* x, const T* bias, T* out, int64_t rows, int64_t C) {
-  const int64_t tasks = (rows + kRowBiasRowsPerTask - 1) / kRowBiasRowsPerTask;
-  cpu_parallel_for(tasks, [&](int64_t t) {
-    const int64_t r0 = t * kRowBiasRowsPerTask, r1 = std::min(rows, r0 + kRowBiasRowsPerTask);
+  cpu_parallel_row_ranges(rows, kRowBiasRowsPerTask, [&](int64_t r0, int64_t r1) {
 #if PDCN_CPU_AVX2
     if (cpu_has_avx2_fma()) return add_row_bias_rows_avx2(x, bias, out, r0, r1, C);
 #endif

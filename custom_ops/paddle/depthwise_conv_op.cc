@@ -78,15 +78,6 @@ void channels_major(const std::vector<T>& t, int64_t C, int64_t K, T* w) {
     for (int64_t k = 0; k < K; ++k) w[c * K + k] = t[k * C + c];
 }
 
-template <typename F>
-void dispatch(const paddle::Tensor& x, const F& f) {
-  if (x.dtype() == paddle::DataType::FLOAT64) {
-    f(double{});
-  } else {
-    f(float{});
-  }
-}
-
 std::vector<paddle::Tensor> DepthwiseForward(const paddle::Tensor& x_in, const paddle::Tensor& weight_in,
                                              const paddle::Tensor& bias_in, const std::vector<int>& stride,
                                              const std::vector<int>& padding,
@@ -96,7 +87,7 @@ std::vector<paddle::Tensor> DepthwiseForward(const paddle::Tensor& x_in, const p
   const paddle::Tensor bias = pdcn::plain_layout(bias_in);
   const DepthwiseGeometry g = geometry(x, weight, bias, stride, padding, dilation);
   paddle::Tensor out = paddle::empty({g.batch, g.out_h, g.out_w, g.channels}, x.dtype(), x.place());
-  dispatch(x, [&](auto tag) {
+  pdcn::dispatch_cpu_float(x, [&](auto tag) {
     using T = decltype(tag);
     const std::vector<T> wt = taps_major(weight.data<T>(), g.channels, g.taps());
     pdcn::cpu::depthwise_conv_forward<T>(g, x.data<T>(), wt.data(), bias.data<T>(), out.data<T>());
@@ -119,7 +110,7 @@ std::vector<paddle::Tensor> DepthwiseBackward(const paddle::Tensor& x_in, const 
   paddle::Tensor grad_x = paddle::empty(x.shape(), x.dtype(), x.place());
   paddle::Tensor grad_weight = paddle::empty(weight.shape(), weight.dtype(), weight.place());
   paddle::Tensor grad_bias = paddle::empty(bias.shape(), bias.dtype(), bias.place());
-  dispatch(x, [&](auto tag) {
+  pdcn::dispatch_cpu_float(x, [&](auto tag) {
     using T = decltype(tag);
     const std::vector<T> wt = taps_major(weight.data<T>(), g.channels, g.taps());
     std::vector<T> grad_wt(wt.size());

@@ -30,20 +30,11 @@ int64_t check_group_softmax(const paddle::Tensor& x, int group_size, const char*
   return x.numel() / group_size;
 }
 
-template <typename F>
-void dispatch(const paddle::Tensor& x, const F& f) {
-  if (x.dtype() == paddle::DataType::FLOAT64) {
-    f(double{});
-  } else {
-    f(float{});
-  }
-}
-
 std::vector<paddle::Tensor> GroupSoftmaxForward(const paddle::Tensor& x_in, int group_size) {
   const paddle::Tensor x = pdcn::plain_layout(x_in);
   const int64_t rows = check_group_softmax(x, group_size, "x");
   paddle::Tensor out = paddle::empty(x.shape(), x.dtype(), x.place());
-  dispatch(x, [&](auto tag) {
+  pdcn::dispatch_cpu_float(x, [&](auto tag) {
     using T = decltype(tag);
     pdcn::cpu::group_softmax_forward<T>(x.data<T>(), out.data<T>(), rows, group_size);
   });
@@ -57,7 +48,7 @@ std::vector<paddle::Tensor> GroupSoftmaxBackward(const paddle::Tensor& out_in, c
   PDCN_CHECK(grad_out.shape() == out.shape() && grad_out.dtype() == out.dtype(), kOp,
            ": grad_out must be ", shape_str(out.shape()), " of out's dtype, got ", shape_str(grad_out.shape()));
   paddle::Tensor grad_x = paddle::empty(out.shape(), out.dtype(), out.place());
-  dispatch(out, [&](auto tag) {
+  pdcn::dispatch_cpu_float(out, [&](auto tag) {
     using T = decltype(tag);
     pdcn::cpu::group_softmax_backward<T>(out.data<T>(), grad_out.data<T>(), grad_x.data<T>(), rows, group_size);
   });

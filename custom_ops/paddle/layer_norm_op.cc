@@ -41,15 +41,6 @@ Rows check_layer_norm(const paddle::Tensor& x, const paddle::Tensor& scale, cons
   return {x.numel() / C, C};
 }
 
-template <typename F>
-void dispatch(const paddle::Tensor& x, const F& f) {
-  if (x.dtype() == paddle::DataType::FLOAT64) {
-    f(double{});
-  } else {
-    f(float{});
-  }
-}
-
 std::vector<paddle::Tensor> LayerNormForward(const paddle::Tensor& x_in, const paddle::Tensor& scale_in,
                                              const paddle::Tensor& bias_in, float epsilon) {
   const paddle::Tensor x = pdcn::plain_layout(x_in), scale = pdcn::plain_layout(scale_in);
@@ -59,7 +50,7 @@ std::vector<paddle::Tensor> LayerNormForward(const paddle::Tensor& x_in, const p
   paddle::Tensor out = paddle::empty(x.shape(), x.dtype(), x.place());
   paddle::Tensor mean = paddle::empty({s.rows}, x.dtype(), x.place());
   paddle::Tensor rstd = paddle::empty({s.rows}, x.dtype(), x.place());
-  dispatch(x, [&](auto tag) {
+  pdcn::dispatch_cpu_float(x, [&](auto tag) {
     using T = decltype(tag);
     pdcn::cpu::layer_norm_forward<T>(x.data<T>(), scale.data<T>(), bias.data<T>(), out.data<T>(),
                                      mean.data<T>(), rstd.data<T>(), s.rows, s.channels, epsilon);
@@ -83,7 +74,7 @@ std::vector<paddle::Tensor> LayerNormBackward(const paddle::Tensor& x_in, const 
   paddle::Tensor grad_x = paddle::empty(x.shape(), x.dtype(), x.place());
   paddle::Tensor grad_scale = paddle::empty(scale.shape(), scale.dtype(), scale.place());
   paddle::Tensor grad_bias = paddle::empty(bias.shape(), bias.dtype(), bias.place());
-  dispatch(x, [&](auto tag) {
+  pdcn::dispatch_cpu_float(x, [&](auto tag) {
     using T = decltype(tag);
     pdcn::cpu::layer_norm_backward<T>(x.data<T>(), scale.data<T>(), mean.data<T>(), rstd.data<T>(),
                                       grad_out.data<T>(), grad_x.data<T>(), grad_scale.data<T>(),

@@ -151,6 +151,17 @@ class DeviceScope {
 };
 #endif
 
+// Calls f(float{}) or f(double{}) for a float32 / float64 tensor (the CPU-only
+// helper ops' dtypes; their checks have refused every other dtype).
+template <typename F>
+void dispatch_cpu_float(const paddle::Tensor& x, const F& f) {
+  if (x.dtype() == paddle::DataType::FLOAT64) {
+    f(double{});
+  } else {
+    f(float{});
+  }
+}
+
 // Every op registers a double-gradient op that raises (PDCN_NO_DOUBLE_GRAD_KERNEL
 // below): without one, Paddle runs the gradient op under create_graph=True and
 // then treats its result as a constant, so a second derivative through the op

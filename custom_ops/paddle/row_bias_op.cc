@@ -38,20 +38,11 @@ Rows check_row_bias(const paddle::Tensor& x, const paddle::Tensor& bias, const c
   return {C == 0 ? 0 : x.numel() / C, C};
 }
 
-template <typename F>
-void dispatch(const paddle::Tensor& x, const F& f) {
-  if (x.dtype() == paddle::DataType::FLOAT64) {
-    f(double{});
-  } else {
-    f(float{});
-  }
-}
-
 std::vector<paddle::Tensor> RowBiasForward(const paddle::Tensor& x_in, const paddle::Tensor& bias_in) {
   const paddle::Tensor x = pdcn::plain_layout(x_in), bias = pdcn::plain_layout(bias_in);
   const Rows s = check_row_bias(x, bias, "x");
   paddle::Tensor out = paddle::empty(x.shape(), x.dtype(), x.place());
-  dispatch(x, [&](auto tag) {
+  pdcn::dispatch_cpu_float(x, [&](auto tag) {
     using T = decltype(tag);
     pdcn::cpu::add_row_bias<T>(x.data<T>(), bias.data<T>(), out.data<T>(), s.rows, s.channels);
   });
@@ -63,7 +54,7 @@ std::vector<paddle::Tensor> RowBiasBackward(const paddle::Tensor& bias_in, const
   const paddle::Tensor bias = pdcn::plain_layout(bias_in), grad_out = pdcn::plain_layout(grad_out_in);
   const Rows s = check_row_bias(grad_out, bias, "grad_out");
   paddle::Tensor grad_bias = paddle::empty(bias.shape(), bias.dtype(), bias.place());
-  dispatch(grad_out, [&](auto tag) {
+  pdcn::dispatch_cpu_float(grad_out, [&](auto tag) {
     using T = decltype(tag);
     pdcn::cpu::row_bias_gradient<T>(grad_out.data<T>(), grad_bias.data<T>(), s.rows, s.channels);
   });
