@@ -10,6 +10,7 @@ from paddle_dcn import DeformConv2D
 from paddle_dcn.ops import deform_conv2d, load_library
 from paddle_dcn.ops._library import run_op
 from paddle_dcn.ops.channel_bias import add_channel_bias, in_cpu_dygraph
+from op_spy import spy_on_run_op
 from thread_helpers import assert_same_results_with_1_and_2_threads
 
 
@@ -33,13 +34,7 @@ def test_values_and_gradients_match_numpy(shape, dtype):
 
 
 def test_the_library_op_runs_in_cpu_dygraph(monkeypatch):
-    calls = []
-    real = run_op
-
-    def spy(name, *args):
-        calls.append(name)
-        return real(name, *args)
-    monkeypatch.setattr("paddle_dcn.ops.channel_bias.run_op", spy)
+    calls = spy_on_run_op(monkeypatch, "paddle_dcn.ops.channel_bias")
     x = paddle.randn([2, 4, 3, 3])
     add_channel_bias(x, paddle.randn([4]))
     assert calls == ["pdcn_add_channel_bias"]

@@ -10,6 +10,7 @@ from paddle_dcn import DCNv3
 from paddle_dcn.ops import load_library
 from paddle_dcn.ops._library import run_op
 from paddle_dcn.ops.group_softmax import group_softmax
+from op_spy import spy_on_run_op
 from thread_helpers import assert_same_results_with_1_and_2_threads
 
 
@@ -18,19 +19,12 @@ def _paddle_group_softmax(x, k):
                           start_axis=len(x.shape) - 1)
 
 
-def _spy(monkeypatch) -> list:
-    calls = []
-    real = run_op
-    monkeypatch.setattr("paddle_dcn.ops.group_softmax.run_op", lambda name, *a: calls.append(name) or real(name, *a))
-    return calls
-
-
 @pytest.mark.parametrize("shape, k", [((5, 18), 9), ((2, 3, 4, 36), 9), ((7, 5), 5), ((3, 16), 1), ((4, 24), 8),
                                       ((3, 2, 50), 25), ((0, 9), 9)])
 @pytest.mark.parametrize("dtype, rtol, atol", [("float64", 1e-14, 1e-14), ("float32", 4e-7, 1e-6)])
 def test_values_and_gradients_match_paddle_and_numpy(shape, k, dtype, rtol, atol, monkeypatch):
     """float32 gradients to 1e-6 absolute: y * (g - sum y g) cancels."""
-    calls = _spy(monkeypatch)
+    calls = spy_on_run_op(monkeypatch, "paddle_dcn.ops.group_softmax")
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal(shape) * 4
     g_np = rng.standard_normal(shape)
@@ -102,7 +96,7 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
 def test_dcnv3_runs_it_in_cpu_dygraph_and_paddles_softmax_when_traced(monkeypatch):
     from paddle_dcn.onnx_export.trace import trace
 
-    calls = _spy(monkeypatch)
+    calls = spy_on_run_op(monkeypatch, "paddle_dcn.ops.group_softmax")
     layer = DCNv3(8, groups=2)
     layer(paddle.randn([2, 8, 5, 5]))
     assert calls == ["pdcn_group_softmax"]

@@ -10,6 +10,7 @@ from paddle_dcn import DCNv3
 from paddle_dcn.ops import load_library
 from paddle_dcn.ops._library import run_op
 from paddle_dcn.ops.layer_norm import layer_norm_last_axis
+from op_spy import spy_on_run_op
 from thread_helpers import assert_same_results_with_1_and_2_threads
 
 
@@ -27,9 +28,7 @@ def _numpy_layer_norm(x, w, b, g, eps):
 @pytest.mark.parametrize("shape", [(5, 7), (2, 3, 4, 16), (3, 130), (70, 9), (1, 1), (0, 8)])
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-10), ("float32", 2e-5)])
 def test_values_and_gradients_match_paddle_and_numpy(shape, dtype, tol, monkeypatch):
-    calls = []
-    real = run_op
-    monkeypatch.setattr("paddle_dcn.ops.layer_norm.run_op", lambda name, *a: calls.append(name) or real(name, *a))
+    calls = spy_on_run_op(monkeypatch, "paddle_dcn.ops.layer_norm")
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal(shape) * 3 + 1
     w_np, b_np = rng.standard_normal(shape[-1]), rng.standard_normal(shape[-1])
@@ -88,9 +87,7 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
 def test_dcnv3_runs_it_in_cpu_dygraph_and_paddles_layer_norm_when_traced(monkeypatch):
     from paddle_dcn.onnx_export.trace import trace
 
-    calls = []
-    real = run_op
-    monkeypatch.setattr("paddle_dcn.ops.layer_norm.run_op", lambda name, *a: calls.append(name) or real(name, *a))
+    calls = spy_on_run_op(monkeypatch, "paddle_dcn.ops.layer_norm")
     paddle.seed(1)
     layer = DCNv3(8, groups=2)
     assert list(layer.dw_norm.state_dict()) == ["weight", "bias"]  # nn.LayerNorm's keys

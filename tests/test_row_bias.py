@@ -11,24 +11,14 @@ from paddle_dcn.layers._aggregate_block import Projection, projection, zero_proj
 from paddle_dcn.ops import load_library
 from paddle_dcn.ops._library import run_op
 from paddle_dcn.ops.row_bias import add_row_bias
+from op_spy import spy_on_run_op
 from thread_helpers import assert_same_results_with_1_and_2_threads
-
-
-def _spy(monkeypatch) -> list:
-    calls = []
-    real = run_op
-
-    def spy(name, *args):
-        calls.append(name)
-        return real(name, *args)
-    monkeypatch.setattr("paddle_dcn.ops.row_bias.run_op", spy)
-    return calls
 
 
 @pytest.mark.parametrize("shape", [(5, 7), (2, 3, 4, 112), (1, 16), (130, 3), (0, 4), (3, 0)])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_values_and_gradients_match_numpy(shape, dtype, monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = spy_on_run_op(monkeypatch, "paddle_dcn.ops.row_bias")
     rng = np.random.default_rng(1)
     x_np = rng.standard_normal(shape).astype(dtype)
     b_np = rng.standard_normal(shape[-1]).astype(dtype)
@@ -50,7 +40,7 @@ def test_a_leaf_that_needs_a_gradient_takes_paddles_add(monkeypatch):
     """The op hands grad_out on as x's gradient without a copy. A leaf's .grad is written in
     place (accumulation, clear_grad), which would write into whatever shares it: here the
     output's retained gradient."""
-    calls = _spy(monkeypatch)
+    calls = spy_on_run_op(monkeypatch, "paddle_dcn.ops.row_bias")
     x = paddle.ones([2, 3])
     x.stop_gradient = False
     b = paddle.zeros([3])
@@ -113,7 +103,7 @@ def test_bias_gradient_does_not_depend_on_the_thread_count(tmp_path):
 @pytest.mark.parametrize("make", [lambda: projection(6, 10), lambda: zero_projection(6, 10, 0.1, 0.5),
                                   lambda: projection(6, 10, bias=False)])
 def test_projections_are_linears_with_the_same_results(make, monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = spy_on_run_op(monkeypatch, "paddle_dcn.ops.row_bias")
     paddle.seed(3)
     ours = make()
     linear = nn.Linear(6, 10, bias_attr=None if ours.bias is not None else False)

@@ -126,6 +126,21 @@ void cpu_parallel_for(int64_t n, const F& f) {
   for (int64_t i = 0; i < n; ++i) f(i);
 }
 
+// Fixed chunks of rows for sums that must not depend on the thread count:
+// min(max_chunks, rows) of them (at least one), decided by the shape alone.
+inline int64_t fixed_row_chunk_count(int64_t rows, int64_t max_chunks) {
+  return rows < max_chunks ? (rows > 1 ? rows : 1) : max_chunks;
+}
+
+// Runs f(k, r0, r1) for chunk k = [rows*k/chunks, rows*(k+1)/chunks) of
+// [0, rows), k in [0, chunks), spread over the threads as cpu_parallel_for's
+// indices: the callers sum chunk k into its own partial and then add the
+// partials in k order.
+template <typename F>
+void cpu_parallel_row_chunks(int64_t rows, int64_t chunks, const F& f) {
+  cpu_parallel_for(chunks, [&](int64_t k) { f(k, rows * k / chunks, rows * (k + 1) / chunks); });
+}
+
 // Runs f(r0, r1) over [0, rows) in ranges of rows_per_task rows (the last one
 // shorter), the ranges spread over the threads as cpu_parallel_for's indices.
 template <typename F>

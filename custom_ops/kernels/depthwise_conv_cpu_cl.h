@@ -165,10 +165,9 @@ void depthwise_conv_backward(const DepthwiseGeometry& g, const T* x, const T* wt
     depthwise_input_grad_row(g, wt, grad_out, grad_x, row);
   });
   const int64_t C = g.channels, K = g.taps(), rows = g.rows();
-  const int64_t chunks = std::min(kDepthwiseChunks, std::max<int64_t>(rows, 1));
+  const int64_t chunks = fixed_row_chunk_count(rows, kDepthwiseChunks);
   std::vector<T> parts(static_cast<size_t>(chunks * (K + 1) * C));
-  cpu_parallel_for(chunks, [&](int64_t k) {
-    const int64_t r0 = rows * k / chunks, r1 = rows * (k + 1) / chunks;
+  cpu_parallel_row_chunks(rows, chunks, [&](int64_t k, int64_t r0, int64_t r1) {
     T* part = parts.data() + k * (K + 1) * C;
 #if PDCN_CPU_AVX2
     if (cpu_has_avx2_fma()) return depthwise_param_grad_chunk_avx2(g, x, grad_out, r0, r1, part);

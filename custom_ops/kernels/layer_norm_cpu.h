@@ -118,15 +118,12 @@ PDCN_TARGET_AVX2 void layer_norm_backward_rows_avx2(const T* x, const T* gamma, 
 }
 #endif
 
-inline int64_t layer_norm_chunks(int64_t rows) { return std::min(kLayerNormChunks, std::max<int64_t>(rows, 1)); }
-
 // y [rows, C]; mean, rstd [rows] (kept for the backward).
 template <typename T>
 void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int64_t rows,
                         int64_t C, double eps) {
-  const int64_t chunks = layer_norm_chunks(rows);
-  cpu_parallel_for(chunks, [&](int64_t k) {
-    const int64_t r0 = rows * k / chunks, r1 = rows * (k + 1) / chunks;
+  const int64_t chunks = fixed_row_chunk_count(rows, kLayerNormChunks);
+  cpu_parallel_row_chunks(rows, chunks, [&](int64_t, int64_t r0, int64_t r1) {
 #if PDCN_CPU_AVX2
     if (cpu_has_avx2_fma()) return layer_norm_forward_rows_avx2(x, gamma, beta, y, mean, rstd, r0, r1, C, eps);
 #endif
@@ -138,10 +135,9 @@ template <typename T>
 void layer_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* grad_y,
                          T* grad_x, T* grad_gamma, T* grad_beta, int64_t rows, int64_t C) {
   using Acc = acc_t<T>;
-  const int64_t chunks = layer_norm_chunks(rows);
+  const int64_t chunks = fixed_row_chunk_count(rows, kLayerNormChunks);
   std::vector<Acc> parts(static_cast<size_t>(chunks * 2 * C));
-  cpu_parallel_for(chunks, [&](int64_t k) {
-    const int64_t r0 = rows * k / chunks, r1 = rows * (k + 1) / chunks;
+  cpu_parallel_row_chunks(rows, chunks, [&](int64_t k, int64_t r0, int64_t r1) {
     Acc* part = parts.data() + k * 2 * C;
 #if PDCN_CPU_AVX2
     if (cpu_has_avx2_fma()) {

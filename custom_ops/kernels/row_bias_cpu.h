@@ -78,10 +78,9 @@ void add_row_bias(const T* x, const T* bias, T* out, int64_t rows, int64_t C) {
 template <typename T>
 void row_bias_gradient(const T* grad_out, T* grad_bias, int64_t rows, int64_t C) {
   using Acc = acc_t<T>;
-  const int64_t chunks = std::min(kRowBiasChunks, std::max<int64_t>(rows, 1));
+  const int64_t chunks = fixed_row_chunk_count(rows, kRowBiasChunks);
   std::vector<Acc> parts(static_cast<size_t>(chunks * C));
-  cpu_parallel_for(chunks, [&](int64_t k) {
-    const int64_t r0 = rows * k / chunks, r1 = rows * (k + 1) / chunks;
+  cpu_parallel_row_chunks(rows, chunks, [&](int64_t k, int64_t r0, int64_t r1) {
 #if PDCN_CPU_AVX2
     if (cpu_has_avx2_fma()) return row_bias_grad_chunk_avx2(grad_out, r0, r1, C, parts.data() + k * C);
 #endif
