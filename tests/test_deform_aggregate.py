@@ -299,3 +299,38 @@ def test_fused_layout_equals_the_split_tensors_and_pads_get_zero_gradient(cfg, d
     assert not gf[..., g * 3 * k:].any()
     with pytest.raises(ValueError, match=rf"offset_mask has 20 channels; it needs at least G\*kh\*kw\*3 = {g * 3 * k}"):
         deform_aggregate_fused(value, fused[..., :20], **kwargs)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("fused", [False, True], ids=["separate", "fused"])
+@pytest.mark.parametrize("hw", [(0, 4), (3, 0)], ids=["H0", "W0"])
+def test_an_empty_input_plane_gives_zero_samples_and_gradients(hw, fused, dtype):
+    # The padding makes the output non-empty although the map has no pixel: every sample
+    # is outside it. (The backward once read pixel 0 of the empty value tensor: a crash.)
+    h, w = hw
+    g, c, k = 2, 4, 9
+    rng = np.random.default_rng(11)
+    value = paddle.zeros([2, h, w, g * c], dtype=dtype)
+    ho, wo = h + 2, w + 2
+    offset = rng.standard_normal([2, ho, wo, g * k * 2])
+    weight = rng.standard_normal([2, ho, wo, g * k])
+    weight[0, 0, 0, 0] = np.nan  # a non-finite weight does not reach the zero sample
+    weight[1, 1, 1, 3] = np.inf
+    if fused:
+        per_group = np.concatenate([offset.reshape(2, ho, wo, g, 2 * k), weight.reshape(2, ho, wo, g, k)], -1)
+        coords = [paddle.to_tensor(np.concatenate([per_group.reshape(2, ho, wo, -1),
+                                                   rng.standard_normal([2, ho, wo, 4])], -1).astype(dtype))]
+        op = deform_aggregate_fused
+    else:
+        coords = [paddle.to_tensor(a.astype(dtype)) for a in (offset, weight)]
+        op = deform_aggregate
+    for t in [value] + coords:
+        t.stop_gradient = False
+    out = op(value, *coords, kernel_size=3, padding=2, groups=g)
+    assert out.shape == [2, ho, wo, g * c]
+    assert not out.numpy().any()
+    grads = paddle.grad(out.sum(), [value] + coords)
+    assert grads[0].shape == value.shape
+    for grad, coord in zip(grads[1:], coords):
+        assert grad.shape == coord.shape
+        assert not grad.numpy().any()  # zero everywhere (also the fused tensor's padding)

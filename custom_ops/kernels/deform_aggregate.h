@@ -23,8 +23,14 @@
 //   y = i*stride_h - pad_h + ch + s * (ih*dilation_h - ch + dy)
 // (s = 1: the plain deformable-conv sampling grid). The sampling rule is
 // deformable conv's (bilinear.h): a neighbour outside the map is zero, a
-// non-finite or huge position gives a zero sample.
+// non-finite or huge position gives a zero sample. An empty input plane (H or
+// W zero, the output not empty through the padding) has nothing to sample:
+// the drivers write a zero output and zero offset / weight gradients without
+// running the per-element math (whose outside-map neighbours point at pixel
+// 0, which that plane does not have).
 #pragma once
+
+#include <cfloat>
 
 #include "bilinear.h"
 
@@ -63,6 +69,9 @@ struct AggregateGeometry {
   PDCN_HD int64_t channels() const { return groups * group_channels; }
   PDCN_HD int64_t value_elements() const { return batch * in_plane() * channels(); }
   PDCN_HD int64_t out_elements() const { return batch * out_plane() * channels(); }
+  // Elements of the offset / weight tensors (the same fused tensor when fused).
+  PDCN_HD int64_t offset_elements() const { return batch * out_plane() * offset_pixel_stride; }
+  PDCN_HD int64_t weight_elements() const { return batch * out_plane() * weight_pixel_stride; }
   // Index of the dx of (n, p, g, k) in offset (dy follows), and of its weight.
   PDCN_HD int64_t offset_index(int64_t n, int64_t p, int64_t g, int64_t k) const {
     return (n * out_plane() + p) * offset_pixel_stride + g * offset_group_stride + 2 * k;
@@ -206,6 +215,35 @@ PDCN_HD void aggregate_backward_point(const AggregateGeometry& g, const DeformSa
       for (int64_t c = 0; c < nc; ++c) add(e + c, w * cast<Acc>(go[c]));
     }
   }
+}
+
+// A bound on |contribution| of the value-gradient scatter of (n, p, grp), for
+// the deterministic backward's fixed-point sums (fixed_point.h): each
+// contribution is bilinear weight (<= 1) * weight[k] * grad_out[c], so the
+// largest |weight| over the K points times the largest |grad_out| over the
+// group's channels, in double (a float product could overflow), at most
+// DBL_MAX. Non-finite weights and grad_out are left out of both maxima: every
+// contribution they take part in is non-finite (inf, or NaN where it meets a
+// zero), and those go to the flags, not into the integer sums. (Counting them
+// in gave an infinite bound, which the maximum over items drops: the item's
+// finite contributions could then exceed the exponent's range.)
+template <typename T>
+PDCN_HD double aggregate_value_grad_bound(const AggregateGeometry& g, const T* weight,
+                                          const T* grad_out, int64_t n, int64_t p, int64_t grp) {
+  double wmax = 0.0, gmax = 0.0;
+  for (int64_t k = 0; k < g.kernel_size(); ++k) {
+    const double w = static_cast<double>(cast<acc_t<T>>(weight[g.weight_index(n, p, grp, k)]));
+    const double a = w < 0.0 ? -w : w;
+    if (a - a == 0.0 && a > wmax) wmax = a;  // a - a == 0: finite
+  }
+  const T* go = grad_out + g.out_base(n, p, grp);
+  for (int64_t c = 0; c < g.group_channels; ++c) {
+    const double d = static_cast<double>(cast<acc_t<T>>(go[c]));
+    const double a = d < 0.0 ? -d : d;
+    if (a - a == 0.0 && a > gmax) gmax = a;
+  }
+  const double bound = wmax * gmax;
+  return bound <= DBL_MAX ? bound : DBL_MAX;
 }
 
 // Writes the offset-pair and weight gradients of (n, p, grp, k) from the

@@ -158,6 +158,10 @@ PDCN_TARGET_AVX2 void aggregate_forward_row_avx2(const AggregateGeometry& g,
 template <typename T>
 void deform_aggregate_forward(const AggregateGeometry& g, const T* value, const T* offset,
                               const T* weight, T* out) {
+  if (g.in_plane() == 0) {  // nothing to sample (deform_aggregate.h)
+    std::fill(out, out + g.out_elements(), T(0));
+    return;
+  }
   const AggregatePoints<acc_t<T>> points(g);
   // What a zero-weight neighbour reads (aggregate_forward_channels); in memory
   // the compiler cannot see into, so that the select stays a select.
@@ -371,6 +375,11 @@ void deform_aggregate_backward(const AggregateGeometry& g, const T* value, const
                                const T* weight, const T* grad_out, T* grad_value, T* grad_offset,
                                T* grad_weight) {
   std::fill(grad_value, grad_value + g.value_elements(), T(0));
+  if (g.in_plane() == 0) {  // every sample zero (deform_aggregate.h)
+    std::fill(grad_offset, grad_offset + g.offset_elements(), T(0));
+    std::fill(grad_weight, grad_weight + g.weight_elements(), T(0));
+    return;
+  }
   const AggregatePoints<acc_t<T>> points(g);
   dispatch_group_width(g.group_channels, [&](auto width) {
     constexpr int W = decltype(width)::value;

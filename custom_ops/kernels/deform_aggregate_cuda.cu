@@ -12,6 +12,10 @@ int deform_aggregate_forward(DType dtype, const AggregateGeometry& g, const void
     using T = decltype(tag);
     const int64_t total = g.batch * g.out_plane() * g.groups * aggregate_channel_blocks(g);
     if (total == 0) return 0;
+    if (g.in_plane() == 0) {  // nothing to sample (deform_aggregate.h)
+      PDCN_CUDA_TRY(cudaMemsetAsync(out, 0, g.out_elements() * sizeof(T), as_stream(stream)));
+      return 0;
+    }
     deform_aggregate_forward_kernel<T><<<grid_for(total), kThreadsPerBlock, 0, as_stream(stream)>>>(
         g, static_cast<const T*>(value), static_cast<const T*>(offset), static_cast<const T*>(weight),
         static_cast<T*>(out));
@@ -36,6 +40,11 @@ int deform_aggregate_backward(DType dtype, const AggregateGeometry& g, const voi
     const T* off = static_cast<const T*>(offset);
     const T* w = static_cast<const T*>(weight);
     const T* go = static_cast<const T*>(grad_out);
+    if (g.in_plane() == 0) {  // every sample zero (deform_aggregate.h); no value gradient
+      PDCN_CUDA_TRY(cudaMemsetAsync(grad_offset, 0, g.offset_elements() * sizeof(T), s));
+      PDCN_CUDA_TRY(cudaMemsetAsync(grad_weight, 0, g.weight_elements() * sizeof(T), s));
+      return 0;
+    }
     const int64_t points = g.batch * g.out_plane() * g.groups * g.kernel_size();
     if (points > 0) {
       deform_aggregate_coord_grad_kernel<T><<<grid_for(points), kThreadsPerBlock, 0, s>>>(

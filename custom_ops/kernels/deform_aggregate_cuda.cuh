@@ -83,29 +83,17 @@ __global__ void deform_aggregate_value_grad_atomic_kernel(AggregateGeometry g, c
   }
 }
 
-// Deterministic value gradient, pass 1: the largest |weight * grad_out| (each
-// contribution is that times a bilinear weight <= 1).
+// Deterministic value gradient, pass 1: the largest bound on a contribution
+// (aggregate_value_grad_bound) over the (pixel, group)s.
 template <typename T>
 __global__ void deform_aggregate_value_grad_max_kernel(AggregateGeometry g, const T* weight,
                                                        const T* grad_out,
                                                        unsigned long long* max_bits) {
-  using Acc = acc_t<T>;
-  const int64_t K = g.kernel_size();
   unsigned long long local = 0;
   PDCN_CUDA_LOOP(e, g.batch * g.out_plane() * g.groups) {
     const int64_t grp = e % g.groups, np = e / g.groups;
-    Acc wmax = 0, gmax = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      const Acc w = cast<Acc>(weight[g.weight_index(np / g.out_plane(), np % g.out_plane(), grp, k)]);
-      wmax = (w < Acc(0) ? -w : w) > wmax ? (w < Acc(0) ? -w : w) : wmax;
-    }
-    for (int64_t c = 0; c < g.group_channels; ++c) {
-      const Acc d = cast<Acc>(grad_out[e * g.group_channels + c]);
-      gmax = (d < Acc(0) ? -d : d) > gmax ? (d < Acc(0) ? -d : d) : gmax;
-    }
     const unsigned long long bits = fixed_point::ordered_bits(
-        // in double: a float product overflowing to inf would read as 0, a bound too small
-        static_cast<double>(wmax) * static_cast<double>(gmax));
+        aggregate_value_grad_bound(g, weight, grad_out, np / g.out_plane(), np % g.out_plane(), grp));
     local = bits > local ? bits : local;
   }
   fold_max(max_bits, local);

@@ -31,17 +31,26 @@ PDCN_HD int64_t flag_words(int64_t elements) {
   return (elements + kFlagsPerWord - 1) / kFlagsPerWord;
 }
 
-// The exponent e with bound_each * count < 2^e (bound_each finite, >= 0).
-// The encoding scale is 2^(62 - e).
-PDCN_HD int scale_exponent(double bound_each, double count) {
-  const double bound = bound_each * (count < 1.0 ? 1.0 : count);
-  if (!(bound > 0.0)) return 0;  // nothing but zeros to encode
-  int e = 0;
-  ::frexp(bound, &e);  // bound = m * 2^e, 0.5 <= m < 1: bound < 2^e
-  return e;
-}
-
 PDCN_HD bool is_finite_value(double v) { return v - v == 0.0; }  // false for inf and NaN
+
+// The exponent e with bound_each * count < 2^e (bound_each finite, >= 0).
+// The encoding scale is 2^(62 - e). Where the product overflows a double
+// (bound_each near DBL_MAX), the exponents add: bound_each < 2^eb and
+// count < 2^ec give bound_each * count < 2^(eb + ec).
+PDCN_HD int scale_exponent(double bound_each, double count) {
+  const double c = count < 1.0 ? 1.0 : count;
+  if (!(bound_each > 0.0)) return 0;  // nothing but zeros to encode
+  const double bound = bound_each * c;
+  int e = 0;
+  if (is_finite_value(bound)) {
+    ::frexp(bound, &e);  // bound = m * 2^e, 0.5 <= m < 1: bound < 2^e
+    return e;
+  }
+  int ec = 0;
+  ::frexp(bound_each, &e);
+  ::frexp(c, &ec);
+  return e + ec;
+}
 
 // round(v * 2^(62 - e)) for a finite v with |v| <= bound_each.
 PDCN_HD long long encode(double v, int e) { return ::llrint(::ldexp(v, 62 - e)); }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -82,6 +83,21 @@ int main() {
   expect(sf == 3.5 * full.size(), "count contributions at the bound: exact, no overflow");
   std::vector<double> neg(1 << 16, -3.5);
   expect(scatter_sum(neg, ef) == -3.5 * neg.size(), "negative bound: exact, no overflow");
+
+  // A bound near DBL_MAX: bound * count overflows a double, the exponent still bounds
+  // the sums (no encoding past 2^62, no garbage exponent).
+  const double big = std::numeric_limits<double>::max() / 4;
+  const int eb = fp::scale_exponent(big, 1e6);
+  expect(eb > std::numeric_limits<double>::max_exponent &&
+             std::ldexp(big, 62 - eb) * 1e6 < std::ldexp(1.0, 62),
+         "bound * count past DBL_MAX: a finite exponent above both");
+  std::vector<double> bigs(1000, big / 1e3);
+  bigs[7] = -big;
+  long double big_sum = 0;
+  for (double x : bigs) big_sum += x;
+  expect(std::fabs(scatter_sum(bigs, eb) - static_cast<double>(big_sum)) <=
+             std::ldexp(1.0, eb - 62) * bigs.size(),
+         "sum at that exponent: within count * resolution");
 
   // Non-finite contributions decode as a float sum would.
   std::vector<double> with_inf = {1.0, INFINITY, 2.0};

@@ -669,8 +669,10 @@ class PdcnAggregate(torch.autograd.Function):
         _keep, scratch = scratch_buffer(LIB.pdcn_aggregate_scratch_bytes(d, ctx.g, ctx.scale, int(ctx.det)),
                                         value.device)
         gv = torch.empty_like(value)
-        goff = torch.zeros_like(offset)
-        gw = goff if ctx.fused else torch.zeros_like(wt)
+        # As the binding: the fused tensor zeroed (its padding is never written), the separate
+        # ones unset; NaN here, so an entry the kernels miss shows.
+        goff = torch.zeros_like(offset) if ctx.fused else torch.full_like(offset, float("nan"))
+        gw = goff if ctx.fused else torch.full_like(wt, float("nan"))
         ok(LIB.pdcn_aggregate_backward(d, ctx.g, ctx.scale, p(value), p(offset), p(wt), p(gout.contiguous()), p(gv),
                                        p(goff), p(gw), scratch, int(ctx.det), stream()), "aggregate bwd")
         return gv, goff, (None if ctx.fused else gw), None, None, None, None, None, None, None
