@@ -66,6 +66,35 @@ def test_numbers_are_checked_alike():
     assert _checks.positive_number(np.float32(0.5), "s") == 0.5 and _checks.pair(np.int64(2), "k", 1) == [2, 2]
 
 
+def test_float32_attributes_refuse_what_float32_cannot_hold():
+    """The ops carry these numbers as float32 attributes: past float32's range they would reach
+    the kernels as inf (offset_scale 1e39 gave all-zero samples and NaN offset gradients), and a
+    tiny nonzero one as 0. Both are refused by the op and the layer alike."""
+    from paddle_dcn.layers import DCNv3, DCNv4
+
+    value, offset, weight = paddle.zeros([1, 4, 4, 8]), paddle.zeros([1, 4, 4, 36]), paddle.zeros([1, 4, 4, 18])
+    for big in (1e39, -1e300):
+        with pytest.raises(ValueError, match=r"offset_scale must be within float32's range"):
+            ops.deform_aggregate(value, offset, weight, groups=2, offset_scale=big)
+    with pytest.raises(ValueError, match="offset_scale = 1e-50 rounds to zero in float32"):
+        ops.deform_aggregate(value, offset, weight, groups=2, offset_scale=1e-50)
+    for layer in (DCNv3, DCNv4):
+        with pytest.raises(ValueError, match=r"offset_scale must be within float32's range"):
+            layer(8, groups=2, offset_scale=1e39)
+    with pytest.raises(ValueError, match=r"spatial_scale must be within float32's range"):
+        DeformRoIPool(2, spatial_scale=1e39)
+    with pytest.raises(ValueError, match="spatial_scale = 1e-60 rounds to zero in float32"):
+        DeformPSRoIPool(2, 2, spatial_scale=1e-60)
+    with pytest.raises(ValueError, match=r"gamma must be within float32's range"):
+        DeformRoIPool(2, gamma=-1e40)
+    with pytest.raises(ValueError, match=r"trans_std must be within float32's range"):
+        DeformPSRoIPool(2, 2, trans_std=1e40)
+    # the largest float32 and its smallest subnormal are accepted
+    assert _checks.number(float(np.finfo(np.float32).max), "s", float32=True) > 3e38
+    assert _checks.positive_number(1.5e-45, "s", float32=True) == 1.5e-45
+    assert _checks.number(1e300, "s") == 1e300  # numbers the ops do not carry as float32 attributes
+
+
 def test_one_dtype_policy_for_ops_and_layers():
     """On CPU: what expect_supported_dtype refuses, op_dtype (the layers' cast) maps to float32."""
     for dtype in ("float16", "bfloat16", "float32", "float64"):

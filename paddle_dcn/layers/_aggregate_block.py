@@ -37,7 +37,7 @@ def check_common(channels: int, kernel_size, stride, dilation, groups: int, padd
         raise ValueError(f"padding must be dilation*(kernel_size-1)//2 = "
                          f"{[dilations[0] * (kernel[0] - 1) // 2, dilations[1] * (kernel[1] - 1) // 2]} "
                          f"(the offset branch runs at the output grid), got {padding!r}")
-    offset_scale = _checks.positive_number(offset_scale, "offset_scale")
+    offset_scale = _checks.positive_number(offset_scale, "offset_scale", float32=True)
     if data_format not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
     return dict(channels=channels, kernel=kernel, stride=strides, dilation=dilations, padding=pads, groups=groups,

@@ -37,12 +37,12 @@ class DeformPSRoIPool(VersionedLayer):
         super().__init__()
         self.output_channels = _checks.positive_int(output_channels, "output_channels")
         self.output_size = _checks.pair(output_size, "output_size", 1)
-        self.spatial_scale = _checks.positive_number(spatial_scale, "spatial_scale")
+        self.spatial_scale = _checks.positive_number(spatial_scale, "spatial_scale", float32=True)
         self.part_size = (
             list(self.output_size) if part_size is None else _checks.pair(part_size, "part_size", 1)
         )
         self.sample_per_part = _checks.positive_int(sample_per_part, "sample_per_part")
-        self.trans_std = _checks.number(trans_std, "trans_std")
+        self.trans_std = _checks.number(trans_std, "trans_std", float32=True)
         self._op_args = _args.OpArgs(
             output_channels=self.output_channels, output_size=tuple(self.output_size),
             spatial_scale=self.spatial_scale, part_size=tuple(self.part_size),

@@ -33,11 +33,11 @@ class DeformRoIPool(VersionedLayer):
     ) -> None:
         super().__init__()
         self.output_size = _checks.pair(output_size, "output_size", 1)
-        self.spatial_scale = _checks.positive_number(spatial_scale, "spatial_scale")
+        self.spatial_scale = _checks.positive_number(spatial_scale, "spatial_scale", float32=True)
         self.sampling_ratio = _checks.integer(sampling_ratio, "sampling_ratio")
         if self.sampling_ratio < 1 and self.sampling_ratio != -1:  # the layer's rule; the op takes any <= 0
             raise ValueError(f"sampling_ratio must be a positive int or -1 (adaptive), got {sampling_ratio!r}")
-        self.gamma = _checks.number(gamma, "gamma")
+        self.gamma = _checks.number(gamma, "gamma", float32=True)
         self.aligned = _checks.boolean(aligned, "aligned")
         self._op_args = _args.OpArgs(
             output_size=tuple(self.output_size), spatial_scale=self.spatial_scale,

@@ -62,17 +62,30 @@ def integer(value: int, name: str) -> int:
     return int(value)
 
 
-def number(value: float, name: str) -> float:
-    """``value`` as a finite float (ints and numpy scalars too, not bools)."""
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def number(value: float, name: str, float32: bool = False) -> float:
+    """``value`` as a finite float (ints and numpy scalars too, not bools). ``float32``: the
+    op carries it as a float32 attribute, so it must also be within float32's range and, if
+    not zero, not round to zero there (else the op would get inf or 0: a silent wrong
+    answer)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if not math.isfinite(float(value)):
+    value_f = float(value)
+    if not math.isfinite(value_f):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+    if float32 and abs(value_f) > _FLOAT32_MAX:
+        raise ValueError(f"{name} must be within float32's range (|{name}| <= {_FLOAT32_MAX:.7g}): "
+                         f"the op takes it as a float32 attribute; got {value!r}")
+    if float32 and value_f != 0 and np.float32(value_f) == 0:
+        raise ValueError(f"{name} = {value!r} rounds to zero in float32 (the op takes it as a float32 "
+                         "attribute); the smallest nonzero magnitude is about 1.4e-45")
+    return value_f
 
 
-def positive_number(value: float, name: str) -> float:
-    value_f = number(value, name)
+def positive_number(value: float, name: str, float32: bool = False) -> float:
+    value_f = number(value, name, float32)
     if value_f <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return value_f

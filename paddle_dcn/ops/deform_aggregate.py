@@ -79,7 +79,7 @@ def _check_common(value, kernel_size, stride, padding, dilation, groups, offset_
     paddings = _checks.pair(padding, "padding", 0)
     dilations = _checks.pair(dilation, "dilation", 1)
     groups = _checks.positive_int(groups, "groups")
-    _checks.number(offset_scale, "offset_scale")
+    _checks.number(offset_scale, "offset_scale", float32=True)
     v_shape = _checks.shape_of(value, "value")
     _checks.expect_rank("value", v_shape, 4, "[N, H, W, G*C]")
     n, h, w, channels = v_shape

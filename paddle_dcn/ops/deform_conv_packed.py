@@ -53,7 +53,7 @@ def deform_conv2d_packed(
     Returns:
         ``[N, C_out, H_out, W_out]``.
     """
-    mask_scale = _checks.positive_number(mask_scale, "mask_scale")
+    mask_scale = _checks.positive_number(mask_scale, "mask_scale", float32=True)
     (strides, paddings, dilations, groups, deformable_groups, n, c_out, out_h, out_w,
      points) = check_conv_args(x, weight, stride, padding, dilation, groups, deformable_groups)
     _checks.expect_shape("offset_mask", _checks.shape_of(offset_mask, "offset_mask"),

@@ -59,8 +59,8 @@ def deform_roi_pool(
     """
     pooled = _checks.pair(output_size, "output_size", 1)
     sampling_ratio = _checks.integer(sampling_ratio, "sampling_ratio")
-    spatial_scale = _checks.positive_number(spatial_scale, "spatial_scale")
-    gamma = _checks.number(gamma, "gamma")
+    spatial_scale = _checks.positive_number(spatial_scale, "spatial_scale", float32=True)
+    gamma = _checks.number(gamma, "gamma", float32=True)
     aligned = _checks.boolean(aligned, "aligned")
 
     x_shape = _checks.shape_of(x, "x")
@@ -125,8 +125,8 @@ def deform_psroi_pool(
     pooled = _checks.pair(output_size, "output_size", 1)
     parts = pooled if part_size is None else _checks.pair(part_size, "part_size", 1)
     sample_per_part = _checks.positive_int(sample_per_part, "sample_per_part")
-    spatial_scale = _checks.positive_number(spatial_scale, "spatial_scale")
-    trans_std = _checks.number(trans_std, "trans_std")
+    spatial_scale = _checks.positive_number(spatial_scale, "spatial_scale", float32=True)
+    trans_std = _checks.number(trans_std, "trans_std", float32=True)
 
     x_shape = _checks.shape_of(x, "x")
     _checks.expect_rank("x", x_shape, 4, "[N, output_channels*PH*PW, H, W]")
