@@ -123,21 +123,46 @@ def test_channels_last_option_and_without_pointwise():
     assert not hasattr(bare, "value_proj") and bare(x).shape == [2, 8, 6, 5]
 
 
+@pytest.mark.parametrize("spatial", [(7, 7), (None, None)], ids=["fixed_hw", "dynamic_hw"])
 @pytest.mark.parametrize("cls, kwargs", [(DCNv3, {}), (DCNv4, {}), (DCNv4, dict(stride=2, dw_kernel_size=None))])
-def test_to_static_jit_save_and_paddle_inference(tmp_path, cls, kwargs):
+def test_to_static_jit_save_and_paddle_inference(tmp_path, cls, kwargs, spatial):
+    """Dynamic H and W (InputSpec None) once failed DCNv3's export: its traced group softmax
+    unflattened a tensor of several unknown sizes."""
     paddle.seed(4)
     layer = cls(8, groups=2, **kwargs)
     _randomise(layer, ("offset", "mask"), 0.3)
     layer.eval()
-    x = paddle.randn([3, 8, 7, 7])
-    want = layer(x).numpy()
-    static = paddle.jit.to_static(layer, input_spec=[paddle.static.InputSpec([None, 8, 7, 7], "float32")],
-                                  full_graph=True)
-    np.testing.assert_allclose(static(x).numpy(), want, atol=1e-5)
+    sizes = [(7, 7)] if spatial[0] else [(7, 7), (9, 11)]
+    xs = [paddle.randn([3, 8, h, w]) for h, w in sizes]
+    wants = [layer(x).numpy() for x in xs]
+    spec = [paddle.static.InputSpec([None, 8, *spatial], "float32", "x")]
+    static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
+    for x, want in zip(xs, wants):
+        np.testing.assert_allclose(static(x).numpy(), want, atol=1e-5)
     prefix = str(tmp_path / "model")
-    inference.export_model(layer, prefix, [paddle.static.InputSpec([None, 8, 7, 7], "float32", "x")])
-    (got,) = inference.run_predictor(inference.create_predictor(prefix), [x.numpy()])
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    inference.export_model(layer, prefix, spec)
+    predictor = inference.create_predictor(prefix)
+    for x, want in zip(xs, wants):
+        (got,) = inference.run_predictor(predictor, [x.numpy()])
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [DCNv3, DCNv4])
+def test_default_to_static_matches_dygraph_from_the_first_call(cls):
+    """paddle.jit.to_static's default mode (SOT, graphs may break): DCNv3's first two calls
+    once raised inside Paddle, after a graph break left the CPU-only ops running on traced
+    tensors. Training and eval, shapes changing between calls."""
+    paddle.seed(5)
+    layer = cls(8, groups=2)
+    _randomise(layer, ("offset", "mask"), 0.3)
+    static = paddle.jit.to_static(cls(8, groups=2))
+    static.set_state_dict(layer.state_dict())
+    for train in (True, False):
+        layer.train(train)
+        static.train(train)
+        for shape in ([1, 8, 5, 5], [2, 8, 7, 6], [3, 8, 9, 4]):
+            x = paddle.randn(shape)
+            np.testing.assert_allclose(static(x).numpy(), layer(x).numpy(), atol=1e-5)
 
 
 def test_bad_arguments_are_named():

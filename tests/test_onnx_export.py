@@ -179,6 +179,23 @@ def test_dcnv3_dcnv4_export_as_one_deform_conv_node(tmp_path, name):
         assert float(np.max(np.abs(_paddle(layer, x)[0] - want))) > 100 * RTOL * float(np.max(np.abs(want)))
 
 
+@pytest.mark.parametrize("cls", [DCNv3, DCNv4])
+def test_dcnv3_dcnv4_export_with_dynamic_spatial_size(tmp_path, cls):
+    """InputSpec [None, C, None, None]: one file serves every image size (DCNv3's traced
+    group softmax once refused several unknown sizes)."""
+    paddle.seed(1)
+    layer = cls(8, groups=2)
+    for pname, p in layer.named_parameters():
+        if pname.startswith(("offset", "mask")):
+            p.set_value(paddle.randn(p.shape, dtype=p.dtype) * 0.5)
+    path = export_onnx(layer, str(tmp_path / "m.onnx"), [paddle.static.InputSpec([None, 8, None, None])])
+    session = _session(path)
+    for shape in ([2, 8, 7, 7], [1, 8, 9, 11]):
+        x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+        (got,) = session.run(None, {session.get_inputs()[0].name: x})
+        _assert_close(got, _paddle(layer, x)[0])
+
+
 class _NormGeluStride(paddle.nn.Layer):
     def __init__(self):
         super().__init__()

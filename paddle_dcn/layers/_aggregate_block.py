@@ -58,26 +58,39 @@ class Projection(nn.Linear):
     channels-last tensor, whose bias runs on ``ops.row_bias`` in CPU dygraph: Paddle's
     broadcast add and its gradient cost more than the matmul at the layers' many-pixel,
     few-channel shapes. Elsewhere (GPU, ``to_static``, export, under ``auto_cast``, which
-    chooses the Linear's dtypes) it is ``nn.Linear``'s forward."""
+    chooses the Linear's dtypes) it is ``nn.Linear``'s forward.
+
+    (``forward`` tests a bool set at construction, not ``self.bias is not None``, and names
+    ``nn.Linear`` instead of ``super()``: to_static's default SOT mode reads the ``is None``
+    test of a parameter as tensor control flow and breaks the graph there, and a method with
+    ``super()`` cannot be resumed after a break; the fallback then ran the CPU-only ops on
+    traced tensors, failing DCNv3's first calls.)"""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._has_bias = self.bias is not None
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if (self.bias is not None and in_cpu_dygraph(x) and self.weight.dtype == x.dtype
-                and amp_state() is None):
+        if self._has_bias and in_cpu_dygraph(x) and self.weight.dtype == x.dtype and amp_state() is None:
             return add_row_bias(paddle.matmul(x, self.weight), self.bias)
-        return super().forward(x)
+        return nn.Linear.forward(self, x)
 
 
 class LayerNorm(nn.LayerNorm):
     """``nn.LayerNorm(channels)`` (same parameters, state-dict keys and result) over the last
     axis of a channels-last tensor, on ``ops.layer_norm`` in CPU dygraph: Paddle's CPU
     layer_norm gradient is about ten times its forward at the layers' shapes. Elsewhere (GPU,
-    ``to_static``, export, under ``auto_cast``) it is ``nn.LayerNorm``'s forward."""
+    ``to_static``, export, under ``auto_cast``) it is ``nn.LayerNorm``'s forward. (No
+    parameter ``is None`` test and no ``super()`` in ``forward``: see :class:`Projection`.)"""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._affine = self.weight is not None and self.bias is not None
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        if (self.weight is not None and self.bias is not None and in_cpu_dygraph(x)
-                and self.weight.dtype == x.dtype and amp_state() is None):
+        if self._affine and in_cpu_dygraph(x) and self.weight.dtype == x.dtype and amp_state() is None:
             return layer_norm_last_axis(x, self.weight, self.bias, self._epsilon)
-        return super().forward(x)
+        return nn.LayerNorm.forward(self, x)
 
 
 def projection(channels_in: int, channels_out: int, bias: bool = True) -> Projection:
@@ -112,7 +125,7 @@ class DepthwiseConv2D(nn.Conv2D):
         CPU path)."""
         if in_cpu_dygraph(nhwc) and self.weight.dtype == nhwc.dtype:
             return _args.run_op(depthwise_conv2d_nhwc, self._op_args, nhwc, self.weight, self.bias)
-        return to_nhwc(super().forward(nchw if nchw is not None else to_nchw(nhwc)))
+        return to_nhwc(nn.Conv2D.forward(self, nchw if nchw is not None else to_nchw(nhwc)))  # no super(): see Projection
 
 
 def depthwise(channels: int, kernel: int, stride: list) -> DepthwiseConv2D:

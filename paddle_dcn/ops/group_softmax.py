@@ -24,8 +24,14 @@ def group_softmax(x: paddle.Tensor, group_size: int) -> paddle.Tensor:
     if in_cpu_dygraph(x):
         load_library()
         return run_op("pdcn_group_softmax", x, int(group_size))
-    # unflatten/flatten keep an empty batch's sizes (reshape's 0 = "copy the size" turned
-    # [0, H, W, G*k] into [0, 0, 0, G*k])
     groups = x.shape[-1] // group_size
-    return paddle.flatten(F.softmax(paddle.unflatten(x, -1, [groups, group_size]), axis=-1),
-                          start_axis=len(x.shape) - 1)
+    if paddle.in_dynamic_mode():
+        # unflatten/flatten keep an empty batch's sizes (reshape's 0 = "copy the size" turned
+        # [0, H, W, G*k] into [0, 0, 0, G*k])
+        return paddle.flatten(F.softmax(paddle.unflatten(x, -1, [groups, group_size]), axis=-1),
+                              start_axis=len(x.shape) - 1)
+    # traced: the leading sizes may be unknown (an InputSpec's None H and W), which unflatten
+    # refuses beyond one; reshape's 0 copies each (in Paddle and in ONNX's Reshape alike)
+    lead = [0] * (len(x.shape) - 1)
+    y = F.softmax(paddle.reshape(x, lead + [groups, group_size]), axis=-1)
+    return paddle.reshape(y, lead + [groups * group_size])
