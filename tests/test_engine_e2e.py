@@ -104,6 +104,41 @@ def test_export_and_infer_match_dygraph(run):
         assert top_e[0][2] == pytest.approx(top_d[0][2], abs=1e-4)
 
 
+def test_paddle_and_onnx_exports_share_the_directory(run, tmp_path):
+    """Exported in either order into one directory, both formats stay usable: infer_cfg.yml
+    keeps the Paddle entry (model_prefix) beside the ONNX section (the ONNX export once replaced
+    the file and infer.py --model-dir failed with a KeyError). An ONNX-only directory is refused
+    in one line naming what to do."""
+    pytest.importorskip("onnxruntime")
+    import yaml
+
+    _, cfg_path, _ = run
+    weights = str(run[0] / "full" / "best")
+    for order in (("paddle", "onnx"), ("onnx", "paddle")):
+        out = tmp_path / "_".join(order)
+        for fmt in order:
+            _tool("export")(["-c", cfg_path, "-w", weights, "--output", str(out)]
+                            + (["--format", "onnx"] if fmt == "onnx" else []))
+        model_dir = out / "tiny_dcn"
+        info = yaml.safe_load(open(model_dir / "infer_cfg.yml", encoding="utf-8"))
+        assert info["model_prefix"] == "model" and info["onnx"]["model_file"] == "model.onnx"
+        assert info["onnx"]["inputs"] == ["image"] and info["image_shape"] == [3, 16, 16]
+        runner = deploy.InferenceClassifier(str(model_dir))
+        image = np.random.default_rng(0).integers(0, 255, [16, 16, 3], dtype=np.uint8)
+        probs = runner.probabilities([image])
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(model_dir / info["onnx"]["model_file"]), providers=["CPUExecutionProvider"])
+        batch = np.stack([runner.preprocess(image)]).astype(np.float32)
+        np.testing.assert_allclose(session.run(None, {"image": batch})[0], probs, atol=1e-5)
+    only_onnx = tmp_path / "only_onnx"
+    _tool("export")(["-c", cfg_path, "-w", weights, "--output", str(only_onnx), "--format", "onnx"])
+    with pytest.raises(deploy.NotAPaddleExport, match=r"holds an ONNX export only \(model.onnx\).*without --format onnx"):
+        deploy.InferenceClassifier(str(only_onnx / "tiny_dcn"))
+    with pytest.raises(FileNotFoundError, match="is not an exported model directory"):
+        deploy.InferenceClassifier(str(tmp_path))
+
+
 def test_amp_run_trains_and_checkpoints(tmp_path):
     backbone = {"type": "ResNet", "depth": 18, "stem": "small", "base_channels": 4, "dcn_stages": [5]}
     cfg = tiny_config(str(tmp_path / "cache"), backbone, epochs=1)

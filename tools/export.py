@@ -5,7 +5,8 @@
     python tools/export.py -c configs/dcn_r50.yml -w output/dcn_r50/best --format onnx [--opset 22]
 
 Writes output_inference/<config name>/{model.json, model.pdiparams, infer_cfg.yml}, or with
---format onnx {model.onnx, infer_cfg.yml}: a standard ONNX graph (every deformable conv one
+--format onnx {model.onnx, infer_cfg.yml's onnx: section; both formats of one checkpoint can
+share the directory}: a standard ONNX graph (every deformable conv one
 DeformConv node), checked with onnx.checker and run against Paddle in onnxruntime before it is
 kept (needs `pip install -e .[export]`). Detectors export backbone + FPN + RPN head in ONNX.
 """

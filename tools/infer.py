@@ -30,7 +30,6 @@ prefer_fast_mkl_path()  # before the first MKL call: see paddle_dcn/runtime.py
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
-import yaml  # noqa: E402
 
 from paddle_dcn.config import load_config  # noqa: E402
 from paddle_dcn.data.folder import IMAGE_EXTENSIONS, BadImageError, load_rgb  # noqa: E402
@@ -79,8 +78,7 @@ def _detection_runner(args):
     from paddle_dcn.engine import det_deploy
 
     if args.model_dir:
-        with open(os.path.join(args.model_dir, deploy.INFER_CFG), "r", encoding="utf-8") as f:
-            task = (yaml.safe_load(f) or {}).get("task")
+        task = deploy.read_infer_cfg(args.model_dir).get("task")
         return det_deploy.InferenceDetector(args.model_dir) if task == "detection" else None
     cfg = load_config(args.config, args.opt)
     return det_deploy.DygraphDetector(cfg, args.weights) if cfg.get("task") == "detection" else None
@@ -149,6 +147,6 @@ def main(argv=None) -> list:
 if __name__ == "__main__":
     try:
         main()
-    except (BadImageError, FileNotFoundError) as error:  # one line naming the file, no traceback
+    except (BadImageError, FileNotFoundError, deploy.NotAPaddleExport) as error:  # one line, no traceback
         print(f"infer.py: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -20,12 +20,12 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import paddle
-import yaml
 
 from .. import inference
 from .det_deploy import export_detector
-from .deploy_common import (INFER_CFG, MODEL_PREFIX, build_model_with_weights,  # noqa: F401 - this module's API
-                            checked_reference, class_names_of, reference_dataset, write_infer_cfg)
+from .deploy_common import (INFER_CFG, MODEL_PREFIX, NotAPaddleExport,  # noqa: F401 - this module's API
+                            build_model_with_weights, checked_reference, class_names_of, read_infer_cfg,
+                            reference_dataset, write_infer_cfg)
 from .input_size import Preprocessor
 
 
@@ -50,10 +50,16 @@ def export(cfg: Dict[str, Any], weights: str, output_dir: str) -> Dict[str, str]
     shape = [int(v) for v in cfg["export"]["image_shape"]]
     spec = [paddle.static.InputSpec([None] + shape, "float32", "image")]
     model_file, params_file = inference.export_model(_Predict(model), os.path.join(output_dir, MODEL_PREFIX), spec)
-    ds_cfg = cfg.get("eval_dataset") or {}
-    infer_cfg = {"config_name": cfg.get("_name_"), "model_prefix": MODEL_PREFIX, "image_shape": shape,
-                 "transforms": ds_cfg.get("transforms", []), "class_names": class_names_of(cfg, dataset)}
+    infer_cfg = {**infer_cfg_of(cfg, dataset), "model_prefix": MODEL_PREFIX}
     return {"model": model_file, "params": params_file, "infer_cfg": write_infer_cfg(output_dir, infer_cfg)}
+
+
+def infer_cfg_of(cfg: Dict[str, Any], dataset: Any) -> Dict[str, Any]:
+    """The classifier's keys of ``infer_cfg.yml`` that both export formats share: config name,
+    input shape, eval transforms, class names (``dataset``: the checked reference data)."""
+    ds_cfg = cfg.get("eval_dataset") or {}
+    return {"config_name": cfg.get("_name_"), "image_shape": [int(v) for v in cfg["export"]["image_shape"]],
+            "transforms": ds_cfg.get("transforms", []), "class_names": class_names_of(cfg, dataset)}
 
 
 def preprocessor(image_shape: Sequence[int], transforms: List[Dict[str, Any]]) -> Preprocessor:
@@ -75,8 +81,7 @@ class InferenceClassifier:
     """Runs an exported classifier directory with Paddle Inference."""
 
     def __init__(self, model_dir: str, device: str = "cpu") -> None:
-        with open(os.path.join(model_dir, INFER_CFG), "r", encoding="utf-8") as f:
-            self.cfg = yaml.safe_load(f)
+        self.cfg = read_infer_cfg(model_dir)
         self.predictor = inference.create_predictor(os.path.join(model_dir, self.cfg["model_prefix"]), device=device)
         self.preprocess = preprocessor(self.cfg["image_shape"], self.cfg["transforms"])
         self.class_names = self.cfg["class_names"]

@@ -65,9 +65,57 @@ def build_model_with_weights(cfg: Dict[str, Any], weights: str) -> paddle.nn.Lay
     return model
 
 
+# Each export format's own entry of infer_cfg.yml: the Paddle model's file prefix, the ONNX
+# file's section (file, opset, input/output names, ...). The other keys (config, input shape,
+# transforms, classes) describe the model and are shared.
+FORMAT_KEYS = ("model_prefix", "onnx")
+
+
+class NotAPaddleExport(ValueError):
+    """An export directory without a Paddle model (``infer_cfg.yml`` has no ``model_prefix``)."""
+
+
+def _shared_keys(info: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in info.items() if k not in FORMAT_KEYS}
+
+
+def read_infer_cfg(model_dir: str) -> Dict[str, Any]:
+    """``<model_dir>/infer_cfg.yml`` of a Paddle export (FileNotFoundError without the file,
+    :class:`NotAPaddleExport` when it describes an ONNX export only)."""
+    path = os.path.join(model_dir, INFER_CFG)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: {model_dir} is not an exported model directory "
+                                "(tools/export.py writes one)")
+    with open(path, "r", encoding="utf-8") as f:
+        info = yaml.safe_load(f) or {}
+    if "model_prefix" not in info:
+        onnx_file = (info.get("onnx") or {}).get("model_file", "model.onnx")
+        raise NotAPaddleExport(
+            f"{model_dir} holds an ONNX export only ({onnx_file}): --model-dir runs a Paddle export; write "
+            f"one beside it (tools/export.py without --format onnx) or run {onnx_file} in onnxruntime "
+            "(docs/export.md)")
+    return info
+
+
 def write_infer_cfg(output_dir: str, info: Dict[str, Any]) -> str:
-    """Writes ``info`` as ``<output_dir>/infer_cfg.yml``; returns the path."""
+    """Writes ``info`` as ``<output_dir>/infer_cfg.yml`` (atomically); returns the path. An
+    existing file of the same model (the keys outside ``FORMAT_KEYS`` equal) keeps the other
+    format's entry, so a Paddle and an ONNX export of one checkpoint share the directory (the
+    ONNX export once replaced the file, and ``infer.py --model-dir`` lost the Paddle model).
+    A file of another model is replaced whole: its other-format entry would name files of
+    that model."""
     path = os.path.join(output_dir, INFER_CFG)
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(info, f, sort_keys=False, default_flow_style=None)
+    merged = dict(info)
+    if os.path.isfile(path):
+        try:
+            with open(path, "r", encoding="utf-8") as f:
+                old = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError):
+            old = None
+        if isinstance(old, dict) and _shared_keys(old) == _shared_keys(info):
+            merged.update({k: old[k] for k in FORMAT_KEYS if k in old and k not in info})
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(merged, f, sort_keys=False, default_flow_style=None)
+    os.replace(tmp, path)
     return path

@@ -14,13 +14,12 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import paddle
-import yaml
 from PIL import Image, ImageDraw
 
 from .. import inference
 from ..data.det_transforms import DetCompose, collate_detection
 from . import deploy_common as common
-from .deploy_common import INFER_CFG, MODEL_PREFIX
+from .deploy_common import MODEL_PREFIX
 
 
 class _PredictDetection(paddle.nn.Layer):
@@ -49,11 +48,16 @@ def export_detector(cfg: Dict[str, Any], weights: str, output_dir: str) -> Dict[
     model = common.build_model_with_weights(cfg, weights)
     model_file, params_file = inference.export_model(_PredictDetection(model), os.path.join(output_dir, MODEL_PREFIX),
                                                      input_spec())
-    ds = _dataset_cfg(cfg)
-    infer_cfg = {"task": "detection", "config_name": cfg.get("_name_"), "model_prefix": MODEL_PREFIX,
-                 "transforms": ds.get("transforms", []), "size_divisor": int(ds.get("size_divisor", 32)),
-                 "class_names": common.class_names_of(cfg)}
+    infer_cfg = {**infer_cfg_of(cfg), "model_prefix": MODEL_PREFIX}
     return {"model": model_file, "params": params_file, "infer_cfg": common.write_infer_cfg(output_dir, infer_cfg)}
+
+
+def infer_cfg_of(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The detector's keys of ``infer_cfg.yml`` that both export formats share: task, config
+    name, transforms, size divisor, class names."""
+    ds = _dataset_cfg(cfg)
+    return {"task": "detection", "config_name": cfg.get("_name_"), "transforms": ds.get("transforms", []),
+            "size_divisor": int(ds.get("size_divisor", 32)), "class_names": common.class_names_of(cfg)}
 
 
 class Preprocessor:
@@ -95,8 +99,7 @@ class InferenceDetector:
     need plain layouts anyway (see ``inference.create_predictor``)."""
 
     def __init__(self, model_dir: str, device: str = "cpu") -> None:
-        with open(os.path.join(model_dir, INFER_CFG), "r", encoding="utf-8") as f:
-            self.cfg = yaml.safe_load(f)
+        self.cfg = common.read_infer_cfg(model_dir)
         self.predictor = inference.create_predictor(os.path.join(model_dir, self.cfg["model_prefix"]),
                                                     device=device, onednn=False)
         self.preprocess = Preprocessor(self.cfg["transforms"], self.cfg.get("size_divisor", 32))

@@ -19,7 +19,7 @@ from typing import Any, Dict, List
 import paddle
 
 from .. import onnx_export
-from . import deploy, deploy_common as common
+from . import deploy, det_deploy, deploy_common as common
 from .det_deploy import _PredictDetection, input_spec
 
 ONNX_FILE = "model.onnx"
@@ -49,9 +49,10 @@ def export(cfg: Dict[str, Any], weights: str, output_dir: str, opset: int = onnx
     model = common.build_model_with_weights(cfg, weights)
     path = os.path.join(output_dir, ONNX_FILE)
     ds_cfg = cfg.get("eval_dataset") or cfg.get("train_dataset") or {}
-    info: Dict[str, Any] = {"config_name": cfg.get("_name_"), "format": "onnx", "model_file": ONNX_FILE,
-                            "opset": int(opset), "transforms": ds_cfg.get("transforms", []),
-                            "class_names": common.class_names_of(cfg, dataset)}
+    # the model's keys as the Paddle export writes them (shared in infer_cfg.yml), then the
+    # ONNX file's own section
+    info: Dict[str, Any] = {"config_name": cfg.get("_name_")}
+    onnx_info: Dict[str, Any] = {"model_file": ONNX_FILE, "opset": int(opset)}
     result: Dict[str, Any] = {}
     if detection:
         result["not_exported"] = onnx_export.unsupported_ops(_PredictDetection(model), input_spec())
@@ -63,16 +64,17 @@ def export(cfg: Dict[str, Any], weights: str, output_dir: str, opset: int = onnx
         verify = onnx_export.random_inputs(spec, batch=1, size=size)
         onnx_export.export_onnx(_DetectorDense(model), path, spec, opset=opset, output_names=names,
                                 verify_inputs=verify)
-        info.update(task="detection", part="backbone + FPN + RPN head", fpn_strides=list(model.neck.out_strides),
-                    size_divisor=int(ds_cfg.get("size_divisor", 32)),
-                    not_exported=[f"{op} in {layer}: {onnx_export.why_unsupported(op)}"
-                                  for op, layer in result["not_exported"]])
+        info = det_deploy.infer_cfg_of(cfg)
+        onnx_info.update(part="backbone + FPN + RPN head", fpn_strides=list(model.neck.out_strides),
+                         not_exported=[f"{op} in {layer}: {onnx_export.why_unsupported(op)}"
+                                       for op, layer in result["not_exported"]])
     else:
         shape = [int(v) for v in cfg["export"]["image_shape"]]
         spec = [paddle.static.InputSpec([None] + shape, "float32", "image")]
         names = ["probs"]
         onnx_export.export_onnx(deploy._Predict(model), path, spec, opset=opset, output_names=names)
-        info["image_shape"] = shape
-    info.update(inputs=["image"], outputs=names)
+        info = deploy.infer_cfg_of(cfg, dataset)
+    onnx_info.update(inputs=["image"], outputs=names)
+    info["onnx"] = onnx_info
     result.update(onnx=path, infer_cfg=common.write_infer_cfg(output_dir, info), inputs=["image"], outputs=names)
     return result
