@@ -87,7 +87,7 @@ class Trainer:
             raise ValueError(f"nonfinite_loss must be 'raise' or 'skip', got {self.nonfinite_policy!r}")
         setup_logging(self.output_dir if mode == "train" else None, self.rank)
         if mode == "train" and self.is_main:
-            self._write_config()
+            logger.info(f"config ({cfg.get('_name_')}):\n{dump_config(cfg)}")
 
         seed_everything(self.seed)
         self.model = self.unwrapped_model = self.build_model()
@@ -110,13 +110,18 @@ class Trainer:
             self.model = paddle.DataParallel(self.model)
         self.checkpoints = ckpt.CheckpointManager(self.output_dir, int(cfg["checkpoint"]["keep_last"]))
         self.callbacks = self.build_callbacks() + list(callbacks or [])
+        if self.is_main:
+            self._write_config()
 
     def _write_config(self) -> None:
+        """``<output_dir>/config.yml``, once everything is built: a config that fails to build
+        (a bad option) leaves the previous run's file, which names its checkpoints' model, as
+        it was. Atomic (temp file + rename)."""
         os.makedirs(self.output_dir, exist_ok=True)
-        text = dump_config(self.cfg)
-        with open(os.path.join(self.output_dir, "config.yml"), "w", encoding="utf-8") as f:
-            f.write(text)
-        logger.info(f"config ({self.cfg.get('_name_')}):\n{text}")
+        path = os.path.join(self.output_dir, "config.yml")
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(dump_config(self.cfg))
+        os.replace(path + ".tmp", path)
 
     # ----------------------------------------------------------------- build steps
     def build_model(self) -> paddle.nn.Layer:
