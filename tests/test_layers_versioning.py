@@ -4,6 +4,8 @@ import paddle
 import pytest
 
 from paddle_dcn import (
+    DCNv3,
+    DCNv4,
     CoordConv,
     DeformConv2D,
     DeformPSRoIPool,
@@ -28,6 +30,25 @@ from paddle_dcn.layers import VersionedLayer, load_state_dict, upgrade_state_dic
 def test_every_layer_stores_its_version(factory):
     layer = factory()
     assert int(layer.state_dict()["version"].numpy()[0]) == type(layer).VERSION == 1
+
+
+def test_every_public_layer_with_parameters_is_versioned():
+    """Derived from paddle_dcn.layers' exports, so a new layer cannot be left out (DCNv3 and
+    DCNv4 were). DefaultLocalization is SpatialTransformer's localisation net, covered by its
+    version; AddCoords has no parameters."""
+    import paddle_dcn.layers as layers
+
+    classes = [getattr(layers, n) for n in layers.__all__]
+    classes = [c for c in classes if isinstance(c, type) and issubclass(c, paddle.nn.Layer)]
+    unversioned = {c.__name__ for c in classes if not issubclass(c, VersionedLayer)}
+    assert unversioned == {"AddCoords", "DefaultLocalization"}
+    for make in (lambda: DCNv3(8, groups=2), lambda: DCNv4(8, groups=2)):
+        layer = make()
+        state = layer.state_dict()
+        assert int(state["version"].numpy()[0]) == 1
+        del state["version"]  # a checkpoint of the unversioned release still loads
+        missing, unexpected = load_state_dict(make(), state)
+        assert not missing and not unexpected
 
 
 class GainV1(VersionedLayer):

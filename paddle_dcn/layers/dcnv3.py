@@ -11,9 +11,10 @@ from .. import ops
 from ..ops import _checks
 from ..ops.group_softmax import group_softmax
 from . import _aggregate_block as blk
+from ._versioning import VersionedLayer
 
 
-class DCNv3(nn.Layer):
+class DCNv3(VersionedLayer):
     """InternImage's DCNv3 operator as a layer (``channels`` in, ``channels`` out).
 
     ``y = layer(x)``:

@@ -11,11 +11,12 @@ from paddle import nn
 from .. import ops
 from ..ops import _checks
 from . import _aggregate_block as blk
+from ._versioning import VersionedLayer
 
 MASK_INITS = ("zero", "mean")
 
 
-class DCNv4(nn.Layer):
+class DCNv4(VersionedLayer):
     """The DCNv4 operator as a layer (``channels`` in, ``channels`` out).
 
     ``y = layer(x)``:
