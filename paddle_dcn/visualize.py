@@ -1,9 +1,11 @@
 """Pictures of where deformable convolutions sample (as in the DCN papers' figures).
 
-:func:`visualize_offsets` runs a model (or a single DeformConv2D) on one input, and for each
-DeformConv2D draws, over the input image, the sampling locations of chosen output pixels:
-red dots for the kh*kw (x deformable groups) samples, their size and opacity following the
-modulation mask of a v2 layer, a green cross at the output pixel's own position. It returns
+:func:`visualize_offsets` runs a model (or a single deformable layer) on one input, and for each
+deformable layer that predicts its offsets (DeformConv2D, DCNv3, DCNv4; ``engine.offsets``)
+draws, over the input image, the sampling locations of chosen output pixels: red dots for the
+kh*kw (x deformable groups) samples, their size and opacity following the modulation mask of a
+DeformConv2D v2 (DCNv3/DCNv4 dots are drawn alike: their aggregation weights are not a [0, 1]
+mask), a green cross at the output pixel's own position. It returns
 HWC uint8 numpy images (what VisualDL's ``add_image`` takes by default);
 ``tools/visualize_offsets.py`` is the command line around it.
 
@@ -22,13 +24,14 @@ import numpy as np
 import paddle
 from PIL import Image, ImageDraw
 
+from .layers._offset_reader import offset_reader
 from .layers.deform_conv import DeformConv2D
 
 Point = Sequence[float]
 
 
 def sampling_locations(
-    layer: DeformConv2D,
+    layer: paddle.nn.Layer,
     offset: np.ndarray,
     mask: Optional[np.ndarray],
     out_points: Sequence[Sequence[int]],
@@ -36,8 +39,11 @@ def sampling_locations(
     """Where ``layer`` samples its input for the given output pixels of one image.
 
     Args:
-        layer: gives kernel size, stride, padding, dilation and deformable groups.
-        offset: ``[2P, H_out, W_out]`` (P = deformable_groups*kh*kw), the op's layout.
+        layer: a deformable layer (DeformConv2D, DCNv3, DCNv4): gives kernel size, stride,
+            padding and dilation.
+        offset: ``[2P, H_out, W_out]`` (P = offset groups * kh * kw, group-major, kernel
+            points row-major), ``(dy, dx)`` per point: DeformConv2D's op layout, displacements
+            from the plain conv's grid.
         mask: ``[P, H_out, W_out]`` or None.
         out_points: output pixels ``(i, j)``.
 
@@ -49,7 +55,7 @@ def sampling_locations(
     sh, sw = layer.stride
     ph, pw = layer.padding
     dh, dw = layer.dilation
-    groups = layer.deformable_groups
+    groups = offset.shape[0] // (2 * kh * kw)
     a, b = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
     base_y = np.tile((a * dh).reshape(-1), groups)  # [P], row-major kernel points per group
     base_x = np.tile((b * dw).reshape(-1), groups)
@@ -136,17 +142,17 @@ def visualize_offsets(
     batch_index: int = 0,
     min_size: int = 256,
 ) -> Dict[str, np.ndarray]:
-    """Runs ``model(x)`` once and draws, for each DeformConv2D in it, its sampling locations.
+    """Runs ``model(x)`` once and draws, for each deformable layer in it, its sampling locations.
 
     Args:
-        model: a DeformConv2D or any Layer containing some.
+        model: a deformable layer or any Layer containing some (DeformConv2D; DCNv3, DCNv4).
         x: the model's input ``[N, C, H, W]`` (or ``[C, H, W]``).
         points: image pixels ``(y, x)`` whose nearest output pixel of each layer is shown
             (default: three points across the middle row).
         image: HWC uint8 picture of ``x[batch_index]`` to draw on, ``H x W`` like x
             (default: ``x[batch_index]`` min-max scaled, see :func:`to_display_image`).
         layer_names: the sublayer names to draw (``named_sublayers`` names; ``""`` is
-            ``model`` itself); default every DeformConv2D.
+            ``model`` itself); default every deformable layer.
         batch_index: which image of the batch.
         min_size: see :func:`draw_sampling_locations`.
 
@@ -168,13 +174,29 @@ def visualize_offsets(
 
     chosen = {
         name: layer for name, layer in model.named_sublayers(include_self=True)
-        if isinstance(layer, DeformConv2D) and (layer_names is None or name in layer_names)
+        if (isinstance(layer, DeformConv2D) or offset_reader(layer) is not None)
+        and (layer_names is None or name in layer_names)
     }
     if not chosen:
         raise ValueError(
-            "model has no DeformConv2D" + (f" named {list(layer_names)}" if layer_names else "")
+            "model has no deformable layer (DeformConv2D, DCNv3, DCNv4)"
+            + (f" named {list(layer_names)}" if layer_names else "")
         )
     captured: Dict[str, tuple] = {}
+    input_hw: Dict[str, list] = {}
+
+    def aggregate_hooks(name: str, layer: paddle.nn.Layer) -> list:
+        """DCNv3/DCNv4: the input size before the layer runs, the offsets from its predictor."""
+        predictor, read = offset_reader(layer)
+
+        def before(_layer, inputs):
+            shape = list(inputs[0].shape)
+            input_hw[name] = shape[1:3] if getattr(layer, "data_format", "NCHW") == "NHWC" else shape[2:]
+
+        def after(_layer, _inputs, output):
+            off = read(output)[batch_index]  # [P, 2, H, W]
+            captured[name] = (input_hw[name], off.reshape(-1, *off.shape[2:]), None)
+        return [layer.register_forward_pre_hook(before), predictor.register_forward_post_hook(after)]
 
     def hook_for(name: str):
         def hook(layer, inputs, kwargs):
@@ -191,10 +213,12 @@ def visualize_offsets(
             )
         return hook
 
-    handles = [
-        layer.register_forward_pre_hook(hook_for(name), with_kwargs=True)
-        for name, layer in chosen.items()
-    ]
+    handles = []
+    for name, layer in chosen.items():
+        if isinstance(layer, DeformConv2D):
+            handles.append(layer.register_forward_pre_hook(hook_for(name), with_kwargs=True))
+        else:
+            handles.extend(aggregate_hooks(name, layer))
     was_training = model.training
     model.eval()
     try:
@@ -224,7 +248,7 @@ def visualize_offsets(
         centres = (np.asarray(out_points, dtype=np.float64) + 0.5) * np.array(
             [height / out_h, width / out_w]
         ) - 0.5
-        if weights is not None and layer.mask_init != 0.5:
+        if weights is not None and getattr(layer, "mask_init", 0.5) != 0.5:
             weights = weights / (2.0 * layer.mask_init)  # back to [0, 1]
         pictures[name] = draw_sampling_locations(image, locations, centres, weights, min_size)
     return pictures

@@ -219,5 +219,15 @@ def test_shipped_config_trains_end_to_end(tmp_path, config):
     metrics = tool_main("train")(["-c", config, "--output", str(tmp_path / "out"), "-o", "epochs=1",
                           "train_dataset.num_samples=64", "eval_dataset.num_samples=32",
                           f"train_dataset.cache_dir={cache}", f"eval_dataset.cache_dir={cache}",
-                          "visualdl.enabled=false"])
+                          "visualdl.num_images=1"])
     assert 0.0 <= metrics["top1"] <= 100.0 and os.path.exists(tmp_path / "out" / "best.pdparams")
+    # VisualDL: the offsets of the deformable stages (once recorded for DeformConv2D only)
+    import glob
+
+    from visualdl import LogReader
+
+    (records,) = glob.glob(str(tmp_path / "out" / "vdl" / "vdlrecords.*"))
+    tags = LogReader(file_path=records).get_tags()
+    assert sorted(tags["histogram"]) == ["offsets/backbone.res2", "offsets/backbone.res3"]
+    assert {"offsets_mean/backbone.res2", "offsets_mean/backbone.res3"} <= set(tags["scalar"])
+    assert any(t.startswith("sampling_locations/backbone.res3") for t in tags["image"])

@@ -128,3 +128,71 @@ def test_effective_dilation_measures_the_sampling_grid():
     np.testing.assert_allclose(effective_dilation(one_row, (1, 3)), 2.0)
     with pytest.raises(ValueError, match="offsets must be"):
         effective_dilation(zero[:, :5], (kh, kw))
+
+
+def _probe_sampling_positions(layer, prediction, h, w):
+    """Where layer's aggregation op samples, measured through the op itself: a value map whose
+    two channels per group are the y and x pixel coordinates (bilinear sampling of a ramp is
+    exact away from the border) and one-hot weights per kernel point. Returns [Ho, Wo, G, K, 2]
+    (y, x) in the op's point order k = iw*kh + ih, for image 0."""
+    from paddle_dcn.ops import deform_aggregate
+
+    kh, kw = layer.kernel_size
+    k, g = kh * kw, layer.groups
+    n, ho, wo = prediction.shape[:3]
+    ys, xs = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    value = paddle.to_tensor(np.tile(np.stack([ys, xs], -1)[None], [n, 1, 1, g]))
+    pred = prediction.astype("float64").numpy()
+    if hasattr(layer, "offset_mask"):  # DCNv4: per group 2K offsets, K weights
+        offset = pred[..., : g * 3 * k].reshape(n, ho, wo, g, 3 * k)[..., : 2 * k].reshape(n, ho, wo, -1)
+    else:
+        offset = pred
+    out = np.zeros([ho, wo, g, k, 2])
+    for point in range(k):
+        weight = np.zeros([n, ho, wo, g, k])
+        weight[..., point] = 1.0
+        y = deform_aggregate(value, paddle.to_tensor(offset), paddle.to_tensor(weight.reshape(n, ho, wo, -1)),
+                             layer.kernel_size, layer.stride, layer.padding, layer.dilation, g, layer.offset_scale)
+        out[:, :, :, point] = y.numpy()[0].reshape(ho, wo, g, 2)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["DCNv3", "DCNv4"])
+def test_dcnv3_dcnv4_offsets_read_as_the_op_samples(kind):
+    """engine.offsets / visualize read DCNv3 and DCNv4 offsets (their projections' outputs) in
+    DeformConv2D's layout: the locations drawn are where the op samples, measured through the
+    op on a coordinate ramp (kernel 3x5, dilation (1, 2), offset_scale 0.7, 2 groups)."""
+    from paddle_dcn import DCNv3, DCNv4
+    from paddle_dcn.engine.offsets import capture_offsets
+
+    paddle.seed(0)
+    cls = DCNv3 if kind == "DCNv3" else DCNv4
+    layer = cls(8, kernel_size=(3, 5), dilation=(1, 2), groups=2, offset_scale=0.7)
+    predictor = layer.offset_predictor
+    predictor.weight.set_value(paddle.randn(predictor.weight.shape) * 0.2)
+    predictor.bias.set_value(paddle.randn(predictor.bias.shape) * 0.3)
+    x = paddle.randn([1, 8, 12, 13])
+    seen = {}
+    handle = predictor.register_forward_post_hook(lambda _l, _i, out: seen.setdefault("p", out))
+    model = paddle.nn.Sequential(layer)
+    offsets = capture_offsets(model, lambda: model(x))
+    handle.remove()
+    assert list(offsets) == ["0"]
+    off = offsets["0"]
+    assert off.shape == (1, 2 * 15, 2, 12, 13)
+    probe = _probe_sampling_positions(layer, seen["p"], 12, 13)
+    checked = 0
+    for i, j in [(3, 4), (6, 6), (8, 9), (5, 10)]:
+        locations, _ = sampling_locations(layer, off[0].reshape(-1, 12, 13), None, [(i, j)])
+        got = locations[0].reshape(2, 3, 5, 2)  # [G, kh, kw, (y, x)] row-major
+        for grp in range(2):
+            for ih in range(3):
+                for iw in range(5):
+                    want = probe[i, j, grp, iw * 3 + ih]
+                    y, x_ = got[grp, ih, iw]
+                    if 1 <= y <= 10 and 1 <= x_ <= 11:  # all four neighbours inside the map
+                        np.testing.assert_allclose([y, x_], want, atol=1e-4)
+                        checked += 1
+    assert checked > 60
+    (picture,) = visualize_offsets(layer, x, points=[(6, 6)]).values()
+    assert picture.dtype == np.uint8 and picture.ndim == 3

@@ -9,8 +9,8 @@ samples are split into ``--bins`` groups of equal count by that radius (quantile
 top-1 of each group is printed (``--json``: as JSON), so one sees where a model's errors sit:
 on tiny shapes, on large ones, or evenly.
 
-``--dilation`` adds, for a model with deformable convs, the DCN v1 paper's footprint measure
-per stage and group (``paddle_dcn.engine.offsets.effective_dilation``: mean distance between
+``--dilation`` adds, for a model with deformable layers (DeformConv2D, DCNv3, DCNv4), the DCN
+v1 paper's footprint measure per stage and group (``paddle_dcn.engine.offsets.effective_dilation``: mean distance between
 adjacent sampling locations, in pixels of the layer's input; 1.0 for a plain 3x3 conv),
 averaged over the pixels on the shape and over the background separately (the shape's
 coverage, box-averaged to each layer's output grid, weights the pixels). A filter that adapts
@@ -109,7 +109,8 @@ class DilationBySize:
     def __init__(self, model: paddle.nn.Layer, dataset: GeometricShapes) -> None:
         self.layers = deformable_layers(model)
         if not self.layers:
-            raise ValueError("--dilation needs a model with deformable convs (dcn_stages), found none")
+            raise ValueError("--dilation needs a model with deformable layers that predict their offsets "
+                             "(DeformConv2D, DCNv3, DCNv4: dcn_stages), found none")
         self.masks = np.stack([
             render_shape_mask(dataset.seed, dataset.split, i, dataset.image_size, dataset.num_classes,
                               dataset.scale_range, dataset.warp_range) for i in range(len(dataset))

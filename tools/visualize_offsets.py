@@ -1,4 +1,4 @@
-"""Draw where the deformable convolutions of a model sample, over an input image, to PNG files.
+"""Draw where the deformable layers of a model sample, over an input image, to PNG files.
 
     # a model built by a Python factory "module:function", with trained weights
     python tools/visualize_offsets.py --model my_pkg.models:build --weights out/model.pdparams \
@@ -7,8 +7,8 @@
     # no trained model at hand: one DeformConv2D with random offsets (a quick look at the tool)
     python tools/visualize_offsets.py --demo --out offsets.png
 
-One PNG per DeformConv2D: with one layer exactly --out, with several --out's stem plus the
-layer name (``offsets_backbone.layer4.0.conv2.png``). The drawing itself is
+One PNG per deformable layer (DeformConv2D, DCNv3, DCNv4): with one layer exactly --out, with
+several --out's stem plus the layer name (``offsets_backbone.layer4.0.conv2.png``). The drawing itself is
 ``paddle_dcn.visualize.visualize_offsets`` (the training pipeline reuses it for VisualDL).
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=None, help="resize the image to SIZE x SIZE")
     parser.add_argument("--points", type=parse_point, nargs="+", default=None,
                         help="image pixels 'y,x' whose sampling is drawn (default: 3 on the middle row)")
-    parser.add_argument("--layers", nargs="+", default=None, help="DeformConv2D sublayer names to draw")
+    parser.add_argument("--layers", nargs="+", default=None, help="deformable sublayer names to draw")
     parser.add_argument("--mean", type=float, nargs=3, default=IMAGENET_MEAN)
     parser.add_argument("--std", type=float, nargs=3, default=IMAGENET_STD)
     parser.add_argument("--out", required=True, help="output PNG path")

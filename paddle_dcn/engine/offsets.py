@@ -1,8 +1,13 @@
-"""Reads the sampling offsets of a model's deformable convs (for VisualDL and tools).
+"""Reads the sampling offsets of a model's deformable layers (for VisualDL and tools).
 
-A deformable layer is any sub-layer with ``conv_offset`` and ``num_points`` (paddle_dcn's
-``DeformConv2D``): its ``conv_offset`` output holds, per output pixel, ``2 * num_points``
-offset channels (y, x per kernel point) followed by the mask logits for DCN v2.
+A deformable layer is a sub-layer that predicts its own offsets:
+- one with ``conv_offset`` and ``num_points`` (paddle_dcn's ``DeformConv2D``): its
+  ``conv_offset`` output holds, per output pixel, ``2 * num_points`` offset channels (y, x per
+  kernel point) followed by the mask logits for DCN v2;
+- one with ``offset_predictor`` and ``sampling_offsets`` (``DCNv3``, ``DCNv4``): the
+  predictor's output, turned into the same layout by ``sampling_offsets``.
+Either way the offsets come out as ``[N, num_points, 2, H_out, W_out]`` (y then x, kernel
+points row-major per offset group), displacements from the plain conv's sampling grid.
 """
 from __future__ import annotations
 
@@ -14,14 +19,17 @@ import numpy as np
 import paddle
 from paddle import nn
 
+from ..layers._offset_reader import offset_reader
+
 _STAGE_RE = re.compile(r"^(.*?(?:res\d+|stages\.\d+))\.")
 
 
 def deformable_layers(model: nn.Layer) -> "OrderedDict[str, nn.Layer]":
-    """``{qualified name: layer}`` of every deformable conv in ``model``, in definition order."""
+    """``{qualified name: layer}`` of every deformable layer in ``model`` (see
+    :func:`offset_reader`), in definition order."""
     found = OrderedDict()
     for name, layer in model.named_sublayers():
-        if getattr(layer, "conv_offset", None) is not None and hasattr(layer, "num_points"):
+        if offset_reader(layer) is not None:
             found[name] = layer
     return found
 
@@ -40,11 +48,11 @@ def capture_offsets(model: nn.Layer, run) -> "OrderedDict[str, np.ndarray]":
     captured: Dict[str, np.ndarray] = OrderedDict()
     handles = []
     for name, layer in layers.items():
-        def hook(_layer, _inputs, output, name=name, p=layer.num_points):
-            off = output[:, : 2 * p].astype("float32").numpy()
-            n, _, h, w = off.shape
-            captured[name] = off.reshape(n, p, 2, h, w)
-        handles.append(layer.conv_offset.register_forward_post_hook(hook))
+        predictor, read = offset_reader(layer)
+
+        def hook(_layer, _inputs, output, name=name, read=read):
+            captured[name] = read(output)
+        handles.append(predictor.register_forward_post_hook(hook))
     try:
         with paddle.no_grad():
             run()

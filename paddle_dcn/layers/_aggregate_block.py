@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import paddle
 from paddle import nn
 from paddle.amp.auto_cast import amp_state
@@ -148,3 +149,33 @@ def check_input(x: paddle.Tensor, channels: int, data_format: str, layer: str) -
     if len(shape) != 4 or (shape[axis] >= 0 and shape[axis] != channels):
         raise ValueError(f"{layer}: x must be {layout} with C = channels = {channels} (data_format "
                          f"{data_format!r}), got shape {shape}")
+
+
+def sampling_offsets(layer: nn.Layer, prediction: paddle.Tensor, fused: bool) -> np.ndarray:
+    """A DCNv3/DCNv4 layer's offsets in the layout the deformable-conv tools read
+    (``engine.offsets``, ``visualize``; DeformConv2D's): float32 numpy
+    ``[N, G*kh*kw, 2, H_out, W_out]``, group-major, the kernel points row-major (row outer,
+    where the aggregation's order has the column outer), ``(dy, dx)``, as displacements from
+    the plain conv's sampling grid in input pixels: ``s*(p + d) - p`` for grid point ``p``
+    relative to the kernel centre and ``s = offset_scale`` (``d`` when s = 1).
+
+    ``prediction``: the offset projection's output ``[N, H_out, W_out, ...]``, DCNv3's
+    ``G*K*2`` offsets (``fused`` False) or DCNv4's fused tensor (per group 2K offsets then K
+    weights, padding after)."""
+    kh, kw = layer.kernel_size
+    k, groups = kh * kw, layer.groups
+    a = prediction.astype("float32").numpy()
+    n, h, w = a.shape[:3]
+    if fused:
+        a = a[..., : groups * 3 * k].reshape(n, h, w, groups, 3 * k)[..., : 2 * k]
+    a = a.reshape(n, h, w, groups, kw, kh, 2)  # point k = iw*kh + ih, then (dx, dy)
+    a = np.ascontiguousarray(a.transpose(0, 3, 5, 4, 6, 1, 2)[:, :, :, :, ::-1])  # [N, G, kh, kw, (dy, dx), H, W]
+    s = float(layer.offset_scale)
+    if s != 1.0:
+        dh, dw = layer.dilation
+        grid_y = np.arange(kh) * dh - dh * (kh - 1) // 2
+        grid_x = np.arange(kw) * dw - dw * (kw - 1) // 2
+        a = s * a
+        a[:, :, :, :, 0] += ((s - 1.0) * grid_y)[None, None, :, None, None, None]
+        a[:, :, :, :, 1] += ((s - 1.0) * grid_x)[None, None, None, :, None, None]
+    return a.reshape(n, groups * k, 2, h, w).astype(np.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import numpy as np
 import paddle
 from paddle import nn
 
@@ -93,6 +94,16 @@ class DCNv4(VersionedLayer):
         if not self.without_pointwise:
             out = self.output_proj(out)
         return blk.to_nchw(out) if self.data_format == "NCHW" else out
+
+    @property
+    def offset_predictor(self) -> nn.Layer:
+        """The sub-layer whose output holds the offsets (read by :meth:`sampling_offsets`)."""
+        return self.offset_mask
+
+    def sampling_offsets(self, prediction: paddle.Tensor) -> np.ndarray:
+        """``offset_predictor``'s output (the fused tensor) as ``[N, G*kh*kw, 2, H_out, W_out]``
+        (dy, dx) numpy, DeformConv2D's layout for the offset tools (``blk.sampling_offsets``)."""
+        return blk.sampling_offsets(self, prediction, fused=True)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
