@@ -97,3 +97,38 @@ def test_dcnv3_runs_it_in_cpu_dygraph_and_paddles_layer_norm_when_traced(monkeyp
     ops = {op.name() for op in trace(layer, [paddle.static.InputSpec([None, 8, 7, 7], "float32")]).ops}
     assert "pd_op.layer_norm" in ops
     assert not any("layer_norm_last_axis" in name for name in ops)
+
+
+@pytest.mark.parametrize("path", ["to_static", "auto_cast"])
+def test_a_frozen_norm_weight_keeps_the_input_gradient_right_off_the_library_op(path):
+    """Paddle 3.3.1's CPU layer_norm gets the input gradient wrong when its weight needs no
+    gradient; DCNv3's LayerNorm takes Paddle's op when traced and under auto_cast, so with
+    dw_norm.weight frozen it applies the affine step itself there. Reference: CPU dygraph
+    (this library's op, checked against numpy above)."""
+    paddle.seed(2)
+    layer = DCNv3(8, groups=2)
+    for _, p in layer.named_parameters():  # trained-like: the zero-initialised offset and mask
+        p.set_value(paddle.randn(p.shape) * 0.3)  # projections would pass no gradient to the norm
+    layer.dw_norm.weight.stop_gradient = True
+    x = paddle.randn([2, 8, 6, 5])
+    cot = paddle.randn([2, 8, 6, 5])
+
+    def grads(run):
+        xv = x.detach()
+        xv.stop_gradient = False
+        (run(xv) * cot).sum().backward()
+        out = [xv.grad.numpy(), layer.dw_conv.bias.grad.numpy()]
+        layer.clear_gradients()
+        return out
+
+    want = grads(layer)
+    if path == "to_static":
+        static = paddle.jit.to_static(layer, full_graph=True)
+        got = grads(static)
+    else:
+        def amp(xv):
+            with paddle.amp.auto_cast(dtype="bfloat16"):
+                return layer(xv)
+        got = grads(amp)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-5)
