@@ -181,6 +181,32 @@ def test_bad_arguments_are_named():
 
 
 @pytest.mark.parametrize("layer_cls", [DCNv3, DCNv4])
+def test_input_dtypes_on_cpu(layer_cls):
+    """Half activations are computed in float32 (as the other layers do); half parameters, a
+    dtype other than the parameters' and integer input are ValueErrors naming the layer and
+    the fix (they were Paddle's matmul errors)."""
+    paddle.seed(6)
+    layer = layer_cls(8, groups=2)
+    _randomise(layer, ("offset", "mask"), 0.3)
+    x = paddle.randn([2, 8, 5, 6])
+    for half in ("bfloat16", "float16"):
+        xh = x.astype(half)
+        out = layer(xh)
+        assert out.dtype == paddle.float32
+        np.testing.assert_allclose(out.numpy(), layer(xh.astype("float32")).numpy(), rtol=1e-6, atol=1e-6)
+    name = layer_cls.__name__
+    with pytest.raises(ValueError, match=rf"{name}: x has dtype paddle.float64 but the layer's parameters are "
+                                         r"paddle.float32: cast one to the other"):
+        layer(x.astype("float64"))
+    with pytest.raises(ValueError, match=rf"{name}: x must be a floating-point tensor, got dtype paddle.int32"):
+        layer(x.astype("int32"))
+    layer.to(dtype="bfloat16")
+    with pytest.raises(ValueError, match=rf"{name}: its parameters are paddle.bfloat16; on CPU the layer computes "
+                                         "in float32 or float64"):
+        layer(x)
+
+
+@pytest.mark.parametrize("layer_cls", [DCNv3, DCNv4])
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 def test_an_empty_batch_gives_an_empty_output(layer_cls, data_format):
     layer = layer_cls(16, groups=4, stride=2, data_format=data_format)

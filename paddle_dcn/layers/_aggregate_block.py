@@ -12,7 +12,7 @@ from paddle.amp.auto_cast import amp_state
 from paddle.nn.initializer import Constant, XavierUniform
 
 from ..ops import _checks
-from ..ops.channel_bias import in_cpu_dygraph
+from ..ops.channel_bias import eager_on_cpu, in_cpu_dygraph
 from ..ops.depthwise_conv import depthwise_conv2d_nhwc
 from ..ops.layer_norm import layer_norm_last_axis
 from ..ops.row_bias import add_row_bias
@@ -133,7 +133,10 @@ class DepthwiseConv2D(nn.Conv2D):
         CPU path)."""
         if in_cpu_dygraph(nhwc) and self.weight.dtype == nhwc.dtype:
             return _args.run_op(depthwise_conv2d_nhwc, self._op_args, nhwc, self.weight, self.bias)
-        return to_nhwc(nn.Conv2D.forward(self, nchw if nchw is not None else to_nchw(nhwc)))  # no super(): see Projection
+        # no super(), and isinstance rather than "is None" on a tensor (which SOT reads as
+        # tensor control flow and breaks its graph on): see Projection
+        given = isinstance(nchw, (paddle.Tensor, paddle.pir.Value))
+        return to_nhwc(nn.Conv2D.forward(self, nchw if given else to_nchw(nhwc)))
 
 
 def depthwise(channels: int, kernel: int, stride: list) -> DepthwiseConv2D:
@@ -147,6 +150,33 @@ def to_nhwc(x: paddle.Tensor) -> paddle.Tensor:
 
 def to_nchw(x: paddle.Tensor) -> paddle.Tensor:
     return x.transpose([0, 3, 1, 2])
+
+
+_FLOAT_DTYPES = (paddle.float16, paddle.bfloat16, paddle.float32, paddle.float64)
+
+
+def input_in_layer_dtype(x: paddle.Tensor, weight: paddle.Tensor, layer: str) -> paddle.Tensor:
+    """``x`` in the dtype the layer computes in (``weight``: one of its parameters). On CPU the
+    aggregation op and Paddle's matmuls have float32/float64 kernels only: in dygraph,
+    bfloat16/float16 activations are computed in float32 (as the other layers do,
+    docs/layers.md), half parameters are a ValueError saying so. A floating dtype other than
+    the parameters' (say float64 into a float32 layer) is a ValueError naming both, not
+    Paddle's matmul error (outside ``auto_cast``, which casts for the matmuls itself).
+    Dtype tests only, and the place only in plain dygraph: to_static's SOT mode breaks its
+    graph on a place (see :class:`Projection`)."""
+    if x.dtype not in _FLOAT_DTYPES:
+        raise ValueError(f"{layer}: x must be a floating-point tensor, got dtype {x.dtype}")
+    if eager_on_cpu(x):
+        if weight.dtype not in _checks.CPU_DTYPES:
+            raise ValueError(f"{layer}: its parameters are {weight.dtype}; on CPU the layer computes in float32 "
+                             "or float64 (Paddle's CPU matmul has no half kernels): keep the parameters "
+                             "float32 there (layer.to(dtype='float32'))")
+        if x.dtype not in _checks.CPU_DTYPES:
+            x = x.astype(weight.dtype)
+    if x.dtype != weight.dtype and amp_state() is None:  # auto_cast casts for the matmuls itself
+        raise ValueError(f"{layer}: x has dtype {x.dtype} but the layer's parameters are {weight.dtype}: cast "
+                         "one to the other (x.astype(...) or layer.to(dtype=...))")
+    return x
 
 
 def check_input(x: paddle.Tensor, channels: int, data_format: str, layer: str) -> None:

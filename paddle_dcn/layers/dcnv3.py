@@ -64,6 +64,7 @@ class DCNv3(VersionedLayer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         blk.check_input(x, self.channels, self.data_format, "DCNv3")
+        x = blk.input_in_layer_dtype(x, self.offset.weight, "DCNv3")
         nhwc = blk.to_nhwc(x) if self.data_format == "NCHW" else x
         value = self.input_proj(nhwc)
         feat = F.gelu(self.dw_norm(self.dw_conv.forward_nhwc(nhwc, x if self.data_format == "NCHW" else None)))

@@ -79,6 +79,7 @@ class DCNv4(VersionedLayer):
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         blk.check_input(x, self.channels, self.data_format, "DCNv4")
+        x = blk.input_in_layer_dtype(x, self.offset_mask.weight, "DCNv4")
         nhwc = blk.to_nhwc(x) if self.data_format == "NCHW" else x
         value = nhwc if self.without_pointwise else self.value_proj(nhwc)
         if self.offset_mask_dw is not None:

@@ -15,17 +15,22 @@ from . import _checks
 from ._library import load_library, run_op
 
 
-def in_cpu_dygraph(x: paddle.Tensor) -> bool:
-    """Whether ``x`` is a CPU tensor of a supported dtype in plain dygraph: not traced by
-    ``to_static`` (AST or SOT), so a CPU-only library op may stand in for Paddle's own."""
+def eager_on_cpu(x: paddle.Tensor) -> bool:
+    """Whether ``x`` is a CPU tensor in plain dygraph: not traced by ``to_static`` (AST or
+    SOT; the traced checks come first, so SOT never reads a place, which breaks its graph)."""
     return (
         not in_sot_simulation_mode()  # to_static's SOT traces in dynamic mode
         and not in_to_static_mode()
         and paddle.in_dynamic_mode()
         and isinstance(x, paddle.Tensor)
         and x.place.is_cpu_place()
-        and x.dtype in _checks.CPU_DTYPES
     )
+
+
+def in_cpu_dygraph(x: paddle.Tensor) -> bool:
+    """Whether ``x`` is a CPU tensor of a supported dtype in plain dygraph (:func:`eager_on_cpu`),
+    so a CPU-only library op may stand in for Paddle's own."""
+    return eager_on_cpu(x) and x.dtype in _checks.CPU_DTYPES
 
 
 def add_channel_bias(x: paddle.Tensor, bias: paddle.Tensor) -> paddle.Tensor:
