@@ -15,7 +15,7 @@ import paddle
 import paddle.nn.functional as F
 
 from ._library import load_library, run_op
-from .channel_bias import in_cpu_dygraph
+from .channel_bias import in_cpu_dygraph, in_eager_mode
 
 
 def group_softmax(x: paddle.Tensor, group_size: int) -> paddle.Tensor:
@@ -25,13 +25,14 @@ def group_softmax(x: paddle.Tensor, group_size: int) -> paddle.Tensor:
         load_library()
         return run_op("pdcn_group_softmax", x, int(group_size))
     groups = x.shape[-1] // group_size
-    if paddle.in_dynamic_mode():
+    if in_eager_mode():
         # unflatten/flatten keep an empty batch's sizes (reshape's 0 = "copy the size" turned
         # [0, H, W, G*k] into [0, 0, 0, G*k])
         return paddle.flatten(F.softmax(paddle.unflatten(x, -1, [groups, group_size]), axis=-1),
                               start_axis=len(x.shape) - 1)
-    # traced: the leading sizes may be unknown (an InputSpec's None H and W), which unflatten
-    # refuses beyond one; reshape's 0 copies each (in Paddle and in ONNX's Reshape alike)
+    # traced (AST or SOT): the leading sizes may be unknown (an InputSpec's None H and W; SOT's
+    # symbolic sizes once a call changes them), which unflatten refuses beyond one; reshape's 0
+    # copies each (in Paddle and in ONNX's Reshape alike)
     lead = [0] * (len(x.shape) - 1)
     y = F.softmax(paddle.reshape(x, lead + [groups, group_size]), axis=-1)
     return paddle.reshape(y, lead + [groups * group_size])
