@@ -9,7 +9,10 @@ from the base's ``type`` replaces the base mapping entirely (switching ``Momentu
 Overrides ``a.b=1 c=[3,4]`` parse the value as YAML (never ``eval``). The key path must
 exist, with one exception: a mapping that has a ``type`` key is the argument list of a
 registered class, and it may gain any key; :func:`paddle_dcn.registry.build` then checks
-it against the constructor. Unknown keys are errors that list the valid ones.
+it against the constructor. Unknown keys are errors that list the valid ones. An override of
+a ``type`` to another class drops the mapping's other keys, as between ``_base_`` files;
+``type`` overrides apply before the others, so ``dcn.type=DCNv3 dcn.groups=4`` keeps groups
+in either order.
 
 The top-level keys a config may use, with their defaults, are :data:`DEFAULTS`; so are the
 keys of its settings sections (``loader``, ``checkpoint``, ``amp``, ``visualdl``, ``export``).
@@ -177,7 +180,12 @@ def apply_override(cfg: Dict[str, Any], key: str, value: Any) -> None:
                 f"override {key!r}: unknown key {part!r} in {where}; valid keys: "
                 f"{', '.join(sorted(map(str, node)))}"
             )
-        if last:
+        if last and part == "type" and "type" in node and node["type"] != value:
+            # as between _base_ files: another type is another class, whose arguments the
+            # old ones are not (-o model.backbone.dcn.type=DCNv3 on a DeformConv2D dcn)
+            node.clear()
+            node["type"] = value
+        elif last:
             node[part] = value
         else:
             if node.get(part) is None:
@@ -224,7 +232,9 @@ def load_config(path: str, overrides: Optional[Sequence[Any]] = None) -> Dict[st
     check_sections(data, path)
     cfg = merge(DEFAULTS, data)
     cfg["_name_"] = os.path.splitext(os.path.basename(path))[0]
-    for key, value in parse_overrides(overrides):
+    pairs = parse_overrides(overrides)
+    # a type first: changing it drops the mapping's other keys, so the keys given with it apply after
+    for key, value in sorted(pairs, key=lambda kv: not kv[0].endswith(".type")):
         apply_override(cfg, key, value)
     check_top_level(cfg, "overrides")
     if not cfg.get("output_dir"):

@@ -62,6 +62,23 @@ def test_override_may_add_constructor_args_to_typed_sections(cfg_files):
     assert cfg["model"]["backbone"]["stem"] == "small"
 
 
+def test_a_type_override_replaces_the_mapping_in_any_order():
+    """-o ...type=<another class> drops the old class's arguments, as a _base_ file's new type
+    does (they were kept: switching dcn_r50's DeformConv2D to DCNv3 failed on 'modulated');
+    the keys given with it apply after it whatever their order; the same type keeps them."""
+    from paddle_dcn.models.resnet import ResNet
+
+    for overrides in (["model.backbone.dcn.type=DCNv3", "model.backbone.dcn.groups=4"],
+                      ["model.backbone.dcn.groups=4", "model.backbone.dcn.type=DCNv3"]):
+        cfg = load_config("configs/dcn_r50.yml", overrides)
+        assert cfg["model"]["backbone"]["dcn"] == {"type": "DCNv3", "groups": 4}
+    backbone = {k: v for k, v in cfg["model"]["backbone"].items() if k != "type"}
+    assert ResNet(**backbone)  # builds
+    same = load_config("configs/dcn_r50.yml", ["model.backbone.dcn.type=DeformConv2D"])
+    assert same["model"]["backbone"]["dcn"]["offset_lr_mult"] == 0.1
+    assert load_config("configs/dcn_r50.yml", ["optimizer.type=Momentum"])["optimizer"] == {"type": "Momentum"}
+
+
 def test_unknown_override_key_lists_valid_keys(cfg_files):
     with pytest.raises(ConfigError) as err:
         load_config(cfg_files, ["loader.batchsize=4"])

@@ -247,8 +247,12 @@ class Trainer:
             self.scaler.load_state_dict(state["grad_scaler"])
         elif self.scaler is not None:
             logger.warning(f"{prefix} holds no AMP loss-scale state: the loss scale restarts")
-        logger.info(f"resumed from {prefix}: {self.start_epoch} epoch(s) done, "
-                    f"continuing with epoch {self.start_epoch + 1}/{self.epochs}")
+        if self.start_epoch >= self.epochs:
+            logger.info(f"resumed from {prefix}: {self.start_epoch} epoch(s) done, the run's {self.epochs} "
+                        "already: nothing left to train (raise epochs to continue)")
+        else:
+            logger.info(f"resumed from {prefix}: {self.start_epoch} epoch(s) done, "
+                        f"continuing with epoch {self.start_epoch + 1}/{self.epochs}")
 
     def fixed_eval_batch(self, n: int) -> Dict[str, paddle.Tensor]:
         """The first ``n`` eval samples as a batch (the same images every epoch)."""
