@@ -139,6 +139,8 @@ def test_to_static_jit_save_and_paddle_inference(tmp_path, cls, kwargs, spatial)
     static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
     for x, want in zip(xs, wants):
         np.testing.assert_allclose(static(x).numpy(), want, atol=1e-5)
+    # an empty batch (a shape of 0s once read as literal zeros in the traced group softmax)
+    assert static(paddle.randn([0, 8, 7, 7])).shape == layer(paddle.randn([0, 8, 7, 7])).shape
     prefix = str(tmp_path / "model")
     inference.export_model(layer, prefix, spec)
     predictor = inference.create_predictor(prefix)

@@ -31,8 +31,10 @@ def group_softmax(x: paddle.Tensor, group_size: int) -> paddle.Tensor:
         return paddle.flatten(F.softmax(paddle.unflatten(x, -1, [groups, group_size]), axis=-1),
                               start_axis=len(x.shape) - 1)
     # traced (AST or SOT): the leading sizes may be unknown (an InputSpec's None H and W; SOT's
-    # symbolic sizes once a call changes them), which unflatten refuses beyond one; reshape's 0
-    # copies each (in Paddle and in ONNX's Reshape alike)
-    lead = [0] * (len(x.shape) - 1)
-    y = F.softmax(paddle.reshape(x, lead + [groups, group_size]), axis=-1)
-    return paddle.reshape(y, lead + [groups * group_size])
+    # symbolic sizes once a call changes them), which unflatten refuses beyond one, and a
+    # shape of 0s ("copy the size") fails an empty batch (read as literal zeros); the sizes
+    # as a shape tensor serve every case
+    shape = paddle.shape(x)
+    tail = [paddle.full([1], v, dtype=shape.dtype) for v in (groups, group_size)]
+    grouped = paddle.concat([shape[:-1]] + tail)
+    return paddle.reshape(F.softmax(paddle.reshape(x, grouped), axis=-1), shape)
