@@ -10,9 +10,9 @@ Overrides ``a.b=1 c=[3,4]`` parse the value as YAML (never ``eval``). The key pa
 exist, with one exception: a mapping that has a ``type`` key is the argument list of a
 registered class, and it may gain any key; :func:`paddle_dcn.registry.build` then checks
 it against the constructor. Unknown keys are errors that list the valid ones. An override of
-a ``type`` to another class drops the mapping's other keys, as between ``_base_`` files;
-``type`` overrides apply before the others, so ``dcn.type=DCNv3 dcn.groups=4`` keeps groups
-in either order.
+a ``type`` to another class drops the mapping's other keys, as between ``_base_`` files,
+except those given by the same command line (``dcn.groups=4 dcn.type=DCNv3`` keeps groups in
+either order; see :func:`apply_overrides`).
 
 The top-level keys a config may use, with their defaults, are :data:`DEFAULTS`; so are the
 keys of its settings sections (``loader``, ``checkpoint``, ``amp``, ``visualdl``, ``export``).
@@ -153,10 +153,14 @@ def parse_overrides(items: Optional[Iterable[Any]]) -> List[Tuple[str, Any]]:
     return pairs
 
 
-def apply_override(cfg: Dict[str, Any], key: str, value: Any) -> None:
-    """Sets ``cfg[a][b]... = value`` for ``key = 'a.b...'``, refusing unknown keys."""
+def apply_override(cfg: Dict[str, Any], key: str, value: Any) -> bool:
+    """Sets ``cfg[a][b]... = value`` for ``key = 'a.b...'``, refusing unknown keys (a mapping
+    this override creates, below a typed one, takes any key). A ``type`` of another class
+    replaces its mapping with ``{type: value}``, as between ``_base_`` files; returns whether
+    it did."""
     parts = key.split(".")
     node: Any = cfg
+    created = False
     for depth, part in enumerate(parts):
         where = ".".join(parts[:depth]) or "<top level>"
         last = depth == len(parts) - 1
@@ -175,7 +179,7 @@ def apply_override(cfg: Dict[str, Any], key: str, value: Any) -> None:
             continue
         if not isinstance(node, dict):
             raise ConfigError(f"override {key!r}: {where} is a {type(node).__name__}, not a mapping")
-        if part not in node and not ("type" in node and depth > 0):
+        if part not in node and not ("type" in node and depth > 0) and not created:
             raise ConfigError(
                 f"override {key!r}: unknown key {part!r} in {where}; valid keys: "
                 f"{', '.join(sorted(map(str, node)))}"
@@ -185,12 +189,31 @@ def apply_override(cfg: Dict[str, Any], key: str, value: Any) -> None:
             # old ones are not (-o model.backbone.dcn.type=DCNv3 on a DeformConv2D dcn)
             node.clear()
             node["type"] = value
-        elif last:
+            return True
+        if last:
             node[part] = value
         else:
             if node.get(part) is None:
                 node[part] = {}
+                created = True
             node = node[part]
+    return False
+
+
+def apply_overrides(cfg: Dict[str, Any], pairs: Sequence[Tuple[str, Any]]) -> None:
+    """:func:`apply_override` of each pair, left to right (a later override of a key wins).
+    When a ``type`` override replaces its mapping, the earlier overrides of keys inside that
+    mapping are applied again after it, so ``dcn.groups=4 dcn.type=DCNv3`` keeps groups as
+    ``dcn.type=DCNv3 dcn.groups=4`` does; an earlier override of the mapping itself (or of
+    a parent) is not, it came before the type that replaced it."""
+    done: List[Tuple[str, Any]] = []
+    for key, value in pairs:
+        if apply_override(cfg, key, value):
+            inside = key[: -len("type")]  # 'a.b.' of 'a.b.type'
+            for k, v in done:
+                if k.startswith(inside) and k != key:
+                    apply_override(cfg, k, v)
+        done.append((key, value))
 
 
 def check_top_level(cfg: Dict[str, Any], source: str) -> None:
@@ -232,10 +255,7 @@ def load_config(path: str, overrides: Optional[Sequence[Any]] = None) -> Dict[st
     check_sections(data, path)
     cfg = merge(DEFAULTS, data)
     cfg["_name_"] = os.path.splitext(os.path.basename(path))[0]
-    pairs = parse_overrides(overrides)
-    # a type first: changing it drops the mapping's other keys, so the keys given with it apply after
-    for key, value in sorted(pairs, key=lambda kv: not kv[0].endswith(".type")):
-        apply_override(cfg, key, value)
+    apply_overrides(cfg, parse_overrides(overrides))
     check_top_level(cfg, "overrides")
     if not cfg.get("output_dir"):
         cfg["output_dir"] = os.path.join("output", cfg["_name_"])

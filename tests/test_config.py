@@ -65,7 +65,8 @@ def test_override_may_add_constructor_args_to_typed_sections(cfg_files):
 def test_a_type_override_replaces_the_mapping_in_any_order():
     """-o ...type=<another class> drops the old class's arguments, as a _base_ file's new type
     does (they were kept: switching dcn_r50's DeformConv2D to DCNv3 failed on 'modulated');
-    the keys given with it apply after it whatever their order; the same type keeps them."""
+    the keys the command line gives inside it survive whatever their order; the same type
+    keeps them."""
     from paddle_dcn.models.resnet import ResNet
 
     for overrides in (["model.backbone.dcn.type=DCNv3", "model.backbone.dcn.groups=4"],
@@ -77,6 +78,15 @@ def test_a_type_override_replaces_the_mapping_in_any_order():
     same = load_config("configs/dcn_r50.yml", ["model.backbone.dcn.type=DeformConv2D"])
     assert same["model"]["backbone"]["dcn"]["offset_lr_mult"] == 0.1
     assert load_config("configs/dcn_r50.yml", ["optimizer.type=Momentum"])["optimizer"] == {"type": "Momentum"}
+    # still left to right otherwise: the last override of the mapping wins
+    last = load_config("configs/dcn_r50.yml", ["model.backbone.dcn={type: DCNv3, groups: 4}",
+                                               "model.backbone.dcn.type=DeformConv2D"])
+    assert last["model"]["backbone"]["dcn"] == {"type": "DeformConv2D"}
+    # nested types in either order; a mapping an override creates takes any key
+    for overrides in (["model.backbone.dcn.type=DCNv3", "model.backbone.type=Other"],
+                      ["model.backbone.type=Other", "model.backbone.dcn.type=DCNv3"]):
+        backbone = load_config("configs/dcn_r50.yml", overrides)["model"]["backbone"]
+        assert backbone == {"type": "Other", "dcn": {"type": "DCNv3"}}
 
 
 def test_unknown_override_key_lists_valid_keys(cfg_files):

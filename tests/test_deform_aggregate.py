@@ -314,7 +314,9 @@ def test_an_empty_input_plane_gives_zero_samples_and_gradients(hw, fused, dtype)
     ho, wo = h + 2, w + 2
     offset = rng.standard_normal([2, ho, wo, g * k * 2])
     weight = rng.standard_normal([2, ho, wo, g * k])
-    weight[0, 0, 0, 0] = np.nan  # a non-finite weight does not reach the zero sample
+    # zeros whatever the weights (docs/ops.md: on a non-empty map a wholly outside sample of a
+    # non-finite weight is NaN through 0 * NaN; here there is no value for it to reach)
+    weight[0, 0, 0, 0] = np.nan
     weight[1, 1, 1, 3] = np.inf
     if fused:
         per_group = np.concatenate([offset.reshape(2, ho, wo, g, 2 * k), weight.reshape(2, ho, wo, g, k)], -1)

@@ -52,15 +52,20 @@ def test_training_leaves_checkpoints_config_and_visualdl(run):
 
 
 def test_a_run_that_fails_to_build_leaves_the_saved_config(run, tmp_path):
-    """config.yml is written once the model, data and optimizer are built: a bad option in a
-    rerun into the same directory fails without replacing the file that names the
-    checkpoints' model."""
+    """config.yml is written when training starts (after the build and the resume): a rerun
+    into the same directory with a bad option, or with a model its checkpoint does not fit,
+    fails without replacing the file that names the checkpoints' model."""
     tmp, cfg_path, _ = run
     out = tmp_path / "out"
     _tool("train")(["-c", cfg_path, "-o", "epochs=1", "--output", str(out)])
     before = open(out / "config.yml", encoding="utf-8").read()
     with pytest.raises(ValueError, match="dcn_stages"):
         _tool("train")(["-c", cfg_path, "-o", "epochs=3", "model.backbone.dcn_stages=[6]", "--output", str(out)])
+    assert open(out / "config.yml", encoding="utf-8").read() == before
+    # a model the checkpoint does not fit: it builds, then resume refuses it
+    with pytest.raises(ValueError, match="does not fit this model"):
+        _tool("train")(["-c", cfg_path, "-o", "epochs=3", "model.backbone.dcn_stages=[5]", "-r", str(out),
+                        "--output", str(out)])
     assert open(out / "config.yml", encoding="utf-8").read() == before
     assert load_config(str(out / "config.yml"))["epochs"] == 1
 

@@ -50,15 +50,17 @@ def export(cfg: Dict[str, Any], weights: str, output_dir: str) -> Dict[str, str]
     shape = [int(v) for v in cfg["export"]["image_shape"]]
     spec = [paddle.static.InputSpec([None] + shape, "float32", "image")]
     model_file, params_file = inference.export_model(_Predict(model), os.path.join(output_dir, MODEL_PREFIX), spec)
-    infer_cfg = {**infer_cfg_of(cfg, dataset), "model_prefix": MODEL_PREFIX}
+    infer_cfg = {**infer_cfg_of(cfg, dataset, weights), "model_prefix": MODEL_PREFIX}
     return {"model": model_file, "params": params_file, "infer_cfg": write_infer_cfg(output_dir, infer_cfg)}
 
 
-def infer_cfg_of(cfg: Dict[str, Any], dataset: Any) -> Dict[str, Any]:
+def infer_cfg_of(cfg: Dict[str, Any], dataset: Any, weights: str) -> Dict[str, Any]:
     """The classifier's keys of ``infer_cfg.yml`` that both export formats share: config name,
-    input shape, eval transforms, class names (``dataset``: the checked reference data)."""
+    the weights exported, input shape, eval transforms, class names (``dataset``: the checked
+    reference data)."""
     ds_cfg = cfg.get("eval_dataset") or {}
-    return {"config_name": cfg.get("_name_"), "image_shape": [int(v) for v in cfg["export"]["image_shape"]],
+    return {"config_name": cfg.get("_name_"), "weights": str(weights),
+            "image_shape": [int(v) for v in cfg["export"]["image_shape"]],
             "transforms": ds_cfg.get("transforms", []), "class_names": class_names_of(cfg, dataset)}
 
 

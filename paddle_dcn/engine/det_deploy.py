@@ -48,15 +48,16 @@ def export_detector(cfg: Dict[str, Any], weights: str, output_dir: str) -> Dict[
     model = common.build_model_with_weights(cfg, weights)
     model_file, params_file = inference.export_model(_PredictDetection(model), os.path.join(output_dir, MODEL_PREFIX),
                                                      input_spec())
-    infer_cfg = {**infer_cfg_of(cfg), "model_prefix": MODEL_PREFIX}
+    infer_cfg = {**infer_cfg_of(cfg, weights), "model_prefix": MODEL_PREFIX}
     return {"model": model_file, "params": params_file, "infer_cfg": common.write_infer_cfg(output_dir, infer_cfg)}
 
 
-def infer_cfg_of(cfg: Dict[str, Any]) -> Dict[str, Any]:
+def infer_cfg_of(cfg: Dict[str, Any], weights: str) -> Dict[str, Any]:
     """The detector's keys of ``infer_cfg.yml`` that both export formats share: task, config
-    name, transforms, size divisor, class names."""
+    name, the weights exported, transforms, size divisor, class names."""
     ds = _dataset_cfg(cfg)
-    return {"task": "detection", "config_name": cfg.get("_name_"), "transforms": ds.get("transforms", []),
+    return {"task": "detection", "config_name": cfg.get("_name_"), "weights": str(weights),
+            "transforms": ds.get("transforms", []),
             "size_divisor": int(ds.get("size_divisor", 32)), "class_names": common.class_names_of(cfg)}
 
 

@@ -49,9 +49,8 @@ def export(cfg: Dict[str, Any], weights: str, output_dir: str, opset: int = onnx
     model = common.build_model_with_weights(cfg, weights)
     path = os.path.join(output_dir, ONNX_FILE)
     ds_cfg = cfg.get("eval_dataset") or cfg.get("train_dataset") or {}
-    # the model's keys as the Paddle export writes them (shared in infer_cfg.yml), then the
-    # ONNX file's own section
-    info: Dict[str, Any] = {"config_name": cfg.get("_name_")}
+    # the ONNX file's own section of infer_cfg.yml (the model's keys, shared with the Paddle
+    # export, come from the task's infer_cfg_of below)
     onnx_info: Dict[str, Any] = {"model_file": ONNX_FILE, "opset": int(opset)}
     result: Dict[str, Any] = {}
     if detection:
@@ -64,7 +63,7 @@ def export(cfg: Dict[str, Any], weights: str, output_dir: str, opset: int = onnx
         verify = onnx_export.random_inputs(spec, batch=1, size=size)
         onnx_export.export_onnx(_DetectorDense(model), path, spec, opset=opset, output_names=names,
                                 verify_inputs=verify)
-        info = det_deploy.infer_cfg_of(cfg)
+        info = det_deploy.infer_cfg_of(cfg, weights)
         onnx_info.update(part="backbone + FPN + RPN head", fpn_strides=list(model.neck.out_strides),
                          not_exported=[f"{op} in {layer}: {onnx_export.why_unsupported(op)}"
                                        for op, layer in result["not_exported"]])
@@ -73,7 +72,7 @@ def export(cfg: Dict[str, Any], weights: str, output_dir: str, opset: int = onnx
         spec = [paddle.static.InputSpec([None] + shape, "float32", "image")]
         names = ["probs"]
         onnx_export.export_onnx(deploy._Predict(model), path, spec, opset=opset, output_names=names)
-        info = deploy.infer_cfg_of(cfg, dataset)
+        info = deploy.infer_cfg_of(cfg, dataset, weights)
     onnx_info.update(inputs=["image"], outputs=names)
     info["onnx"] = onnx_info
     result.update(onnx=path, infer_cfg=common.write_infer_cfg(output_dir, info), inputs=["image"], outputs=names)

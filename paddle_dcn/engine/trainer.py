@@ -110,13 +110,12 @@ class Trainer:
             self.model = paddle.DataParallel(self.model)
         self.checkpoints = ckpt.CheckpointManager(self.output_dir, int(cfg["checkpoint"]["keep_last"]))
         self.callbacks = self.build_callbacks() + list(callbacks or [])
-        if self.is_main:
-            self._write_config()
 
     def _write_config(self) -> None:
-        """``<output_dir>/config.yml``, once everything is built: a config that fails to build
-        (a bad option) leaves the previous run's file, which names its checkpoints' model, as
-        it was. Atomic (temp file + rename)."""
+        """``<output_dir>/config.yml``, written when training starts (:meth:`train`), after the
+        build and any ``load_weights``/``resume``: a rerun whose options fail to build, or
+        whose model the checkpoint does not fit, leaves the previous run's file, which names
+        its checkpoints' model, as it was. Atomic (temp file + rename)."""
         os.makedirs(self.output_dir, exist_ok=True)
         path = os.path.join(self.output_dir, "config.yml")
         with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -309,6 +308,8 @@ class Trainer:
         """Runs the remaining epochs; returns the last evaluation's metrics (or {})."""
         eval_interval = int(self.cfg.get("eval_interval", 1))
         last_metrics: Dict[str, float] = {}
+        if self.is_main:
+            self._write_config()
         self._call("on_train_begin")
         try:
             last_metrics = self._train_epochs(eval_interval)
