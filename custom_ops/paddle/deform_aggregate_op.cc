@@ -155,6 +155,8 @@ void backward(const AggregateGeometry& g, const paddle::Tensor& value, const pad
   PDCN_CHECK(grad_out.shape() == want_out, kOp, ": grad_out must be ", shape_str(want_out), ", got ",
            shape_str(grad_out.shape()));
   pdcn::check_same_place(kOp, {{"value", &value}, {"grad_out", &grad_out}});
+  // the CUDA branch reads grad_out untyped: a dtype of its own would be misread
+  pdcn::check_same_dtype(kOp, {{"value", &value}, {"grad_out", &grad_out}});
 #if defined(PADDLE_WITH_CUDA)
   const pdcn::DeviceScope device(value, kOp);
 #endif
