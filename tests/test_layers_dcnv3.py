@@ -37,7 +37,21 @@ def dcnv3_reference(layer, x):
     weight = F.softmax(logits.reshape([n, ho, wo, layer.groups, k]), -1).reshape([n, ho, wo, -1])
     out = deform_aggregate_reference(value, layer.offset(feat), weight, layer.kernel_size, layer.stride,
                                      layer.padding, layer.dilation, layer.groups, layer.offset_scale)
+    if layer.center_feature_scale:
+        out = _centre_blend(layer, out, value, feat)
     return layer.output_proj(out).transpose([0, 3, 1, 2])
+
+
+def _centre_blend(layer, out, value, query):
+    """InternImage's center_feature_scale as its code writes it: sigmoid(F.linear(query, W, b))
+    per group, repeated over the group's channels, out * (1 - s) + x_proj * s; x_proj taken at
+    the kernel centres (every stride-th input pixel, the padding keeping the centre on it)."""
+    sh, sw = layer.stride
+    centre = value[:, ::sh, ::sw, :]
+    s = F.sigmoid(paddle.matmul(query, layer.center_feature_scale_proj_weight.t())
+                  + layer.center_feature_scale_proj_bias)
+    s = paddle.repeat_interleave(s, layer.channels // layer.groups, axis=-1)
+    return out * (1 - s) + centre * s
 
 
 def dcnv4_reference(layer, x):
@@ -58,20 +72,26 @@ def dcnv4_reference(layer, x):
     weight = om[..., 2 * k:].reshape([n, ho, wo, -1])
     out = deform_aggregate_reference(value, offset, weight, layer.kernel_size, layer.stride, layer.padding,
                                      layer.dilation, layer.groups, layer.offset_scale)
+    if layer.center_feature_scale:
+        out = _centre_blend(layer, out, value, out)  # DCNv4 gates by the aggregation
     return layer.output_proj(out).transpose([0, 3, 1, 2])
 
 
 @pytest.mark.parametrize("kwargs", [dict(channels=12, groups=3), dict(channels=16, groups=4, stride=2),
-                                    dict(channels=8, groups=2, kernel_size=5, dilation=2, offset_scale=0.5)])
+                                    dict(channels=8, groups=2, kernel_size=5, dilation=2, offset_scale=0.5),
+                                    dict(channels=12, groups=3, center_feature_scale=True),
+                                    dict(channels=16, groups=4, stride=(2, 3), center_feature_scale=True)])
 def test_dcnv3_matches_the_reference_block(float64, kwargs):
     paddle.seed(0)
     layer = DCNv3(**kwargs)
-    _randomise(layer, ("offset", "mask"), 0.3)
+    _randomise(layer, ("offset", "mask", "center_feature_scale"), 0.3)
     x = paddle.randn([2, kwargs["channels"], 9, 10])
     x.stop_gradient = False
     got, want = layer(x), dcnv3_reference(layer, x)
     np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-10)
     params = [layer.offset.weight, layer.mask.weight, layer.input_proj.weight, layer.dw_conv.weight]
+    if layer.center_feature_scale:
+        params += [layer.center_feature_scale_proj_weight, layer.center_feature_scale_proj_bias]
     ga = paddle.grad(got.sum(), [x] + params)
     gb = paddle.grad(want.sum(), [x] + params)
     for a, b in zip(ga, gb):
@@ -82,16 +102,20 @@ def test_dcnv3_matches_the_reference_block(float64, kwargs):
                                     dict(channels=12, groups=3, dw_kernel_size=None),
                                     dict(channels=16, groups=2, stride=2, dw_kernel_size=None),
                                     dict(channels=8, groups=4, stride=(3, 2), kernel_size=5, dilation=2,
-                                         dw_kernel_size=None, output_bias=False)])
+                                         dw_kernel_size=None, output_bias=False),
+                                    dict(channels=12, groups=3, center_feature_scale=True),
+                                    dict(channels=16, groups=2, stride=2, dw_kernel_size=None, center_feature_scale=True)])
 def test_dcnv4_matches_the_reference_block(float64, kwargs):
     paddle.seed(0)
     layer = DCNv4(**kwargs)
-    _randomise(layer, ("offset_mask",), 0.3)
+    _randomise(layer, ("offset_mask", "center_feature_scale"), 0.3)
     x = paddle.randn([2, kwargs["channels"], 9, 10])
     x.stop_gradient = False
     got, want = layer(x), dcnv4_reference(layer, x)
     np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-10)
     params = [layer.offset_mask.weight, layer.value_proj.weight]
+    if layer.center_feature_scale:
+        params += [layer.center_feature_scale_proj_weight, layer.center_feature_scale_proj_bias]
     for a, b in zip(paddle.grad(got.sum(), [x] + params), paddle.grad(want.sum(), [x] + params)):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-9)
     assert layer.offset_mask.weight.shape[1] % 8 == 0  # DCNv4's padded projection width
@@ -124,13 +148,15 @@ def test_channels_last_option_and_without_pointwise():
 
 
 @pytest.mark.parametrize("spatial", [(7, 7), (None, None)], ids=["fixed_hw", "dynamic_hw"])
-@pytest.mark.parametrize("cls, kwargs", [(DCNv3, {}), (DCNv4, {}), (DCNv4, dict(stride=2, dw_kernel_size=None))])
+@pytest.mark.parametrize("cls, kwargs", [(DCNv3, {}), (DCNv4, {}), (DCNv4, dict(stride=2, dw_kernel_size=None)),
+                                         (DCNv3, dict(stride=2, center_feature_scale=True)),
+                                         (DCNv4, dict(center_feature_scale=True))])
 def test_to_static_jit_save_and_paddle_inference(tmp_path, cls, kwargs, spatial):
     """Dynamic H and W (InputSpec None) once failed DCNv3's export: its traced group softmax
     unflattened a tensor of several unknown sizes."""
     paddle.seed(4)
     layer = cls(8, groups=2, **kwargs)
-    _randomise(layer, ("offset", "mask"), 0.3)
+    _randomise(layer, ("offset", "mask", "center"), 0.3)
     layer.eval()
     sizes = [(7, 7)] if spatial[0] else [(7, 7), (9, 11)]
     xs = [paddle.randn([3, 8, h, w]) for h, w in sizes]
@@ -147,6 +173,21 @@ def test_to_static_jit_save_and_paddle_inference(tmp_path, cls, kwargs, spatial)
     for x, want in zip(xs, wants):
         (got,) = inference.run_predictor(predictor, [x.numpy()])
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [DCNv3, DCNv4])
+def test_default_to_static_layers_of_different_strides_in_one_process(cls):
+    """SOT turns ints read from layers of one class that differ (stride 1 here, 2 there) into
+    symbolic values; the op's arguments travel in an OpArgs (as every other layer's), so each
+    layer still traces (they raised 'stride must be an int or a pair of ints' from the second
+    stride on)."""
+    for stride, kwargs in ((1, {}), (2, {}), ((3, 2), dict(center_feature_scale=True)),
+                           (2, dict(center_feature_scale=True)), (1, dict(center_feature_scale=True))):
+        paddle.seed(7)
+        layer = cls(8, groups=2, stride=stride, **kwargs)
+        _randomise(layer, ("offset", "mask", "center"), 0.3)
+        x = paddle.randn([2, 8, 7, 9])
+        np.testing.assert_allclose(paddle.jit.to_static(layer)(x).numpy(), layer(x).numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("cls", [DCNv3, DCNv4])

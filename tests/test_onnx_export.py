@@ -149,6 +149,10 @@ AGGREGATE_GRID = {  # (layer, input shape without the batch)
     "dcnv4_flash_stride2_scale2": (lambda: DCNv4(16, groups=4, stride=2, dw_kernel_size=None, output_bias=False,
                                                  offset_scale=2.0), [16, 9, 10]),
     "dcnv4_without_pointwise": (lambda: DCNv4(8, groups=2, without_pointwise=True, dw_kernel_size=None), [8, 6, 7]),
+    "dcnv3_center_feature_scale_stride2": (lambda: DCNv3(8, groups=2, stride=2, center_feature_scale=True),
+                                           [8, 9, 10]),
+    "dcnv4_center_feature_scale": (lambda: DCNv4(8, groups=2, dw_kernel_size=None, center_feature_scale=True),
+                                   [8, 7, 6]),
 }
 
 
@@ -160,7 +164,7 @@ def test_dcnv3_dcnv4_export_as_one_deform_conv_node(tmp_path, name):
     paddle.seed(0)
     layer = make()
     for pname, p in layer.named_parameters():
-        if pname.startswith(("offset", "mask")):
+        if pname.startswith(("offset", "mask", "center")):
             p.set_value(paddle.randn(p.shape, dtype=p.dtype) * 0.5)
     path = export_onnx(layer, str(tmp_path / "m.onnx"), [paddle.static.InputSpec([None] + shape)])
     (node,) = _nodes(path, "DeformConv")

@@ -9,6 +9,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 from paddle.amp.auto_cast import amp_state
+from paddle.jit.marker import unified
 from paddle.nn.initializer import Constant, XavierUniform
 
 from ..ops import _checks
@@ -53,6 +54,12 @@ def set_common(layer: nn.Layer, checked: dict, data_format: str) -> None:
     layer.kernel_size, layer.stride = checked["kernel"], checked["stride"]
     layer.dilation, layer.padding = checked["dilation"], checked["padding"]
     layer.offset_scale = checked["offset_scale"]
+    # the op's non-tensor arguments for _args.run_op: read from the layer as plain ints, SOT
+    # turns the ones that differ between layers (stride 1 here, 2 there) into symbolic values,
+    # which the op's checks refuse (see _args.OpArgs)
+    layer._op_args = _args.OpArgs(kernel_size=tuple(layer.kernel_size), stride=tuple(layer.stride),
+                                  padding=tuple(layer.padding), dilation=tuple(layer.dilation),
+                                  groups=layer.groups, offset_scale=layer.offset_scale)
 
 
 class Projection(nn.Linear):
@@ -216,3 +223,43 @@ def sampling_offsets(layer: nn.Layer, prediction: paddle.Tensor, fused: bool) ->
         a[:, :, :, :, 0] += ((s - 1.0) * grid_y)[None, None, :, None, None, None]
         a[:, :, :, :, 1] += ((s - 1.0) * grid_x)[None, None, None, :, None, None]
     return a.reshape(n, groups * k, 2, h, w).astype(np.float32)
+
+
+class CentreFeatureScale(nn.Layer):
+    """InternImage's ``center_feature_scale``: per output pixel and group, a gate
+    ``s = sigmoid(query @ weight.T + bias)`` (``weight [G, C]``, ``bias [G]``, both zero at
+    first: ``s = 0.5``) blends the aggregation with the value at the kernel centre,
+    ``out * (1 - s) + centre * s``, ``s`` shared by the group's channels. The parameters keep
+    InternImage's names and shapes (``center_feature_scale_proj_weight`` / ``_bias``) on the
+    layer that owns this gate, so ported weights load as they are."""
+
+    @staticmethod
+    def create(layer: nn.Layer, channels: int, groups: int) -> None:
+        """Adds the two zero-initialised parameters to ``layer``."""
+        layer.center_feature_scale_proj_weight = layer.create_parameter(
+            [groups, channels], default_initializer=Constant(0.0))
+        layer.center_feature_scale_proj_bias = layer.create_parameter(
+            [groups], default_initializer=Constant(0.0), is_bias=True)
+
+    @staticmethod
+    def blend(layer: nn.Layer, out: paddle.Tensor, centre: paddle.Tensor, query: paddle.Tensor) -> paddle.Tensor:
+        """``out``, ``centre`` ``[N, Ho, Wo, C]``, ``query`` ``[N, Ho, Wo, C]`` (channels-last):
+        the blend above. The gate's G values go to their groups' channels through a shape
+        tensor (traced sizes may be unknown, or an empty batch's zero)."""
+        gate = F.sigmoid(paddle.matmul(query, layer.center_feature_scale_proj_weight, transpose_y=True)
+                         + layer.center_feature_scale_proj_bias)  # [N, Ho, Wo, G]
+        groups = layer.center_feature_scale_proj_weight.shape[0]
+        width = out.shape[-1] // groups
+        shape = paddle.shape(gate)
+        per_channel = paddle.expand(gate.unsqueeze(-1), paddle.concat([shape, paddle.full([1], width, shape.dtype)]))
+        per_channel = paddle.reshape(per_channel, paddle.shape(out))
+        return out + (centre - out) * per_channel
+
+
+@unified  # plain Python on the layer's OpArgs: SOT would make a stride read from the layer symbolic
+def centre_pixels(x: paddle.Tensor, op_args: "_args.OpArgs") -> paddle.Tensor:
+    """The input pixel under each output pixel's kernel centre, channels-last ``[N, H, W, C]``:
+    ``x[:, ::sh, ::sw]`` for the layer's ``op_args.stride`` (the layers' padding is
+    ``dilation*(k-1)//2``, so output (i, j) centres on input (sh*i, sw*j))."""
+    sh, sw = op_args.stride
+    return x if (sh, sw) == (1, 1) else x[:, ::sh, ::sw, :]

@@ -12,6 +12,7 @@ from .. import ops
 from ..ops import _checks
 from ..ops.group_softmax import group_softmax
 from . import _aggregate_block as blk
+from . import _args
 from ._versioning import VersionedLayer
 
 
@@ -38,6 +39,10 @@ class DCNv3(VersionedLayer):
         offset_scale: scale of the offsets (InternImage's ``offset_scale``).
         dw_kernel_size: the depthwise conv's kernel (default: ``kernel_size``'s height).
         offset_lr_mult: learning-rate multiplier of ``offset`` and ``mask``.
+        center_feature_scale: InternImage's option (its H and G models): before
+            ``output_proj`` the aggregation is blended with ``value`` at each output pixel's
+            kernel centre, ``a*(1-s) + value*s``, ``s = sigmoid(f @ W.T + b)`` per group
+            (``center_feature_scale_proj_weight [G, C]`` / ``_bias [G]``, zero at first).
         data_format: ``'NCHW'`` (default: ``[N, C, H, W]`` in and out, a drop-in for a conv)
             or ``'NHWC'`` (InternImage's channels-last, no transposes).
     """
@@ -45,7 +50,7 @@ class DCNv3(VersionedLayer):
     def __init__(self, channels: int, kernel_size: _checks.IntPair = 3, stride: _checks.IntPair = 1,
                  padding: Optional[_checks.IntPair] = None, dilation: _checks.IntPair = 1, groups: int = 4,
                  offset_scale: float = 1.0, dw_kernel_size: Optional[int] = None, offset_lr_mult: float = 1.0,
-                 data_format: str = "NCHW") -> None:
+                 center_feature_scale: bool = False, data_format: str = "NCHW") -> None:
         super().__init__()
         a = blk.check_common(channels, kernel_size, stride, dilation, groups, padding, offset_scale, data_format)
         blk.set_common(self, a, data_format)
@@ -61,6 +66,9 @@ class DCNv3(VersionedLayer):
         self.offset = blk.zero_projection(c, 2 * points, lr)
         self.mask = blk.zero_projection(c, points, lr)
         self.output_proj = blk.projection(c, c)
+        self.center_feature_scale = _checks.boolean(center_feature_scale, "center_feature_scale")
+        if self.center_feature_scale:
+            blk.CentreFeatureScale.create(self, c, self.groups)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         blk.check_input(x, self.channels, self.data_format, "DCNv3")
@@ -72,8 +80,9 @@ class DCNv3(VersionedLayer):
         logits = self.mask(feat)
         k = self.kernel_size[0] * self.kernel_size[1]
         weight = group_softmax(logits, k)  # softmax over each group's k points
-        out = ops.deform_aggregate(value, offset, weight, self.kernel_size, self.stride, self.padding, self.dilation,
-                                   self.groups, self.offset_scale)
+        out = _args.run_op(ops.deform_aggregate, self._op_args, value, offset, weight)
+        if self.center_feature_scale:  # gated by the offset branch's features, as InternImage's
+            out = blk.CentreFeatureScale.blend(self, out, blk.centre_pixels(value, self._op_args), feat)
         out = self.output_proj(out)
         return blk.to_nchw(out) if self.data_format == "NCHW" else out
 
@@ -90,4 +99,4 @@ class DCNv3(VersionedLayer):
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"dilation={self.dilation}, groups={self.groups}, offset_scale={self.offset_scale}, "
-                f"data_format={self.data_format!r}")
+                f"center_feature_scale={self.center_feature_scale}, data_format={self.data_format!r}")

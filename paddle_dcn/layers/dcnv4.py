@@ -12,6 +12,7 @@ from paddle import nn
 from .. import ops
 from ..ops import _checks
 from . import _aggregate_block as blk
+from . import _args
 from ._versioning import VersionedLayer
 
 MASK_INITS = ("zero", "mean")
@@ -42,13 +43,17 @@ class DCNv4(VersionedLayer):
         without_pointwise: drop the input and output projections (DCNv4's option).
         output_bias: bias of the output projection.
         mask_init: ``'zero'`` or ``'mean'``, see above.
+        center_feature_scale: DCNv4's option: before ``output_proj`` the aggregation ``a`` is
+            blended with ``value`` at each output pixel's kernel centre, ``a*(1-s) + value*s``,
+            ``s = sigmoid(a @ W.T + b)`` per group (gated by the aggregation itself, as DCNv4's;
+            ``center_feature_scale_proj_weight [G, C]`` / ``_bias [G]``, zero at first).
     """
 
     def __init__(self, channels: int, kernel_size: _checks.IntPair = 3, stride: _checks.IntPair = 1,
                  padding: Optional[_checks.IntPair] = None, dilation: _checks.IntPair = 1, groups: int = 4,
                  offset_scale: float = 1.0, dw_kernel_size: Optional[int] = 3, without_pointwise: bool = False,
                  output_bias: bool = True, mask_init: str = "zero", offset_lr_mult: float = 1.0,
-                 data_format: str = "NCHW") -> None:
+                 center_feature_scale: bool = False, data_format: str = "NCHW") -> None:
         super().__init__()
         a = blk.check_common(channels, kernel_size, stride, dilation, groups, padding, offset_scale, data_format)
         blk.set_common(self, a, data_format)
@@ -76,6 +81,9 @@ class DCNv4(VersionedLayer):
             bias[: self.points * 3] = paddle.tile(per_group, [self.groups])
             self.offset_mask.bias.set_value(bias)
         self.mask_init = mask_init
+        self.center_feature_scale = _checks.boolean(center_feature_scale, "center_feature_scale")
+        if self.center_feature_scale:
+            blk.CentreFeatureScale.create(self, c, self.groups)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         blk.check_input(x, self.channels, self.data_format, "DCNv4")
@@ -84,14 +92,13 @@ class DCNv4(VersionedLayer):
         value = nhwc if self.without_pointwise else self.value_proj(nhwc)
         if self.offset_mask_dw is not None:
             om_in = self.offset_mask_dw.forward_nhwc(nhwc, x if self.data_format == "NCHW" else None)
-        elif self.stride != [1, 1]:
+        else:
             # output pixel (i, j)'s kernel centre is input pixel (s*i, s*j): padding is
             # dilation*(k-1)//2, so there are ceil(H/s) of them, the output size
-            om_in = nhwc[:, :: self.stride[0], :: self.stride[1], :]
-        else:
-            om_in = nhwc
-        out = ops.deform_aggregate_fused(value, self.offset_mask(om_in), self.kernel_size, self.stride,
-                                         self.padding, self.dilation, self.groups, self.offset_scale)
+            om_in = blk.centre_pixels(nhwc, self._op_args)
+        out = _args.run_op(ops.deform_aggregate_fused, self._op_args, value, self.offset_mask(om_in))
+        if self.center_feature_scale:  # gated by the aggregation, as DCNv4's
+            out = blk.CentreFeatureScale.blend(self, out, blk.centre_pixels(value, self._op_args), out)
         if not self.without_pointwise:
             out = self.output_proj(out)
         return blk.to_nchw(out) if self.data_format == "NCHW" else out
@@ -110,4 +117,4 @@ class DCNv4(VersionedLayer):
         return (f"channels={self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"dilation={self.dilation}, groups={self.groups}, offset_scale={self.offset_scale}, "
                 f"without_pointwise={self.without_pointwise}, mask_init={self.mask_init!r}, "
-                f"data_format={self.data_format!r}")
+                f"center_feature_scale={self.center_feature_scale}, data_format={self.data_format!r}")
