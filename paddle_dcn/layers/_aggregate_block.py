@@ -225,8 +225,9 @@ def sampling_offsets(layer: nn.Layer, prediction: paddle.Tensor, fused: bool) ->
     return a.reshape(n, groups * k, 2, h, w).astype(np.float32)
 
 
-class CentreFeatureScale(nn.Layer):
-    """InternImage's ``center_feature_scale``: per output pixel and group, a gate
+class CentreFeatureScale:
+    """InternImage's ``center_feature_scale`` (two functions over the owning layer, no layer
+    of its own, so its parameters sit on that layer): per output pixel and group, a gate
     ``s = sigmoid(query @ weight.T + bias)`` (``weight [G, C]``, ``bias [G]``, both zero at
     first: ``s = 0.5``) blends the aggregation with the value at the kernel centre,
     ``out * (1 - s) + centre * s``, ``s`` shared by the group's channels. The parameters keep
