@@ -17,6 +17,7 @@
 #include <random>
 #include <vector>
 
+#include "aggregate_test_geometry.h"
 #include "deform_aggregate_cpu.h"
 #include "fixed_point.h"
 
@@ -30,24 +31,6 @@ int failures = 0;
 void expect(bool ok, const char* what) {
   std::printf("  %-66s %s\n", what, ok ? "ok" : "FAIL");
   if (!ok) ++failures;
-}
-
-AggregateGeometry geometry(int64_t n, int64_t h, int64_t w, int64_t groups, int64_t channels) {
-  AggregateGeometry g{};
-  g.batch = n;
-  g.in_h = h;
-  g.in_w = w;
-  g.groups = groups;
-  g.group_channels = channels;
-  g.kernel_h = g.kernel_w = 3;
-  g.stride_h = g.stride_w = 1;
-  g.pad_h = g.pad_w = 1;
-  g.dilation_h = g.dilation_w = 1;
-  g.out_h = h;
-  g.out_w = w;
-  g.offset_scale = 1.0;
-  g.set_separate_layout();
-  return g;
 }
 
 // The deterministic value gradient as the CUDA driver forms it (the order of the
@@ -144,7 +127,7 @@ std::vector<T> normal(size_t n, double scale, std::mt19937_64& rng) {
 template <typename T>
 void run_all() {
   std::mt19937_64 rng(5);
-  const AggregateGeometry g = geometry(2, 6, 7, 3, 4);
+  const AggregateGeometry g = make_aggregate_geometry(2, 6, 7, 3, 4, 3, 1, 1, 1.0);
   const int64_t K = g.kernel_size();
   const std::vector<T> value = normal<T>(g.value_elements(), 1.0, rng);
   const std::vector<T> offset = normal<T>(g.batch * g.out_plane() * g.groups * K * 2, 1.5, rng);

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "aggregate_test_geometry.h"
 #include "deform_aggregate_cpu.h"
 #include "deform_aggregate_cuda.h"
 
@@ -34,25 +35,6 @@ namespace {
 struct Tolerance {
   double rtol, atol;
 };
-
-AggregateGeometry make_geometry(int64_t n, int64_t h, int64_t w, int64_t groups, int64_t channels,
-                                int64_t kernel, int64_t stride, int64_t dilation, double scale) {
-  AggregateGeometry g{};
-  g.batch = n;
-  g.in_h = h;
-  g.in_w = w;
-  g.groups = groups;
-  g.group_channels = channels;
-  g.kernel_h = g.kernel_w = kernel;
-  g.stride_h = g.stride_w = stride;
-  g.dilation_h = g.dilation_w = dilation;
-  g.pad_h = g.pad_w = dilation * (kernel - 1) / 2;
-  g.out_h = (h + 2 * g.pad_h - (dilation * (kernel - 1) + 1)) / stride + 1;
-  g.out_w = (w + 2 * g.pad_w - (dilation * (kernel - 1) + 1)) / stride + 1;
-  g.offset_scale = scale;
-  g.set_separate_layout();
-  return g;
-}
 
 // What a case adds to the random inputs.
 struct CaseOptions {
@@ -142,17 +124,21 @@ void run_case(const char* name, DType dtype, AggregateGeometry g, bool fused, To
 template <typename T>
 void run_all(DType dtype, Tolerance tol) {
   std::mt19937_64 rng(7);
-  run_case<T>("G=3 C=5 k3 s1", dtype, make_geometry(2, 9, 8, 3, 5, 3, 1, 1, 1.0), false, tol, rng);
-  run_case<T>("G=4 C=16 k3 s2 scale 0.5", dtype, make_geometry(2, 12, 11, 4, 16, 3, 2, 1, 0.5), false, tol, rng);
-  run_case<T>("G=2 C=64 k5 dil2", dtype, make_geometry(1, 10, 9, 2, 64, 5, 1, 2, 1.0), false, tol, rng);
-  run_case<T>("G=2 C=3 k3 (fused)", dtype, make_geometry(2, 7, 7, 2, 3, 3, 1, 1, 1.0), true, tol, rng);
-  run_case<T>("G=4 C=9 k3 s2 (fused)", dtype, make_geometry(1, 9, 10, 4, 9, 3, 2, 1, 1.3), true, tol, rng);
+  run_case<T>("G=3 C=5 k3 s1", dtype, make_aggregate_geometry(2, 9, 8, 3, 5, 3, 1, 1, 1.0), false, tol, rng);
+  run_case<T>("G=4 C=16 k3 s2 scale 0.5", dtype,
+              make_aggregate_geometry(2, 12, 11, 4, 16, 3, 2, 1, 0.5), false, tol, rng);
+  run_case<T>("G=2 C=64 k5 dil2", dtype,
+              make_aggregate_geometry(1, 10, 9, 2, 64, 5, 1, 2, 1.0), false, tol, rng);
+  run_case<T>("G=2 C=3 k3 (fused)", dtype,
+              make_aggregate_geometry(2, 7, 7, 2, 3, 3, 1, 1, 1.0), true, tol, rng);
+  run_case<T>("G=4 C=9 k3 s2 (fused)", dtype,
+              make_aggregate_geometry(1, 9, 10, 4, 9, 3, 2, 1, 1.3), true, tol, rng);
   CaseOptions huge;
   huge.huge_weights = true;
-  run_case<T>("G=2 C=4 k3, inf and 1e6 x weights", dtype, make_geometry(1, 6, 7, 2, 4, 3, 1, 1, 1.0), false,
-              tol, rng, huge);
+  run_case<T>("G=2 C=4 k3, inf and 1e6 x weights", dtype,
+              make_aggregate_geometry(1, 6, 7, 2, 4, 3, 1, 1, 1.0), false, tol, rng, huge);
   // a 3x2 kernel, stride (2, 1), padding (0, 1), dilation (1, 2): h and w differ
-  AggregateGeometry skew = make_geometry(2, 9, 8, 2, 8, 3, 1, 1, 1.0);
+  AggregateGeometry skew = make_aggregate_geometry(2, 9, 8, 2, 8, 3, 1, 1, 1.0);
   skew.kernel_w = 2;
   skew.stride_h = 2;
   skew.pad_h = 0;
@@ -165,7 +151,7 @@ void run_all(DType dtype, Tolerance tol) {
   run_case<T>("G=2 C=8 k3x2 s(2,1) on a created stream", dtype, skew, false, tol, rng, own);
   run_case<T>("G=2 C=8 k3x2 s(2,1) (fused)", dtype, skew, true, tol, rng);
   // an empty input plane with a non-empty output (1x1 kernel, padding 1): zeros
-  AggregateGeometry empty = make_geometry(2, 0, 5, 2, 4, 1, 1, 1, 1.0);
+  AggregateGeometry empty = make_aggregate_geometry(2, 0, 5, 2, 4, 1, 1, 1, 1.0);
   empty.pad_h = empty.pad_w = 1;
   empty.out_h = empty.in_h + 2;
   empty.out_w = empty.in_w + 2;

@@ -16,23 +16,29 @@ import hashlib
 import io
 import os
 import shutil
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Tuple, Union
 
 import paddle
 
 from .. import weights
 
 
+def atomic_write(path: str, data: Union[bytes, str]) -> None:
+    """``data`` (a str as UTF-8) to ``path`` via a temp file in the same directory and
+    ``os.replace``: a reader, or a run killed meanwhile, never leaves a partial file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
 def atomic_save(obj: Any, path: str) -> str:
-    """``paddle.save`` to ``path`` via a temp file in the same directory and ``os.replace``;
-    returns the SHA-256 (hex) of the bytes written."""
+    """``paddle.save`` to ``path`` (:func:`atomic_write`); returns the SHA-256 (hex) of the
+    bytes written."""
     buffer = io.BytesIO()
     paddle.save(obj, buffer)
     data = buffer.getvalue()
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write(path, data)
     return hashlib.sha256(data).hexdigest()
 
 

@@ -17,6 +17,7 @@ from .. import data, models  # noqa: F401 - registration
 from ..registry import MODELS, build
 from ..weights import load_weights
 from . import class_check
+from .checkpoint import atomic_write
 from .input_size import check_export_shape
 
 INFER_CFG = "infer_cfg.yml"
@@ -114,8 +115,5 @@ def write_infer_cfg(output_dir: str, info: Dict[str, Any]) -> str:
             old = None
         if isinstance(old, dict) and _shared_keys(old) == _shared_keys(info):
             merged.update({k: old[k] for k in FORMAT_KEYS if k in old and k not in info})
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(merged, f, sort_keys=False, default_flow_style=None)
-    os.replace(tmp, path)
+    atomic_write(path, yaml.safe_dump(merged, sort_keys=False, default_flow_style=None))
     return path

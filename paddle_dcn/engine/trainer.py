@@ -115,12 +115,9 @@ class Trainer:
         """``<output_dir>/config.yml``, written when training starts (:meth:`train`), after the
         build and any ``load_weights``/``resume``: a rerun whose options fail to build, or
         whose model the checkpoint does not fit, leaves the previous run's file, which names
-        its checkpoints' model, as it was. Atomic (temp file + rename)."""
+        its checkpoints' model, as it was. Atomic (``checkpoint.atomic_write``)."""
         os.makedirs(self.output_dir, exist_ok=True)
-        path = os.path.join(self.output_dir, "config.yml")
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.write(dump_config(self.cfg))
-        os.replace(path + ".tmp", path)
+        ckpt.atomic_write(os.path.join(self.output_dir, "config.yml"), dump_config(self.cfg))
 
     # ----------------------------------------------------------------- build steps
     def build_model(self) -> paddle.nn.Layer:

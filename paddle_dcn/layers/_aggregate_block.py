@@ -159,9 +159,6 @@ def to_nchw(x: paddle.Tensor) -> paddle.Tensor:
     return x.transpose([0, 3, 1, 2])
 
 
-_FLOAT_DTYPES = (paddle.float16, paddle.bfloat16, paddle.float32, paddle.float64)
-
-
 def input_in_layer_dtype(x: paddle.Tensor, weight: paddle.Tensor, layer: str) -> paddle.Tensor:
     """``x`` in the dtype the layer computes in (``weight``: one of its parameters). On CPU the
     aggregation op and Paddle's matmuls have float32/float64 kernels only: in dygraph,
@@ -171,7 +168,7 @@ def input_in_layer_dtype(x: paddle.Tensor, weight: paddle.Tensor, layer: str) ->
     Paddle's matmul error (outside ``auto_cast``, which casts for the matmuls itself).
     Dtype tests only, and the place only in plain dygraph: to_static's SOT mode breaks its
     graph on a place (see :class:`Projection`)."""
-    if x.dtype not in _FLOAT_DTYPES:
+    if x.dtype not in _checks.FLOAT_DTYPES:
         raise ValueError(f"{layer}: x must be a floating-point tensor, got dtype {x.dtype}")
     if eager_on_cpu(x):
         if weight.dtype not in _checks.CPU_DTYPES:
@@ -225,36 +222,31 @@ def sampling_offsets(layer: nn.Layer, prediction: paddle.Tensor, fused: bool) ->
     return a.reshape(n, groups * k, 2, h, w).astype(np.float32)
 
 
-class CentreFeatureScale:
-    """InternImage's ``center_feature_scale`` (two functions over the owning layer, no layer
-    of its own, so its parameters sit on that layer): per output pixel and group, a gate
-    ``s = sigmoid(query @ weight.T + bias)`` (``weight [G, C]``, ``bias [G]``, both zero at
-    first: ``s = 0.5``) blends the aggregation with the value at the kernel centre,
-    ``out * (1 - s) + centre * s``, ``s`` shared by the group's channels. The parameters keep
-    InternImage's names and shapes (``center_feature_scale_proj_weight`` / ``_bias``) on the
-    layer that owns this gate, so ported weights load as they are."""
+def add_centre_feature_scale(layer: nn.Layer, channels: int, groups: int) -> None:
+    """InternImage's ``center_feature_scale`` parameters on ``layer``, zero at first and with
+    InternImage's names and shapes (``center_feature_scale_proj_weight [G, C]``, ``_bias [G]``),
+    so ported weights load as they are. See :func:`centre_feature_blend`."""
+    layer.center_feature_scale_proj_weight = layer.create_parameter(
+        [groups, channels], default_initializer=Constant(0.0))
+    layer.center_feature_scale_proj_bias = layer.create_parameter(
+        [groups], default_initializer=Constant(0.0), is_bias=True)
 
-    @staticmethod
-    def create(layer: nn.Layer, channels: int, groups: int) -> None:
-        """Adds the two zero-initialised parameters to ``layer``."""
-        layer.center_feature_scale_proj_weight = layer.create_parameter(
-            [groups, channels], default_initializer=Constant(0.0))
-        layer.center_feature_scale_proj_bias = layer.create_parameter(
-            [groups], default_initializer=Constant(0.0), is_bias=True)
 
-    @staticmethod
-    def blend(layer: nn.Layer, out: paddle.Tensor, centre: paddle.Tensor, query: paddle.Tensor) -> paddle.Tensor:
-        """``out``, ``centre`` ``[N, Ho, Wo, C]``, ``query`` ``[N, Ho, Wo, C]`` (channels-last):
-        the blend above. The gate's G values go to their groups' channels through a shape
-        tensor (traced sizes may be unknown, or an empty batch's zero)."""
-        gate = F.sigmoid(paddle.matmul(query, layer.center_feature_scale_proj_weight, transpose_y=True)
-                         + layer.center_feature_scale_proj_bias)  # [N, Ho, Wo, G]
-        groups = layer.center_feature_scale_proj_weight.shape[0]
-        width = out.shape[-1] // groups
-        shape = paddle.shape(gate)
-        per_channel = paddle.expand(gate.unsqueeze(-1), paddle.concat([shape, paddle.full([1], width, shape.dtype)]))
-        per_channel = paddle.reshape(per_channel, paddle.shape(out))
-        return out + (centre - out) * per_channel
+def centre_feature_blend(layer: nn.Layer, out: paddle.Tensor, centre: paddle.Tensor,
+                         query: paddle.Tensor) -> paddle.Tensor:
+    """``out * (1 - s) + centre * s`` with, per output pixel and group, the gate
+    ``s = sigmoid(query @ weight.T + bias)`` of ``layer``'s centre-feature-scale parameters
+    (zero at first: ``s = 0.5``), shared by the group's channels; ``out``, ``centre`` and
+    ``query`` ``[N, Ho, Wo, C]`` channels-last. The gate's G values go to their groups'
+    channels through a shape tensor (traced sizes may be unknown, or an empty batch's zero)."""
+    gate = F.sigmoid(paddle.matmul(query, layer.center_feature_scale_proj_weight, transpose_y=True)
+                     + layer.center_feature_scale_proj_bias)  # [N, Ho, Wo, G]
+    groups = layer.center_feature_scale_proj_weight.shape[0]
+    width = out.shape[-1] // groups
+    shape = paddle.shape(gate)
+    per_channel = paddle.expand(gate.unsqueeze(-1), paddle.concat([shape, paddle.full([1], width, shape.dtype)]))
+    per_channel = paddle.reshape(per_channel, paddle.shape(out))
+    return out + (centre - out) * per_channel
 
 
 @unified  # plain Python on the layer's OpArgs: SOT would make a stride read from the layer symbolic

@@ -68,7 +68,7 @@ class DCNv3(VersionedLayer):
         self.output_proj = blk.projection(c, c)
         self.center_feature_scale = _checks.boolean(center_feature_scale, "center_feature_scale")
         if self.center_feature_scale:
-            blk.CentreFeatureScale.create(self, c, self.groups)
+            blk.add_centre_feature_scale(self, c, self.groups)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         blk.check_input(x, self.channels, self.data_format, "DCNv3")
@@ -82,7 +82,7 @@ class DCNv3(VersionedLayer):
         weight = group_softmax(logits, k)  # softmax over each group's k points
         out = _args.run_op(ops.deform_aggregate, self._op_args, value, offset, weight)
         if self.center_feature_scale:  # gated by the offset branch's features, as InternImage's
-            out = blk.CentreFeatureScale.blend(self, out, blk.centre_pixels(value, self._op_args), feat)
+            out = blk.centre_feature_blend(self, out, blk.centre_pixels(value, self._op_args), feat)
         out = self.output_proj(out)
         return blk.to_nchw(out) if self.data_format == "NCHW" else out
 

@@ -83,7 +83,7 @@ class DCNv4(VersionedLayer):
         self.mask_init = mask_init
         self.center_feature_scale = _checks.boolean(center_feature_scale, "center_feature_scale")
         if self.center_feature_scale:
-            blk.CentreFeatureScale.create(self, c, self.groups)
+            blk.add_centre_feature_scale(self, c, self.groups)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         blk.check_input(x, self.channels, self.data_format, "DCNv4")
@@ -98,7 +98,7 @@ class DCNv4(VersionedLayer):
             om_in = blk.centre_pixels(nhwc, self._op_args)
         out = _args.run_op(ops.deform_aggregate_fused, self._op_args, value, self.offset_mask(om_in))
         if self.center_feature_scale:  # gated by the aggregation, as DCNv4's
-            out = blk.CentreFeatureScale.blend(self, out, blk.centre_pixels(value, self._op_args), out)
+            out = blk.centre_feature_blend(self, out, blk.centre_pixels(value, self._op_args), out)
         if not self.without_pointwise:
             out = self.output_proj(out)
         return blk.to_nchw(out) if self.data_format == "NCHW" else out

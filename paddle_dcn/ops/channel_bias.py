@@ -15,16 +15,17 @@ from . import _checks
 from ._library import load_library, run_op
 
 
-def in_eager_mode() -> bool:
-    """Plain dygraph: not traced by ``to_static``, neither AST (static mode) nor SOT (which
-    traces in dynamic mode)."""
-    return not in_sot_simulation_mode() and not in_to_static_mode() and paddle.in_dynamic_mode()
-
-
 def eager_on_cpu(x: paddle.Tensor) -> bool:
-    """Whether ``x`` is a CPU tensor in plain dygraph (the traced checks come first, so SOT
-    never reads a place, which breaks its graph)."""
-    return in_eager_mode() and isinstance(x, paddle.Tensor) and x.place.is_cpu_place()
+    """Whether ``x`` is a CPU tensor in plain dygraph: not traced by ``to_static``, neither AST
+    (static mode) nor SOT (which traces in dynamic mode). The traced checks come first, so SOT
+    never reads a place, which breaks its graph."""
+    return (
+        not in_sot_simulation_mode()
+        and not in_to_static_mode()
+        and paddle.in_dynamic_mode()
+        and isinstance(x, paddle.Tensor)
+        and x.place.is_cpu_place()
+    )
 
 
 def in_cpu_dygraph(x: paddle.Tensor) -> bool:

@@ -15,7 +15,7 @@ import paddle
 import paddle.nn.functional as F
 
 from ._library import load_library, run_op
-from .channel_bias import in_cpu_dygraph, in_eager_mode
+from .channel_bias import in_cpu_dygraph
 
 
 def group_softmax(x: paddle.Tensor, group_size: int) -> paddle.Tensor:
@@ -25,15 +25,10 @@ def group_softmax(x: paddle.Tensor, group_size: int) -> paddle.Tensor:
         load_library()
         return run_op("pdcn_group_softmax", x, int(group_size))
     groups = x.shape[-1] // group_size
-    if in_eager_mode():
-        # unflatten/flatten keep an empty batch's sizes (reshape's 0 = "copy the size" turned
-        # [0, H, W, G*k] into [0, 0, 0, G*k])
-        return paddle.flatten(F.softmax(paddle.unflatten(x, -1, [groups, group_size]), axis=-1),
-                              start_axis=len(x.shape) - 1)
-    # traced (AST or SOT): the leading sizes may be unknown (an InputSpec's None H and W; SOT's
-    # symbolic sizes once a call changes them), which unflatten refuses beyond one, and a
-    # shape of 0s ("copy the size") fails an empty batch (read as literal zeros); the sizes
-    # as a shape tensor serve every case
+    # the sizes as a shape tensor, in every mode: traced (AST or SOT) the leading sizes may be
+    # unknown (an InputSpec's None H and W; SOT's symbolic sizes once a call changes them),
+    # which unflatten refuses beyond one, and a shape of 0s ("copy the size") fails an empty
+    # batch (read as literal zeros for a zero-size tensor)
     shape = paddle.shape(x)
     tail = [paddle.full([1], v, dtype=shape.dtype) for v in (groups, group_size)]
     grouped = paddle.concat([shape[:-1]] + tail)
